@@ -1,0 +1,170 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// BatcherConfig configures a Batcher.
+type BatcherConfig struct {
+	// MaxBatch is the most saves plus updates written in one Store.Write.
+	// Default 2048.
+	MaxBatch int
+	// QueueSize is how many requests may wait for a write; past it Save and
+	// Update fail at once with ErrBusy. Default 65536.
+	QueueSize int
+	// DedupWindow is how long a published id is remembered. Default 2 min.
+	DedupWindow time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c *BatcherConfig) setDefaults() {
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 2048
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 65536
+	}
+	if c.DedupWindow <= 0 {
+		c.DedupWindow = 2 * time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Batcher is the group-commit writer: it queues saves and updates from many
+// goroutines and writes them with as few Store.Write calls as it can. While
+// one write (and its sync) is in flight, the next batch fills up, so the
+// batch size follows the load with no timer.
+//
+// Callbacks run on the Batcher's goroutine, in request order, after the
+// write that carried the request returned; they must not block.
+type Batcher struct {
+	st  Store
+	cfg BatcherConfig
+	q   chan request // capacity cfg.QueueSize
+
+	mu     sync.RWMutex // guards closed; senders hold it shared while they send
+	closed bool
+}
+
+type request struct {
+	save     *Message
+	update   Update
+	onSave   func(SaveResult, error)
+	onUpdate func(error)
+}
+
+// NewBatcher returns a Batcher writing to st. It starts nothing: call Run.
+func NewBatcher(st Store, cfg BatcherConfig) *Batcher {
+	cfg.setDefaults()
+	return &Batcher{st: st, cfg: cfg, q: make(chan request, cfg.QueueSize)}
+}
+
+// Save queues m. done is called exactly once with the save's result, unless
+// Save itself returns an error (ErrBusy, ErrClosed), in which case it is
+// never called.
+func (b *Batcher) Save(m *Message, done func(SaveResult, error)) error {
+	return b.enqueue(request{save: m, onSave: done})
+}
+
+// Update queues u. done, if not nil, is called exactly once with the
+// outcome, unless Update itself returns an error.
+func (b *Batcher) Update(u Update, done func(error)) error {
+	return b.enqueue(request{update: u, onUpdate: done})
+}
+
+func (b *Batcher) enqueue(r request) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return ErrClosed
+	}
+	select {
+	case b.q <- r:
+		return nil
+	default:
+		return ErrBusy
+	}
+}
+
+// Pending is the number of queued requests.
+func (b *Batcher) Pending() int { return len(b.q) }
+
+// Run writes batches until ctx ends, then refuses new work, writes what is
+// queued and returns nil. It returns only after every accepted request got
+// its callback.
+func (b *Batcher) Run(ctx context.Context) error {
+	batch := make([]request, 0, b.cfg.MaxBatch)
+	for {
+		select {
+		case r := <-b.q:
+			batch = b.fill(append(batch[:0], r))
+			b.write(ctx, batch)
+		case <-ctx.Done():
+			b.mu.Lock()
+			b.closed = true
+			b.mu.Unlock()
+			// Drain with a context that is not cancelled: accepted work is
+			// written, not dropped, on an orderly shutdown.
+			final := context.WithoutCancel(ctx)
+			for len(b.q) > 0 {
+				batch = b.fill(batch[:0])
+				b.write(final, batch)
+			}
+			return nil
+		}
+	}
+}
+
+// fill adds queued requests to batch without waiting, up to MaxBatch.
+func (b *Batcher) fill(batch []request) []request {
+	for len(batch) < b.cfg.MaxBatch {
+		select {
+		case r := <-b.q:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (b *Batcher) write(ctx context.Context, batch []request) {
+	if len(batch) == 0 {
+		return
+	}
+	wb := &Batch{Now: b.cfg.Now(), DedupWindow: b.cfg.DedupWindow}
+	for _, r := range batch {
+		if r.save != nil {
+			wb.Saves = append(wb.Saves, r.save)
+		} else {
+			wb.Updates = append(wb.Updates, r.update)
+		}
+	}
+	results, err := b.st.Write(ctx, wb)
+	if err == nil && len(results) != len(wb.Saves) {
+		err = fmt.Errorf("store: backend returned %d results for %d saves", len(results), len(wb.Saves))
+	}
+	if err != nil && errors.Is(err, context.Canceled) {
+		err = fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	i := 0
+	for _, r := range batch {
+		if r.save != nil {
+			var res SaveResult
+			if err == nil {
+				res = results[i]
+			}
+			i++
+			r.onSave(res, err)
+		} else if r.onUpdate != nil {
+			r.onUpdate(err)
+		}
+	}
+}

@@ -1,0 +1,113 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kitenats/kitenats/store"
+)
+
+// recordingStore records the batches it is given and blocks each write until
+// released, so tests can see group commit happen.
+type recordingStore struct {
+	store.Store
+	mu      sync.Mutex
+	batches []*store.Batch
+	gate    chan struct{}
+	fail    error
+}
+
+func (s *recordingStore) Write(_ context.Context, b *store.Batch) ([]store.SaveResult, error) {
+	if s.gate != nil {
+		<-s.gate
+	}
+	s.mu.Lock()
+	s.batches = append(s.batches, b)
+	s.mu.Unlock()
+	if s.fail != nil {
+		return nil, s.fail
+	}
+	res := make([]store.SaveResult, len(b.Saves))
+	for i, m := range b.Saves {
+		res[i].Seq = m.Seq
+	}
+	return res, nil
+}
+
+func TestBatcherGroupsConcurrentWrites(t *testing.T) {
+	rs := &recordingStore{gate: make(chan struct{})}
+	b := store.NewBatcher(rs, store.BatcherConfig{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- b.Run(ctx) }()
+
+	var wg sync.WaitGroup
+	wg.Add(101)
+	// The first save starts a write that blocks on the gate; the next 100
+	// queue up behind it and must share the second write.
+	require.NoError(t, b.Save(&store.Message{Seq: 1}, func(store.SaveResult, error) { wg.Done() }))
+	require.Eventually(t, func() bool { return b.Pending() == 0 }, time.Second, time.Millisecond)
+	for i := 0; i < 100; i++ {
+		seq := uint64(i + 2)
+		require.NoError(t, b.Save(&store.Message{Seq: seq}, func(r store.SaveResult, err error) {
+			if err != nil || r.Seq != seq {
+				t.Errorf("save %d: result %+v err %v", seq, r, err)
+			}
+			wg.Done()
+		}))
+	}
+	close(rs.gate)
+	wg.Wait()
+	cancel()
+	require.NoError(t, <-done)
+	require.Len(t, rs.batches, 2)
+	require.Len(t, rs.batches[1].Saves, 100)
+}
+
+func TestBatcherReportsWriteFailureToEveryCaller(t *testing.T) {
+	boom := errors.New("disk on fire")
+	rs := &recordingStore{fail: boom}
+	b := store.NewBatcher(rs, store.BatcherConfig{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- b.Run(ctx) }()
+
+	errs := make(chan error, 2)
+	require.NoError(t, b.Save(&store.Message{}, func(_ store.SaveResult, err error) { errs <- err }))
+	require.NoError(t, b.Update(store.Update{Op: store.OpAck}, func(err error) { errs <- err }))
+	require.ErrorIs(t, <-errs, boom)
+	require.ErrorIs(t, <-errs, boom)
+	cancel()
+	require.NoError(t, <-done)
+}
+
+func TestBatcherBusyWhenQueueFull(t *testing.T) {
+	rs := &recordingStore{}
+	b := store.NewBatcher(rs, store.BatcherConfig{QueueSize: 2})
+	noop := func(store.SaveResult, error) {}
+	require.NoError(t, b.Save(&store.Message{}, noop))
+	require.NoError(t, b.Save(&store.Message{}, noop))
+	require.ErrorIs(t, b.Save(&store.Message{}, noop), store.ErrBusy)
+}
+
+func TestBatcherDrainsOnShutdownThenRefuses(t *testing.T) {
+	rs := &recordingStore{}
+	b := store.NewBatcher(rs, store.BatcherConfig{})
+	got := 0
+	for i := 0; i < 10; i++ {
+		require.NoError(t, b.Save(&store.Message{}, func(_ store.SaveResult, err error) {
+			require.NoError(t, err)
+			got++
+		}))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, b.Run(ctx))
+	require.Equal(t, 10, got)
+	require.ErrorIs(t, b.Save(&store.Message{}, func(store.SaveResult, error) {}), store.ErrClosed)
+}
