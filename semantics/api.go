@@ -1,0 +1,317 @@
+package semantics
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/kitenats/kitenats/store"
+)
+
+// apiTimeout bounds the store and registry work of one API call.
+const apiTimeout = 10 * time.Second
+
+// handleAPI serves $KQ.API.>: every reply is a JSON object, with an error
+// member on failure.
+func (b *Broker) handleAPI(msg *Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	res, err := b.api(ctx, strings.TrimPrefix(msg.Subject, "$KQ.API."), msg.Data)
+	if msg.Reply == "" {
+		return
+	}
+	if err != nil {
+		b.reply(msg.Reply, errorBody(err))
+		return
+	}
+	body, err := json.Marshal(res)
+	if err != nil {
+		body = errorBody(errorf(CodeInternal, err, "encoding reply"))
+	}
+	b.reply(msg.Reply, body)
+}
+
+// api routes one call by the subject after $KQ.API.
+func (b *Broker) api(ctx context.Context, call string, body []byte) (any, error) {
+	tok := strings.Split(call, ".")
+	groupAt := func(i int) (string, error) {
+		if len(tok) != i+1 {
+			return "", errorf(CodeBadRequest, nil, "bad API subject $KQ.API.%s", call)
+		}
+		g, err := DecodeToken(tok[i])
+		if err != nil {
+			return "", errorf(CodeBadRequest, err, "bad group token in $KQ.API.%s: %v", call, err)
+		}
+		return g, nil
+	}
+	switch {
+	case call == "STAT":
+		return b.Stat(ctx)
+	case call == "BINDINGS.LIST":
+		return b.listBindings(body)
+	case call == "DLQ.LIST":
+		return b.listDead(ctx, body)
+	case call == "DLQ.REPLAY":
+		return b.replay(body)
+	case call == "TX.LIST" || tok[0] == "TX":
+		return nil, errorf(CodeNotImplemented, nil, "two-phase commit is not implemented yet")
+	case tok[0] == "BIND":
+		g, err := groupAt(1)
+		if err != nil {
+			return nil, err
+		}
+		return b.handleBind(ctx, g, body)
+	case strings.HasPrefix(call, "CONSUMER.DELETE."):
+		g, err := groupAt(2)
+		if err != nil {
+			return nil, err
+		}
+		var req struct {
+			Consumer string `json:"consumer"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, errorf(CodeBadRequest, err, "bad request: %v", err)
+		}
+		if !b.Leave(g, req.Consumer) {
+			return nil, errorf(CodeConflict, nil, "unknown consumer %s of %s", req.Consumer, g)
+		}
+		return map[string]bool{"deleted": true}, nil
+	case strings.HasPrefix(call, "BINDINGS.DELETE."):
+		g, err := groupAt(2)
+		if err != nil {
+			return nil, err
+		}
+		var req bindingSpec
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, errorf(CodeBadRequest, err, "bad request: %v", err)
+		}
+		if err := b.RemoveBinding(ctx, g, req.Topic, req.MessageType); err != nil {
+			return nil, err
+		}
+		return map[string]bool{"deleted": true}, nil
+	}
+	return nil, errorf(CodeNotFound, nil, "unknown API call $KQ.API.%s", call)
+}
+
+// page is the shape of every list reply.
+type page struct {
+	Total  int `json:"total"`
+	Offset int `json:"offset"`
+	Limit  int `json:"limit"`
+	Items  any `json:"items"`
+}
+
+type pageRequest struct {
+	Topic  string `json:"topic"`
+	Group  string `json:"groupId"`
+	ID     string `json:"id"`
+	Offset int    `json:"offset"`
+	Limit  int    `json:"limit"`
+}
+
+func parsePageRequest(body []byte) (pageRequest, error) {
+	var r pageRequest
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &r); err != nil {
+			return r, errorf(CodeBadRequest, err, "bad request: %v", err)
+		}
+	}
+	if r.Offset < 0 || r.Limit < 0 {
+		return r, errorf(CodeBadRequest, nil, "offset and limit must not be negative")
+	}
+	if r.Limit == 0 || r.Limit > 1000 {
+		r.Limit = min(max(r.Limit, 100), 1000)
+	}
+	return r, nil
+}
+
+func (b *Broker) listBindings(body []byte) (any, error) {
+	r, err := parsePageRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	var all []any
+	bs := b.Bindings()
+	names := make([]string, 0, len(bs))
+	for n := range bs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		for _, bd := range bs[n] {
+			all = append(all, bd)
+		}
+	}
+	return paged(all, r), nil
+}
+
+func paged(all []any, r pageRequest) page {
+	p := page{Total: len(all), Offset: r.Offset, Limit: r.Limit, Items: []any{}}
+	if r.Offset < len(all) {
+		p.Items = all[r.Offset:min(len(all), r.Offset+r.Limit)]
+	}
+	return p
+}
+
+// deadItem is one dead letter as the DLQ API shows it.
+type deadItem struct {
+	ID          string            `json:"id"`
+	Topic       string            `json:"topic"`
+	MessageType string            `json:"messageType"`
+	Group       string            `json:"groupId"`
+	Publisher   string            `json:"publishGroup"`
+	Reason      string            `json:"reason"`
+	At          int64             `json:"at"`
+	Created     int64             `json:"created"`
+	Properties  map[string]string `json:"properties,omitempty"`
+	Body        []byte            `json:"body"`
+}
+
+func (b *Broker) listDead(ctx context.Context, body []byte) (any, error) {
+	r, err := parsePageRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	if r.Topic == "" || r.Group == "" {
+		return nil, errorf(CodeBadRequest, nil, "DLQ.LIST needs topic and groupId")
+	}
+	dls, total, err := b.st.DeadLetters(ctx, r.Topic, r.Group, r.Offset, r.Limit)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	items := make([]deadItem, 0, len(dls))
+	for _, d := range dls {
+		m := d.Message
+		it := deadItem{ID: m.ID, Topic: m.Topic, MessageType: m.MessageType, Group: d.Group, Publisher: m.Group,
+			Reason: d.Reason, At: d.At.Unix(), Created: m.Created.Unix(), Body: m.Body}
+		for _, p := range m.Properties {
+			if it.Properties == nil {
+				it.Properties = make(map[string]string)
+			}
+			it.Properties[p.Key] = p.Value
+		}
+		items = append(items, it)
+	}
+	return page{Total: total, Offset: r.Offset, Limit: r.Limit, Items: items}, nil
+}
+
+// replay re-queues one dead letter for its group only.
+func (b *Broker) replay(body []byte) (any, error) {
+	r, err := parsePageRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	if r.Topic == "" || r.Group == "" || r.ID == "" {
+		return nil, errorf(CodeBadRequest, nil, "DLQ.REPLAY needs topic, id and groupId")
+	}
+	done := make(chan error, 1)
+	b.update(store.Update{Op: store.OpReplay, Topic: r.Topic, ID: r.ID, Group: r.Group, Next: b.cfg.Now()}, func(err error) { done <- err })
+	if err := <-done; err != nil {
+		return nil, storeError(err)
+	}
+	b.mu.Lock()
+	b.group(r.Group).drained = false
+	b.mu.Unlock()
+	b.wake()
+	return map[string]bool{"replayed": true}, nil
+}
+
+// counters are the broker's monotonic counts, reported by STAT.
+type counters struct {
+	published   atomic.Int64 // accepted publishes
+	refused     atomic.Int64 // publishes answered with an error
+	dropped     atomic.Int64 // group copies dropped (non-persistent, fly)
+	delivered   atomic.Int64 // deliveries sent
+	redelivered atomic.Int64 // deliveries after the first attempt
+	acked       atomic.Int64
+	nacked      atomic.Int64
+	timeouts    atomic.Int64 // deliveries whose ack wait ran out
+}
+
+// Stat is the reply of $KQ.API.STAT.
+type Stat struct {
+	Broker      string            `json:"broker"`
+	Topics      []store.TopicStat `json:"topics"`
+	Groups      []GroupStat       `json:"groups"`
+	Consumers   []ConsumerStat    `json:"consumers"`
+	Published   int64             `json:"published"`
+	Refused     int64             `json:"refused"`
+	Dropped     int64             `json:"dropped"`
+	Delivered   int64             `json:"delivered"`
+	Redelivered int64             `json:"redelivered"`
+	Acked       int64             `json:"acked"`
+	Nacked      int64             `json:"nacked"`
+	Timeouts    int64             `json:"timeouts"`
+	WriteQueue  int               `json:"writeQueue"`
+}
+
+// GroupStat counts the messages of one (topic, group).
+type GroupStat struct {
+	Topic    string `json:"topic"`
+	Group    string `json:"groupId"`
+	Pending  int64  `json:"pending"` // stored, not acknowledged (in flight included)
+	Inflight int64  `json:"inflight"`
+	Dead     int64  `json:"dead"`
+}
+
+// ConsumerStat describes one live consumer.
+type ConsumerStat struct {
+	ID           string `json:"id"`
+	Group        string `json:"groupId"`
+	Conn         uint64 `json:"conn,omitempty"`
+	Inflight     int    `json:"inflight"`
+	MaxInflight  int    `json:"maxInflight"`
+	WarmingupSec int    `json:"warmingupSec"`
+}
+
+// Stat returns the broker's counters.
+func (b *Broker) Stat(ctx context.Context) (*Stat, error) {
+	st, err := b.st.Stats(ctx)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	s := &Stat{
+		Broker: b.cfg.BrokerID, Topics: st.Topics,
+		Published: b.counters.published.Load(), Refused: b.counters.refused.Load(),
+		Dropped: b.counters.dropped.Load(), Delivered: b.counters.delivered.Load(),
+		Redelivered: b.counters.redelivered.Load(), Acked: b.counters.acked.Load(),
+		Nacked: b.counters.nacked.Load(), Timeouts: b.counters.timeouts.Load(),
+		WriteQueue: b.w.Pending(),
+	}
+	if s.Topics == nil {
+		s.Topics = []store.TopicStat{}
+	}
+	rows := make(map[[2]string]*GroupStat)
+	for _, g := range st.Groups {
+		rows[[2]string{g.Topic, g.Group}] = &GroupStat{Topic: g.Topic, Group: g.Group, Pending: g.Pending, Dead: g.Dead}
+	}
+	b.mu.Lock()
+	for _, f := range b.inflight {
+		k := [2]string{f.d.Message.Topic, f.d.Group}
+		if rows[k] == nil {
+			rows[k] = &GroupStat{Topic: k[0], Group: k[1]}
+		}
+		rows[k].Inflight++
+	}
+	for _, c := range b.consumers {
+		s.Consumers = append(s.Consumers, ConsumerStat{ID: c.id, Group: c.group.name, Conn: c.conn,
+			Inflight: c.inflight, MaxInflight: c.maxInflight, WarmingupSec: int(c.warmup / time.Second)})
+	}
+	b.mu.Unlock()
+	s.Groups = []GroupStat{}
+	for _, r := range rows {
+		s.Groups = append(s.Groups, *r)
+	}
+	sort.Slice(s.Groups, func(i, j int) bool {
+		a, c := s.Groups[i], s.Groups[j]
+		return a.Topic < c.Topic || a.Topic == c.Topic && a.Group < c.Group
+	})
+	sort.Slice(s.Consumers, func(i, j int) bool { return s.Consumers[i].ID < s.Consumers[j].ID })
+	if s.Consumers == nil {
+		s.Consumers = []ConsumerStat{}
+	}
+	return s, nil
+}

@@ -1,0 +1,353 @@
+package semantics
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/kitenats/kitenats/registry"
+	"github.com/kitenats/kitenats/store"
+)
+
+// Msg is a NATS message as the broker sees it.
+type Msg struct {
+	Subject string
+	Reply   string
+	Header  map[string][]string
+	Data    []byte
+}
+
+// Transport is the broker's own NATS connection (satisfied by an adapter
+// over bridge's in-process connection).
+type Transport interface {
+	// Publish sends m; it must not block for long (a buffered send).
+	Publish(m *Msg) error
+	// Subscribe calls fn for every message on subject (with queue group
+	// queue when not empty), one at a time, until stop is called.
+	Subscribe(subject, queue string, fn func(*Msg)) (stop func() error, err error)
+}
+
+// Locator finds the client connections that hold a plain subscription on a
+// subject (satisfied by bridge.Server.Holders).
+type Locator interface {
+	Holders(subject string) ([]uint64, error)
+}
+
+// BindingKeeper makes the bindings declared by BIND durable: in the store
+// while no registry is configured, else in the registry. A static registry
+// returns registry.ErrStatic.
+type BindingKeeper interface {
+	KeepBindings(ctx context.Context, group string, bs []registry.Binding) error
+}
+
+// Config configures a Broker. Zero fields take the defaults given.
+type Config struct {
+	// BrokerID is this broker's token in ack subjects. Default: random.
+	BrokerID string
+	// Topics served; empty serves every topic (the standalone default).
+	Topics []string
+	// AckWait is how long a consumer has to acknowledge a delivery, unless
+	// its BIND says otherwise. Default 5 s (KiteQ's deliverySeconds).
+	AckWait time.Duration
+	// LeaseMargin is added to the ack wait in the stored next-attempt time
+	// of an in-flight delivery, so that after a crash it is redelivered
+	// once the lease ends. Default 2 s.
+	LeaseMargin time.Duration
+	// MaxInflight is the default number of unacknowledged deliveries per
+	// consumer. Default 1000.
+	MaxInflight int
+	// Windows is the redelivery schedule. Default KiteQWindows.
+	Windows []Window
+	// AcceptRate is the broker-wide limit of accepted publishes per second
+	// (burst half of it), KiteQ's recievePermitsPerSecond. 0 = off.
+	AcceptRate int
+	// MaxMessageBytes bounds headers plus body. Default 4 MiB.
+	MaxMessageBytes int
+	// TickInterval is the period of the recover loop. Default 100 ms.
+	TickInterval time.Duration
+	// RecoverPage is the most messages read from the store per group and
+	// pass. Default 512.
+	RecoverPage int
+	// DrainTimeout bounds how long shutdown waits for in-flight
+	// deliveries. Default 5 s.
+	DrainTimeout time.Duration
+	// Batcher configures the group-commit writer.
+	Batcher store.BatcherConfig
+	// Now is the clock of every timing decision. Default time.Now.
+	Now func() time.Time
+	// Seed seeds the random choice of consumers and the warmup draws.
+	// Default: random.
+	Seed uint64
+	// Logger receives lifecycle logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// flyAttempts is the most delivery attempts of a fly message per group.
+const flyAttempts = 3
+
+func (c *Config) setDefaults() {
+	if c.BrokerID == "" {
+		c.BrokerID = randomToken(6)
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 5 * time.Second
+	}
+	if c.LeaseMargin <= 0 {
+		c.LeaseMargin = 2 * time.Second
+	}
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = 1000
+	}
+	if c.Windows == nil {
+		c.Windows = KiteQWindows
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 4 << 20
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.RecoverPage <= 0 {
+		c.RecoverPage = 512
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 5 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Batcher.Now == nil {
+		c.Batcher.Now = c.Now
+	}
+	if c.Seed == 0 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		for _, x := range b {
+			c.Seed = c.Seed<<8 | uint64(x)
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports a configuration the broker cannot run with.
+func (c *Config) Validate() error {
+	if !tokenOK(c.BrokerID) {
+		return fmt.Errorf("semantics: broker id %q must be one subject token of letters, digits, - or _", c.BrokerID)
+	}
+	if c.AcceptRate < 0 {
+		return fmt.Errorf("semantics: negative accept rate %d", c.AcceptRate)
+	}
+	_, err := NewSchedule(c.Windows)
+	return err
+}
+
+// Broker applies KiteQ's semantics to NATS (and, through Join, to any other
+// protocol): it validates and stores publishes, dispatches each message to
+// one consumer of every matching group, tracks acknowledgements, and
+// redelivers on the schedule until the deliver limit or expiry.
+//
+// Lock order: Broker.mu is the only lock of the package; it is never held
+// across store I/O or a Transport call.
+type Broker struct {
+	cfg    Config
+	log    *slog.Logger
+	sched  Schedule
+	st     store.Store
+	w      *store.Batcher
+	tr     Transport
+	loc    Locator
+	keeper BindingKeeper
+	served map[string]bool // empty: every topic
+	accept *rate.Limiter   // nil: no accept limit
+	kick   chan struct{}   // capacity 1: wakes the recover loop early
+
+	seq      atomic.Uint64
+	counters counters
+
+	mu        sync.Mutex // guards everything below
+	rnd       *mrand.Rand
+	groups    map[string]*group
+	routes    map[string][]route // topic → bindings of every group on it
+	consumers map[string]*consumer
+	byConn    map[uint64][]*consumer
+	inflight  map[string]*flight   // delivery id → flight
+	flying    map[flightKey]string // (topic, id, group) → delivery id
+	used      *usedIDs
+	draining  bool
+}
+
+// New builds a broker over st. It starts nothing: call Run. initial holds
+// the bindings loaded from the store or the registry, by group.
+func New(cfg Config, st store.Store, tr Transport, loc Locator, keeper BindingKeeper, initial map[string][]registry.Binding) (*Broker, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	sched, _ := NewSchedule(cfg.Windows)
+	b := &Broker{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		sched:     sched,
+		st:        st,
+		w:         store.NewBatcher(st, cfg.Batcher),
+		tr:        tr,
+		loc:       loc,
+		keeper:    keeper,
+		served:    make(map[string]bool),
+		kick:      make(chan struct{}, 1),
+		rnd:       mrand.New(mrand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		groups:    make(map[string]*group),
+		routes:    make(map[string][]route),
+		consumers: make(map[string]*consumer),
+		byConn:    make(map[uint64][]*consumer),
+		inflight:  make(map[string]*flight),
+		flying:    make(map[flightKey]string),
+		used:      newUsedIDs(1 << 16),
+	}
+	for _, t := range cfg.Topics {
+		b.served[t] = true
+	}
+	if cfg.AcceptRate > 0 {
+		b.accept = rate.NewLimiter(rate.Limit(cfg.AcceptRate), max(1, cfg.AcceptRate/2))
+	}
+	b.seq.Store(uint64(cfg.Now().UnixMicro()))
+	for g, bs := range initial {
+		b.group(g).setBindings(bs)
+	}
+	b.rebuildRoutes()
+	return b, nil
+}
+
+// ID returns the broker's token in ack subjects.
+func (b *Broker) ID() string { return b.cfg.BrokerID }
+
+// Run serves until ctx ends, then shuts down in order: stop taking
+// publishes, wait (up to DrainTimeout) for in-flight deliveries, stop acks
+// and the recover loop, and flush the store writer. It returns the first
+// error that stopped it.
+func (b *Broker) Run(ctx context.Context) error {
+	wctx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = b.w.Run(wctx) }()
+	defer func() { stopWriter(); wg.Wait() }()
+
+	stopAcks, err := b.tr.Subscribe("$KQ.ACK.*."+b.cfg.BrokerID+".*.*", "", b.handleAck)
+	if err != nil {
+		return fmt.Errorf("semantics: subscribe acks: %w", err)
+	}
+	defer func() { _ = stopAcks() }()
+	stopAPI, err := b.tr.Subscribe("$KQ.API.>", "kq", b.handleAPI)
+	if err != nil {
+		return fmt.Errorf("semantics: subscribe api: %w", err)
+	}
+	defer func() { _ = stopAPI() }()
+	stopPub, err := b.tr.Subscribe(SubjectPrefix+".>", "kq", b.handlePublish)
+	if err != nil {
+		return fmt.Errorf("semantics: subscribe publishes: %w", err)
+	}
+	b.log.Info("semantics: serving", "broker", b.cfg.BrokerID)
+
+	b.loop(ctx)
+
+	_ = stopPub()
+	b.drain()
+	return nil
+}
+
+// loop runs the recover loop until ctx ends.
+func (b *Broker) loop(ctx context.Context) {
+	t := time.NewTicker(b.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			b.Tick(ctx, true)
+		case <-b.kick:
+			b.Tick(ctx, false)
+		}
+	}
+}
+
+// drain waits for in-flight deliveries to end, up to DrainTimeout.
+func (b *Broker) drain() {
+	b.mu.Lock()
+	b.draining = true
+	b.mu.Unlock()
+	deadline := time.Now().Add(b.cfg.DrainTimeout)
+	for time.Now().Before(deadline) {
+		b.mu.Lock()
+		n := len(b.inflight)
+		b.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.log.Warn("semantics: shutdown with deliveries in flight; they are redelivered after restart")
+}
+
+// wake asks the recover loop for an early pass.
+func (b *Broker) wake() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// nextSeq returns the next publish sequence: increasing for the life of the
+// broker and, since it starts at the clock in microseconds, across restarts.
+func (b *Broker) nextSeq() uint64 { return b.seq.Add(1) }
+
+// newMessageID makes a random message id of 32 lower-case hex digits.
+func newMessageID() string { return randomToken(16) }
+
+func randomToken(n int) string {
+	buf := make([]byte, n)
+	_, _ = rand.Read(buf)
+	return hex.EncodeToString(buf)
+}
+
+func tokenOK(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !plain(s[i]) || s[i] == '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// served reports whether topic is served here.
+func (b *Broker) serves(topic string) bool {
+	return len(b.served) == 0 || b.served[topic]
+}
+
+// storeError maps a store failure to its wire error.
+func storeError(err error) *Error {
+	switch {
+	case errors.Is(err, store.ErrFull):
+		return errorf(CodeUnavailable, err, "store full")
+	case errors.Is(err, store.ErrBusy):
+		return errorf(CodeUnavailable, err, "store busy: too many writes waiting")
+	case errors.Is(err, store.ErrClosed):
+		return errorf(CodeUnavailable, err, "broker shutting down")
+	default:
+		return errorf(CodeUnavailable, err, "store unavailable")
+	}
+}

@@ -1,0 +1,203 @@
+package semantics
+
+import (
+	"sort"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/kitenats/kitenats/registry"
+	"github.com/kitenats/kitenats/store"
+)
+
+// Delivery is one attempt to deliver a message to one consumer.
+type Delivery struct {
+	ID       string // random, unique per attempt
+	Consumer string
+	Group    string // the consuming group
+	Attempt  int    // this group's attempt number, from 1
+	Message  *store.Message
+}
+
+// Endpoint pushes deliveries to one consumer: a NATS deliver subject, or a
+// KiteQ connection through the compat adapter. Deliver must not block for
+// long; an error counts as a failed attempt.
+type Endpoint interface {
+	Deliver(d *Delivery) error
+}
+
+// ConsumerSpec describes a consumer joining a group.
+type ConsumerSpec struct {
+	Group string
+	// Key identifies the consumer for idempotent joins: joining again with
+	// the same (Group, Key, Conn) returns the same consumer.
+	Key  string
+	Conn uint64 // the holding connection; 0 when not a NATS connection
+	// Warmup is the ramp of kiteq-protocol.md §8.1 (0: none).
+	Warmup      time.Duration
+	MaxInflight int           // 0: the broker default
+	AckWait     time.Duration // 0: the broker default
+	Endpoint    Endpoint
+}
+
+// group is one consumer group: its bindings and its live consumers.
+type group struct {
+	name      string
+	bindings  []registry.Binding
+	consumers []*consumer
+	limiters  map[string]*rate.Limiter // topic → watermark limiter (absent: unlimited)
+	// drained is set when the store had no more due messages for the group
+	// at the last look; any new due state clears it.
+	drained bool
+}
+
+// consumer is one member of a group that deliveries can go to.
+type consumer struct {
+	id          string
+	key         string
+	conn        uint64
+	group       *group
+	ep          Endpoint
+	authAt      time.Time
+	warmup      time.Duration
+	maxInflight int
+	ackWait     time.Duration
+	inflight    int
+}
+
+// route is one binding of one group, compiled, on a topic.
+type route struct {
+	g *group
+	m registry.Matcher
+}
+
+// group returns the group named name, creating it.
+// caller must hold b.mu (or own b exclusively, as New does)
+func (b *Broker) group(name string) *group {
+	g := b.groups[name]
+	if g == nil {
+		g = &group{name: name, limiters: make(map[string]*rate.Limiter)}
+		b.groups[name] = g
+	}
+	return g
+}
+
+// setBindings replaces g's bindings and refreshes its watermark limiters.
+func (g *group) setBindings(bs []registry.Binding) {
+	g.bindings = append([]registry.Binding(nil), bs...)
+	seen := make(map[string]bool)
+	for _, bd := range g.bindings {
+		if seen[bd.Topic] {
+			continue // the first binding of a topic sets its watermark
+		}
+		seen[bd.Topic] = true
+		w := int(bd.Watermark)
+		l := g.limiters[bd.Topic]
+		switch {
+		case w <= 0:
+			delete(g.limiters, bd.Topic)
+		case l == nil || int(l.Limit()) != w:
+			g.limiters[bd.Topic] = rate.NewLimiter(rate.Limit(w), max(1, w/2))
+		}
+	}
+	for t := range g.limiters {
+		if !seen[t] {
+			delete(g.limiters, t)
+		}
+	}
+}
+
+// rebuildRoutes recomputes the topic index from every group's bindings.
+// caller must hold b.mu
+func (b *Broker) rebuildRoutes() {
+	b.routes = make(map[string][]route)
+	names := make([]string, 0, len(b.groups))
+	for n := range b.groups {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		g := b.groups[n]
+		for _, bd := range g.bindings {
+			b.routes[bd.Topic] = append(b.routes[bd.Topic], route{g: g, m: registry.Compile(bd)})
+		}
+	}
+}
+
+// matching returns each group with a binding matching (topic, type) once,
+// and whether that group has a persistent matching binding.
+// caller must hold b.mu
+func (b *Broker) matching(topic, messageType string) ([]*group, []bool) {
+	var gs []*group
+	var persistent []bool
+	for _, r := range b.routes[topic] {
+		if !r.m.Matches(topic, messageType) {
+			continue
+		}
+		i := 0
+		for ; i < len(gs) && gs[i] != r.g; i++ {
+		}
+		if i == len(gs) {
+			gs = append(gs, r.g)
+			persistent = append(persistent, false)
+		}
+		persistent[i] = persistent[i] || r.m.Persistent
+	}
+	return gs, persistent
+}
+
+// binds reports whether g still has a binding matching (topic, type), and
+// whether one of them is persistent.
+func (g *group) binds(topic, messageType string) (match, persistent bool) {
+	for _, bd := range g.bindings {
+		if registry.Compile(bd).Matches(topic, messageType) {
+			match = true
+			persistent = persistent || bd.Persistent
+		}
+	}
+	return match, persistent
+}
+
+// allowed takes a watermark token for topic at now.
+func (g *group) allowed(topic string, now time.Time) bool {
+	l := g.limiters[topic]
+	return l == nil || l.AllowN(now, 1)
+}
+
+// tokens is how many deliveries the watermark of topic allows at now.
+func (g *group) tokens(topic string, now time.Time, ceiling int) int {
+	l := g.limiters[topic]
+	if l == nil {
+		return ceiling
+	}
+	return min(ceiling, int(l.TokensAt(now)))
+}
+
+// capacity is how many more deliveries the group's consumers can take.
+func (g *group) capacity() int {
+	n := 0
+	for _, c := range g.consumers {
+		n += max(0, c.maxInflight-c.inflight)
+	}
+	return n
+}
+
+// choose picks one eligible consumer of g at random: under its in-flight
+// limit and passing the warmup ramp. nil when none is eligible.
+// caller must hold b.mu
+func (b *Broker) choose(g *group, now time.Time) *consumer {
+	var pick *consumer
+	n := 0
+	for _, c := range g.consumers {
+		if c.inflight >= c.maxInflight || !warmedUp(c.authAt, c.warmup, now, b.rnd.IntN) {
+			continue
+		}
+		// Reservoir sampling: each eligible consumer is kept with
+		// probability 1/n, so the pick is uniform without a slice.
+		n++
+		if b.rnd.IntN(n) == 0 {
+			pick = c
+		}
+	}
+	return pick
+}

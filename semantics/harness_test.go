@@ -1,0 +1,222 @@
+package semantics
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/kitenats/kitenats/registry"
+	"github.com/kitenats/kitenats/store"
+	"github.com/kitenats/kitenats/store/memory"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// fakeTransport records what the broker publishes.
+type fakeTransport struct {
+	mu  sync.Mutex
+	out []*Msg
+}
+
+func (t *fakeTransport) Publish(m *Msg) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.out = append(t.out, m)
+	return nil
+}
+
+func (t *fakeTransport) Subscribe(string, string, func(*Msg)) (func() error, error) {
+	return func() error { return nil }, nil
+}
+
+// take returns and forgets the messages published on subjects with prefix.
+func (t *fakeTransport) take(prefix string) []*Msg {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var got, rest []*Msg
+	for _, m := range t.out {
+		if strings.HasPrefix(m.Subject, prefix) {
+			got = append(got, m)
+		} else {
+			rest = append(rest, m)
+		}
+	}
+	t.out = rest
+	return got
+}
+
+type fakeLocator map[string][]uint64
+
+func (l fakeLocator) Holders(s string) ([]uint64, error) { return l[s], nil }
+
+type fakeKeeper struct {
+	mu   sync.Mutex
+	kept map[string][]registry.Binding
+	err  error
+}
+
+func (k *fakeKeeper) KeepBindings(_ context.Context, g string, bs []registry.Binding) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.err != nil {
+		return k.err
+	}
+	if k.kept == nil {
+		k.kept = make(map[string][]registry.Binding)
+	}
+	k.kept[g] = bs
+	return nil
+}
+
+// harness is a broker over a memory store, a fake transport and a fake
+// clock. The store writer runs; the recover loop only runs through tick.
+type harness struct {
+	t      *testing.T
+	b      *Broker
+	clk    *fakeClock
+	tr     *fakeTransport
+	loc    fakeLocator
+	keeper *fakeKeeper
+	st     *memory.Store
+	ctx    context.Context
+}
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func newHarness(t *testing.T, mod func(*Config)) *harness {
+	t.Helper()
+	h := &harness{t: t, clk: &fakeClock{t: t0}, tr: &fakeTransport{}, loc: fakeLocator{}, keeper: &fakeKeeper{}, st: memory.New(memory.Config{})}
+	cfg := Config{BrokerID: "b1", Now: h.clk.Now, Seed: 7}
+	if mod != nil {
+		mod(&cfg)
+	}
+	b, err := New(cfg, h.st, h.tr, h.loc, h.keeper, nil)
+	require.NoError(t, err)
+	h.b = b
+	ctx, cancel := context.WithCancel(context.Background())
+	h.ctx = ctx
+	done := make(chan struct{})
+	go func() { _ = b.w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return h
+}
+
+// settle waits until every store write queued so far has been applied and
+// its callbacks have run.
+func (h *harness) settle() {
+	h.t.Helper()
+	done := make(chan error, 1)
+	require.NoError(h.t, h.b.w.Update(store.Update{Op: store.OpAck, Topic: "\x00", ID: "\x00"}, func(err error) { done <- err }))
+	require.NoError(h.t, <-done)
+}
+
+func (h *harness) tick() {
+	h.settle()
+	h.b.Tick(h.ctx, true)
+	h.settle()
+}
+
+// bind makes a consumer of group on its own connection and returns its
+// deliver subject and id.
+func (h *harness) bind(group, deliver string, conn uint64, extra string, bindings ...string) string {
+	h.t.Helper()
+	h.loc[deliver] = []uint64{conn}
+	body := `{"deliver":"` + deliver + `","bindings":[` + strings.Join(bindings, ",") + `]` + extra + `}`
+	res := h.api("BIND."+group, body)
+	var r struct{ Consumer string }
+	require.NoError(h.t, json.Unmarshal(res, &r), string(res))
+	require.NotEmpty(h.t, r.Consumer, string(res))
+	return r.Consumer
+}
+
+// api calls $KQ.API.<call> and returns the reply body.
+func (h *harness) api(call, body string) []byte {
+	h.t.Helper()
+	h.b.handleAPI(&Msg{Subject: "$KQ.API." + call, Reply: "_INBOX.api", Data: []byte(body)})
+	h.settle()
+	rs := h.tr.take("_INBOX.api")
+	require.Len(h.t, rs, 1)
+	return rs[0].Data
+}
+
+// publish sends a publish with a reply subject and returns the reply.
+func (h *harness) publish(subject string, hdr map[string][]string, body string) []byte {
+	h.t.Helper()
+	h.b.handlePublish(&Msg{Subject: subject, Reply: "_INBOX.pub", Header: hdr, Data: []byte(body)})
+	h.settle()
+	rs := h.tr.take("_INBOX.pub")
+	require.Len(h.t, rs, 1)
+	return rs[0].Data
+}
+
+// ack sends payload as the reply to delivery d and returns the answer.
+func (h *harness) ack(d *Msg, payload string) []byte {
+	h.t.Helper()
+	h.b.handleAck(&Msg{Subject: d.Reply, Reply: "_INBOX.ack", Data: []byte(payload)})
+	h.settle()
+	rs := h.tr.take("_INBOX.ack")
+	require.Len(h.t, rs, 1)
+	return rs[0].Data
+}
+
+func (h *harness) deliveries(deliver string) []*Msg { return h.tr.take(deliver) }
+
+func (h *harness) stat() *Stat {
+	h.t.Helper()
+	s, err := h.b.Stat(context.Background())
+	require.NoError(h.t, err)
+	return s
+}
+
+func (h *harness) groupStat(topic, group string) GroupStat {
+	for _, g := range h.stat().Groups {
+		if g.Topic == topic && g.Group == group {
+			return g
+		}
+	}
+	return GroupStat{Topic: topic, Group: group}
+}
+
+func direct(topic, mt string, persistent bool) string {
+	p := "false"
+	if persistent {
+		p = "true"
+	}
+	return `{"topic":"` + topic + `","messageType":"` + mt + `","bindType":"direct","persistent":` + p + `}`
+}
+
+func errCode(t *testing.T, body []byte) int {
+	t.Helper()
+	var r struct {
+		Error *apiError `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal(body, &r), string(body))
+	if r.Error == nil {
+		return 0
+	}
+	return r.Error.Code
+}

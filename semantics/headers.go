@@ -1,0 +1,233 @@
+package semantics
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kitenats/kitenats/store"
+)
+
+// Publish and delivery header names (NATS-PROTOCOL.md §2, §4). Case-sensitive.
+const (
+	HdrMsgID        = "Kq-Msg-Id"
+	HdrGroup        = "Kq-Group"
+	HdrExpires      = "Kq-Expires"
+	HdrDeliverLimit = "Kq-Deliver-Limit"
+	HdrTx           = "Kq-Tx"
+	HdrFly          = "Kq-Fly"
+	HdrBodyType     = "Kq-Body-Type"
+	HdrTopic        = "Kq-Topic"
+	HdrMessageType  = "Kq-Message-Type"
+	HdrDeliverCount = "Kq-Deliver-Count"
+	HdrCreated      = "Kq-Created"
+	HdrNatsMsgID    = "Nats-Msg-Id"
+	HdrNatsTTL      = "Nats-TTL"
+)
+
+// Limits of a message (kiteq-protocol.md §4.2).
+const (
+	MaxDeliverLimit = 100
+	MaxExpiry       = 7 * 24 * time.Hour
+)
+
+// Publication is a validated publish: the message to store and how.
+type Publication struct {
+	Message *store.Message
+	Fly     bool // deliver without persisting
+	Prepare bool // two-phase: store, deliver nothing until commit
+}
+
+// publishHeaders lists the Kq-* headers a publisher may send.
+var publishHeaders = map[string]bool{
+	HdrMsgID: true, HdrGroup: true, HdrExpires: true, HdrDeliverLimit: true,
+	HdrTx: true, HdrFly: true, HdrBodyType: true,
+}
+
+// ParsePublish validates a NATS publish of (topic, messageType) and builds
+// its message. now is the broker's clock; newID makes an id when the
+// publisher gave none. Any refusal is a 400 *Error.
+func ParsePublish(topic, messageType string, hdr map[string][]string, body []byte, now time.Time, newID func() string) (*Publication, error) {
+	m := &store.Message{
+		Topic:        topic,
+		MessageType:  messageType,
+		BodyType:     store.BodyBytes,
+		Body:         body,
+		Created:      now.Truncate(time.Second),
+		Expires:      now.Add(MaxExpiry),
+		DeliverLimit: MaxDeliverLimit,
+	}
+	p := &Publication{Message: m}
+	first := func(k string) string { return hdr[k][0] }
+	var keys []string
+	for k, v := range hdr {
+		if len(v) > 0 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var err error
+	for _, k := range keys {
+		switch {
+		case strings.HasPrefix(k, "Kq-"):
+			if !publishHeaders[k] {
+				return nil, errorf(CodeBadRequest, nil, "unknown header %s", k)
+			}
+		case strings.HasPrefix(k, "Nats-"):
+			if k != HdrNatsMsgID && k != HdrNatsTTL {
+				return nil, errorf(CodeBadRequest, nil, "header %s is not supported", k)
+			}
+		default:
+			m.Properties = append(m.Properties, store.Property{Key: k, Value: first(k)})
+		}
+	}
+	if v, ok := hdr[HdrMsgID]; ok && len(v) > 0 {
+		if !ValidMessageID(v[0]) {
+			return nil, errorf(CodeBadRequest, nil, "%s %q is not 32 hex digits", HdrMsgID, v[0])
+		}
+		m.ID = v[0]
+	} else if v, ok := hdr[HdrNatsMsgID]; ok && len(v) > 0 {
+		m.ID = DedupID(topic, v[0])
+	} else {
+		m.ID = newID()
+	}
+	if v, ok := hdr[HdrGroup]; ok && len(v) > 0 {
+		m.Group = v[0]
+	}
+	if m.Expires, err = parseExpiry(hdr, now); err != nil {
+		return nil, err
+	}
+	if v, ok := hdr[HdrDeliverLimit]; ok && len(v) > 0 {
+		n, err := strconv.Atoi(v[0])
+		if err != nil || n < 1 || n > MaxDeliverLimit {
+			return nil, errorf(CodeBadRequest, err, "%s %q is not in 1..%d", HdrDeliverLimit, v[0], MaxDeliverLimit)
+		}
+		m.DeliverLimit = n
+	}
+	if v, ok := hdr[HdrBodyType]; ok && len(v) > 0 {
+		switch v[0] {
+		case "bytes":
+		case "string":
+			m.BodyType = store.BodyString
+		default:
+			return nil, errorf(CodeBadRequest, nil, "%s %q is not bytes or string", HdrBodyType, v[0])
+		}
+	}
+	if err := parseFlags(p, hdr); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func parseFlags(p *Publication, hdr map[string][]string) error {
+	if v, ok := hdr[HdrFly]; ok && len(v) > 0 {
+		switch v[0] {
+		case "true":
+			p.Fly = true
+		case "false":
+		default:
+			return errorf(CodeBadRequest, nil, "%s %q is not true or false", HdrFly, v[0])
+		}
+	}
+	if v, ok := hdr[HdrTx]; ok && len(v) > 0 {
+		if v[0] != "prepare" {
+			return errorf(CodeBadRequest, nil, "%s %q: only prepare is allowed", HdrTx, v[0])
+		}
+		if p.Fly {
+			return errorf(CodeBadRequest, nil, "%s and %s together: a fly message must be committed", HdrFly, HdrTx)
+		}
+		if len(hdr[HdrMsgID]) == 0 || p.Message.Group == "" {
+			return errorf(CodeBadRequest, nil, "%s needs %s and %s", HdrTx, HdrMsgID, HdrGroup)
+		}
+		p.Prepare = true
+		p.Message.Prepared = true
+	}
+	return nil
+}
+
+// parseExpiry applies Kq-Expires and Nats-TTL (the earlier wins): past is
+// refused, beyond 7 days is clamped.
+func parseExpiry(hdr map[string][]string, now time.Time) (time.Time, error) {
+	limit := now.Add(MaxExpiry)
+	exp := limit
+	if v, ok := hdr[HdrExpires]; ok && len(v) > 0 {
+		sec, err := strconv.ParseInt(v[0], 10, 64)
+		if err != nil {
+			return exp, errorf(CodeBadRequest, err, "%s %q is not Unix seconds", HdrExpires, v[0])
+		}
+		t := time.Unix(sec, 0)
+		if !t.After(now) {
+			return exp, errorf(CodeBadRequest, nil, "%s %q is already past", HdrExpires, v[0])
+		}
+		if t.Before(exp) {
+			exp = t
+		}
+	}
+	if v, ok := hdr[HdrNatsTTL]; ok && len(v) > 0 {
+		d, err := parseTTL(v[0])
+		if err != nil || d < time.Second {
+			return exp, errorf(CodeBadRequest, err, "%s %q is not a duration of at least 1s", HdrNatsTTL, v[0])
+		}
+		if t := now.Add(d); t.Before(exp) {
+			exp = t
+		}
+	}
+	return exp, nil
+}
+
+// parseTTL reads a Go duration ("30m") or whole seconds ("90").
+func parseTTL(s string) (time.Duration, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n > int64(MaxExpiry/time.Second) {
+			n = int64(MaxExpiry / time.Second)
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	return time.ParseDuration(s)
+}
+
+// ValidMessageID reports whether id is exactly 32 hex digits (any case).
+func ValidMessageID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// DedupID is the message id derived from a JetStream Nats-Msg-Id: the first
+// 32 hex digits of SHA-256(topic ‖ 0x00 ‖ natsMsgID).
+func DedupID(topic, natsMsgID string) string {
+	h := sha256.New()
+	h.Write([]byte(topic))
+	h.Write([]byte{0})
+	h.Write([]byte(natsMsgID))
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// deliveryHeaders builds the headers of a delivery of m as attempt number
+// attempt (NATS-PROTOCOL.md §4).
+func deliveryHeaders(m *store.Message, attempt int) map[string][]string {
+	h := make(map[string][]string, 9+len(m.Properties))
+	for _, p := range m.Properties {
+		h[p.Key] = []string{p.Value}
+	}
+	h[HdrMsgID] = []string{m.ID}
+	h[HdrTopic] = []string{m.Topic}
+	h[HdrMessageType] = []string{m.MessageType}
+	h[HdrGroup] = []string{m.Group}
+	h[HdrDeliverCount] = []string{strconv.Itoa(attempt)}
+	h[HdrCreated] = []string{strconv.FormatInt(m.Created.Unix(), 10)}
+	h[HdrExpires] = []string{strconv.FormatInt(m.Expires.Unix(), 10)}
+	h[HdrDeliverLimit] = []string{strconv.Itoa(m.DeliverLimit)}
+	h[HdrBodyType] = []string{m.BodyType.String()}
+	return h
+}

@@ -1,0 +1,199 @@
+package semantics
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/kitenats/kitenats/store"
+)
+
+// PubAck is the answer to an accepted publish.
+type PubAck struct {
+	Stream    string `json:"stream"` // the encoded topic token
+	Seq       uint64 `json:"seq"`
+	Duplicate bool   `json:"duplicate"`
+	ID        string `json:"id"`
+}
+
+// handlePublish takes one NATS publish on kq.<topic>.<messageType>.
+func (b *Broker) handlePublish(msg *Msg) {
+	p, err := b.parsePublish(msg)
+	if err != nil {
+		b.refuse(msg.Reply, err)
+		return
+	}
+	b.Publish(p, func(ack PubAck, err error) {
+		if err != nil {
+			b.refuse(msg.Reply, err)
+			return
+		}
+		if msg.Reply != "" {
+			body, _ := json.Marshal(ack)
+			b.reply(msg.Reply, body)
+		}
+	})
+}
+
+// parsePublish validates the subject, topic, size and headers of a publish.
+func (b *Broker) parsePublish(msg *Msg) (*Publication, error) {
+	topic, mt, err := ParseSubject(msg.Subject)
+	if err != nil {
+		return nil, errorf(CodeBadRequest, err, "%v", err)
+	}
+	if !b.serves(topic) {
+		return nil, errorf(CodeNotFound, nil, "topic not served: %s", topic)
+	}
+	size := len(msg.Data)
+	for k, vs := range msg.Header {
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+		}
+	}
+	if size > b.cfg.MaxMessageBytes {
+		return nil, errorf(CodeTooLarge, nil, "message too large: %d bytes, at most %d", size, b.cfg.MaxMessageBytes)
+	}
+	return ParsePublish(topic, mt, msg.Header, msg.Data, b.cfg.Now(), newMessageID)
+}
+
+// refuse counts a refused publish and answers it, if it has a reply subject.
+func (b *Broker) refuse(reply string, err error) {
+	b.counters.refused.Add(1)
+	if reply != "" {
+		b.reply(reply, errorBody(err))
+	}
+}
+
+func (b *Broker) reply(subject string, body []byte) {
+	if err := b.tr.Publish(&Msg{Subject: subject, Data: body}); err != nil {
+		b.log.Debug("semantics: reply failed", "subject", subject, "err", err)
+	}
+}
+
+// Publish accepts a validated publication from any protocol. done is called
+// exactly once: with the ack once the message is durable (at once for a fly
+// message, which is accepted, not stored), or with an *Error.
+func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
+	now := b.cfg.Now()
+	if b.accept != nil && !b.accept.AllowN(now, 1) {
+		done(PubAck{}, errorf(CodeTooMany, nil, "accept limit reached (%d msgs/s)", b.cfg.AcceptRate))
+		return
+	}
+	if p.Prepare {
+		done(PubAck{}, errorf(CodeNotImplemented, nil, "two-phase commit (%s) is not implemented yet", HdrTx))
+		return
+	}
+	m := p.Message
+	m.Seq = b.nextSeq()
+	ack := PubAck{Stream: EncodeToken(m.Topic), Seq: m.Seq, ID: m.ID}
+	if p.Fly {
+		b.publishFly(m)
+		done(ack, nil)
+		return
+	}
+
+	flights := b.plan(m, now)
+	err := b.w.Save(m, func(res store.SaveResult, err error) {
+		if err == nil {
+			err = res.Err
+		}
+		if err != nil || res.Duplicate {
+			b.mu.Lock()
+			for _, f := range flights {
+				b.unreserve(f)
+			}
+			b.mu.Unlock()
+		}
+		switch {
+		case err != nil:
+			done(PubAck{}, storeError(err))
+		case res.Duplicate:
+			ack.Seq, ack.Duplicate = res.Seq, true
+			done(ack, nil)
+		default:
+			b.counters.published.Add(1)
+			done(ack, nil)
+			b.tap(m)
+			b.send(flights)
+		}
+	})
+	if err != nil {
+		b.mu.Lock()
+		for _, f := range flights {
+			b.unreserve(f)
+		}
+		b.mu.Unlock()
+		done(PubAck{}, storeError(err))
+	}
+}
+
+// plan sets m's groups and reserves a consumer for each group that can take
+// the message now. A group that cannot is stored as due at once, for the
+// recover loop; a non-persistent group without any live consumer drops it.
+func (b *Broker) plan(m *store.Message, now time.Time) []*flight {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	gs, persistent := b.matching(m.Topic, m.MessageType)
+	var flights []*flight
+	m.Groups = m.Groups[:0]
+	for i, g := range gs {
+		if len(g.consumers) == 0 && !persistent[i] {
+			b.counters.dropped.Add(1)
+			continue
+		}
+		st := store.GroupState{Group: g.name, NextAttempt: now}
+		if c := b.choose(g, now); c != nil && g.allowed(m.Topic, now) {
+			flights = append(flights, b.reserve(c, g, m, 1, false))
+			st.Attempts, st.NextAttempt = 1, b.lease(c, now)
+		} else {
+			g.drained = false
+		}
+		m.Groups = append(m.Groups, st)
+	}
+	return flights
+}
+
+// publishFly delivers a fly message to one consumer of each matching group,
+// from memory only.
+func (b *Broker) publishFly(m *store.Message) {
+	now := b.cfg.Now()
+	b.mu.Lock()
+	gs, _ := b.matching(m.Topic, m.MessageType)
+	var flights []*flight
+	for _, g := range gs {
+		if c := b.choose(g, now); c != nil {
+			flights = append(flights, b.reserve(c, g, m, 1, true))
+		} else {
+			b.counters.dropped.Add(1)
+		}
+	}
+	b.mu.Unlock()
+	b.counters.published.Add(1)
+	b.tap(m)
+	b.send(flights)
+}
+
+// tap republishes an accepted, committed message on $KQ.TAP for dashboards:
+// at most once, affecting nothing.
+func (b *Broker) tap(m *store.Message) {
+	_ = b.tr.Publish(&Msg{
+		Subject: tapSubject(m.Topic, m.MessageType),
+		Header:  deliveryHeaders(m, 0),
+		Data:    m.Body,
+	})
+}
+
+// natsEndpoint delivers to a NATS consumer's deliver subject, with the ack
+// subject as reply: $KQ.ACK.<group>.<broker>.<consumer>.<delivery>.
+type natsEndpoint struct {
+	b       *Broker
+	subject string
+}
+
+func (e natsEndpoint) Deliver(d *Delivery) error {
+	return e.b.tr.Publish(&Msg{
+		Subject: e.subject,
+		Reply:   "$KQ.ACK." + EncodeToken(d.Group) + "." + e.b.cfg.BrokerID + "." + d.Consumer + "." + d.ID,
+		Header:  deliveryHeaders(d.Message, d.Attempt),
+		Data:    d.Message.Body,
+	})
+}

@@ -1,0 +1,126 @@
+package semantics
+
+import (
+	"context"
+	"time"
+
+	"github.com/kitenats/kitenats/store"
+)
+
+// Tick does the broker's timed work at the clock's now: it fails the
+// deliveries whose ack wait is over and feeds each group's free capacity
+// from the messages the store holds due for it. A full tick looks at every
+// group; an early one (after an ack freed capacity) skips groups whose due
+// messages were already drained. Tests drive it with a fake clock.
+//
+// Its cost is O(in flight + due messages delivered), never O(backlog): the
+// store is asked for at most as many messages as the group can take.
+func (b *Broker) Tick(ctx context.Context, full bool) {
+	now := b.cfg.Now()
+	b.mu.Lock()
+	var more []*flight
+	for _, f := range b.inflight {
+		if !f.deadline.IsZero() && !now.Before(f.deadline) {
+			b.counters.timeouts.Add(1)
+			more = append(more, b.fail(f, 0, false, nil)...)
+		}
+	}
+	type want struct {
+		g    *group
+		n    int
+		drop bool // no live consumer and nothing persistent: drop what is due
+	}
+	var wants []want
+	for _, g := range b.groups {
+		if b.draining || (!full && g.drained) {
+			continue
+		}
+		if len(g.consumers) == 0 {
+			if full && !g.persistent() {
+				wants = append(wants, want{g: g, n: b.cfg.RecoverPage, drop: true})
+			}
+			continue
+		}
+		if n := min(g.capacity(), b.cfg.RecoverPage); n > 0 {
+			wants = append(wants, want{g: g, n: n})
+		}
+	}
+	b.mu.Unlock()
+	b.send(more)
+
+	for _, w := range wants {
+		due, err := b.st.Due(ctx, w.g.name, now, w.n)
+		if err != nil {
+			b.log.Warn("semantics: reading due messages", "group", w.g.name, "err", err)
+			continue
+		}
+		b.mu.Lock()
+		if len(due) < w.n {
+			w.g.drained = true
+		}
+		var fs []*flight
+		if w.drop {
+			b.dropDue(w.g, due)
+		} else {
+			fs = b.redeliver(w.g, due, now)
+		}
+		b.mu.Unlock()
+		b.send(fs)
+	}
+}
+
+// persistent reports whether any binding of g is persistent.
+func (g *group) persistent() bool {
+	for _, bd := range g.bindings {
+		if bd.Persistent {
+			return true
+		}
+	}
+	return false
+}
+
+// redeliver books consumers for due messages of g, in order, until none is
+// eligible or the watermark runs out.
+// caller must hold b.mu
+func (b *Broker) redeliver(g *group, due []*store.Message, now time.Time) []*flight {
+	var fs []*flight
+	for _, m := range due {
+		if _, ok := b.flying[flightKey{m.Topic, m.ID, g.name}]; ok {
+			continue
+		}
+		st, ok := m.State(g.name)
+		if !ok {
+			continue
+		}
+		if reason := deadReason(m, st.Attempts, now); reason != "" {
+			b.update(store.Update{Op: store.OpDead, Topic: m.Topic, ID: m.ID, Group: g.name, Reason: reason}, nil)
+			continue
+		}
+		match, persistent := g.binds(m.Topic, m.MessageType)
+		if !match || (!persistent && len(g.consumers) == 0) {
+			// The group no longer binds it: it is done for this group.
+			b.update(store.Update{Op: store.OpAck, Topic: m.Topic, ID: m.ID, Group: g.name}, nil)
+			b.counters.dropped.Add(1)
+			continue
+		}
+		c := b.choose(g, now)
+		if c == nil || !g.allowed(m.Topic, now) {
+			g.drained = false // more is due; try again at the next tick
+			break
+		}
+		m.Groups = nil // a delivery carries the message, not its states
+		fs = append(fs, b.reserve(c, g, m, st.Attempts+1, false))
+		b.update(store.Update{Op: store.OpRetry, Topic: m.Topic, ID: m.ID, Group: g.name, Attempts: st.Attempts + 1, Next: b.lease(c, now)}, nil)
+	}
+	return fs
+}
+
+// dropDue ends the due messages of a group that has no live consumer and
+// only non-persistent bindings: such a group drops what it cannot take.
+// caller must hold b.mu
+func (b *Broker) dropDue(g *group, due []*store.Message) {
+	for _, m := range due {
+		b.update(store.Update{Op: store.OpAck, Topic: m.Topic, ID: m.ID, Group: g.name}, nil)
+		b.counters.dropped.Add(1)
+	}
+}
