@@ -1,0 +1,102 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// apiCall sends one $KQ.API request to a running broker and returns the
+// reply, turning an error member into an error.
+func apiCall(server, user, pass, subject string, req any) (json.RawMessage, error) {
+	opts := []nats.Option{nats.Name("kitenats-cli")}
+	if user != "" {
+		opts = append(opts, nats.UserInfo(user, pass))
+	}
+	nc, err := nats.Connect(server, opts...)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	var body []byte
+	if req != nil {
+		if body, err = json.Marshal(req); err != nil {
+			return nil, err
+		}
+	}
+	msg, err := nc.Request(subject, body, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", subject, err)
+	}
+	var e struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(msg.Data, &e) == nil && e.Error != nil {
+		return nil, fmt.Errorf("%s: %d %s", subject, e.Error.Code, e.Error.Description)
+	}
+	return msg.Data, nil
+}
+
+func clientFlags(name string) (*flag.FlagSet, *string, *string, *string) {
+	fs := flag.NewFlagSet("kitenats "+name, flag.ContinueOnError)
+	s := fs.String("s", "nats://127.0.0.1:4222", "broker NATS URL")
+	user := fs.String("user", "", "NATS user (admin in secrets mode)")
+	pass := fs.String("password", "", "NATS password")
+	return fs, s, user, pass
+}
+
+func printJSON(raw json.RawMessage) error {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func statCmd(args []string) error {
+	fs, s, user, pass := clientFlags("stat")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	raw, err := apiCall(*s, *user, *pass, "$KQ.API.STAT", nil)
+	if err != nil {
+		return err
+	}
+	return printJSON(raw)
+}
+
+func dlqCmd(args []string) error {
+	fs, s, user, pass := clientFlags("dlq")
+	topic := fs.String("topic", "", "topic (required)")
+	group := fs.String("group", "", "consumer group (required)")
+	replay := fs.String("replay", "", "message id to re-queue for the group")
+	offset := fs.Int("offset", 0, "list offset")
+	limit := fs.Int("limit", 100, "list page size (at most 1000)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *topic == "" || *group == "" {
+		return fmt.Errorf("dlq: -topic and -group are required")
+	}
+	if *replay != "" {
+		raw, err := apiCall(*s, *user, *pass, "$KQ.API.DLQ.REPLAY", map[string]string{"topic": *topic, "groupId": *group, "id": *replay})
+		if err != nil {
+			return err
+		}
+		return printJSON(raw)
+	}
+	raw, err := apiCall(*s, *user, *pass, "$KQ.API.DLQ.LIST", map[string]any{"topic": *topic, "groupId": *group, "offset": *offset, "limit": *limit})
+	if err != nil {
+		return err
+	}
+	return printJSON(raw)
+}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole daemon configuration: defaults, then the TOML file
+// (KiteQ's cluster.toml keys plus ours), then flags.
+type Config struct {
+	NATS        string        // NATS client listen address; default 127.0.0.1:4222
+	Bind        string        // KiteQ TCP listen address; default 127.0.0.1:13800
+	AdminPort   int           // admin HTTP port (KiteQ's -pport); default 13801, -1 off
+	DB          string        // store URI; default rocksdb://./data
+	Registry    string        // registry URI; empty: none (bindings kept in the store)
+	Topics      []string      // topics served; empty: all
+	AckWait     time.Duration // KiteQ's deliverySeconds; default 5 s
+	Recover     time.Duration // KiteQ's recoverSeconds: recover loop period; default 100 ms
+	AcceptRate  int           // KiteQ's recievePermitsPerSecond; 0 = off
+	MaxPayload  int           // bytes, default 4 MiB
+	MaxInflight int           // per consumer, default 1000
+	DedupWindow time.Duration // default 2 min
+	BrokerID    string        // ack-subject token; default random per start
+	Secrets     map[string]string
+	AdminSecret string
+	LogLevel    slog.Level
+}
+
+// defaultConfig is ARCHITECTURE.md's standalone default.
+func defaultConfig() Config {
+	return Config{
+		NATS:        "127.0.0.1:4222",
+		Bind:        "127.0.0.1:13800",
+		AdminPort:   13801,
+		DB:          "rocksdb://./data",
+		AckWait:     5 * time.Second,
+		Recover:     100 * time.Millisecond,
+		MaxPayload:  4 << 20,
+		MaxInflight: 1000,
+		DedupWindow: 2 * time.Minute,
+	}
+}
+
+// tomlFile is KiteQ's cluster.toml: [registry.<env>] hosts and
+// [clusters.<name>] sections.
+type tomlFile struct {
+	Registry map[string]struct {
+		Hosts string `toml:"hosts"`
+	} `toml:"registry"`
+	Clusters map[string]tomlCluster `toml:"clusters"`
+}
+
+type tomlCluster struct {
+	// KiteQ's keys.
+	Env                     string   `toml:"env"`
+	Topics                  []string `toml:"topics"`
+	DLQExecHour             int      `toml:"dlqExecHour"`
+	DeliveryFirst           bool     `toml:"deliveryFirst"`
+	LogXML                  string   `toml:"logxml"`
+	DB                      string   `toml:"db"`
+	DeliverySeconds         int      `toml:"deliverySeconds"`
+	MaxDeliverWorkers       int      `toml:"maxDeliverWorkers"`
+	RecoverSeconds          int      `toml:"recoverSeconds"`
+	RecievePermitsPerSecond int      `toml:"recievePermitsPerSecond"`
+	// Ours.
+	NATS          string            `toml:"nats"`
+	MaxPayload    int               `toml:"maxPayload"`
+	MaxInflight   int               `toml:"maxInflight"`
+	DedupWindow   string            `toml:"dedupWindow"`
+	BrokerID      string            `toml:"brokerId"`
+	Secrets       map[string]string `toml:"secrets"`
+	AdminSecret   string            `toml:"adminSecret"`
+	RecoverPeriod string            `toml:"recoverPeriod"`
+}
+
+// ignoredKiteQKeys are KiteQ keys we read and do not need.
+var ignoredKiteQKeys = map[string]string{
+	"dlqExecHour":       "dead letters move at once, not in a daily job",
+	"deliveryFirst":     "kitenats always stores before it delivers",
+	"logxml":            "logs go to stderr through slog",
+	"maxDeliverWorkers": "deliveries are bounded per consumer by maxInflight",
+}
+
+// loadTOML applies the [clusters.<cluster>] section of path to c. Unknown
+// keys are warned about, not fatal; KiteQ keys we do not need are noted.
+func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
+	var f tomlFile
+	md, err := toml.DecodeFile(path, &f)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	for _, k := range md.Undecoded() {
+		log.Warn("config: unknown key ignored", "key", k.String(), "file", path)
+	}
+	cl, ok := f.Clusters[cluster]
+	if !ok {
+		names := make([]string, 0, len(f.Clusters))
+		for n := range f.Clusters {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return fmt.Errorf("config %s: no [clusters.%s] (have %s)", path, cluster, strings.Join(names, ", "))
+	}
+	for k, why := range ignoredKiteQKeys {
+		if md.IsDefined("clusters", cluster, k) {
+			log.Info("config: KiteQ key not needed", "key", k, "why", why)
+		}
+	}
+	if cl.Env != "" {
+		reg, ok := f.Registry[cl.Env]
+		if !ok {
+			return fmt.Errorf("config %s: cluster %s names env %q but there is no [registry.%s]", path, cluster, cl.Env, cl.Env)
+		}
+		c.Registry = reg.Hosts
+	}
+	if cl.Topics != nil {
+		c.Topics = cl.Topics
+	}
+	if cl.DB != "" {
+		c.DB = cl.DB
+	}
+	if cl.DeliverySeconds > 0 {
+		c.AckWait = time.Duration(cl.DeliverySeconds) * time.Second
+	}
+	if cl.RecoverSeconds > 0 {
+		c.Recover = time.Duration(cl.RecoverSeconds) * time.Second
+	}
+	if cl.RecoverPeriod != "" {
+		if c.Recover, err = time.ParseDuration(cl.RecoverPeriod); err != nil {
+			return fmt.Errorf("config %s: recoverPeriod: %w", path, err)
+		}
+	}
+	c.AcceptRate = cl.RecievePermitsPerSecond
+	if cl.NATS != "" {
+		c.NATS = cl.NATS
+	}
+	if cl.MaxPayload > 0 {
+		c.MaxPayload = cl.MaxPayload
+	}
+	if cl.MaxInflight > 0 {
+		c.MaxInflight = cl.MaxInflight
+	}
+	if cl.DedupWindow != "" {
+		if c.DedupWindow, err = time.ParseDuration(cl.DedupWindow); err != nil {
+			return fmt.Errorf("config %s: dedupWindow: %w", path, err)
+		}
+	}
+	if cl.BrokerID != "" {
+		c.BrokerID = cl.BrokerID
+	}
+	c.Secrets, c.AdminSecret = cl.Secrets, cl.AdminSecret
+	return nil
+}
+
+// parseServeFlags reads the serve flags (KiteQ's -clusterName -configPath
+// -pport -bind, plus ours) into a Config.
+func parseServeFlags(args []string, log *slog.Logger) (Config, error) {
+	fs := flag.NewFlagSet("kitenats", flag.ContinueOnError)
+	natsAddr := fs.String("nats", "", "NATS listen address (default 127.0.0.1:4222)")
+	bind := fs.String("bind", "", "KiteQ TCP listen address (default 127.0.0.1:13800)")
+	pport := fs.Int("pport", 0, "admin HTTP port on 127.0.0.1 (default 13801; -1 off)")
+	db := fs.String("db", "", "store URI: rocksdb://DIR[?durability=sync|async], memory://, mysql://... (default rocksdb://./data)")
+	reg := fs.String("registry", "", "registry URI: zk://host:port,... or file://path.yaml (default none)")
+	cluster := fs.String("clusterName", "default_dev", "the [clusters.<name>] section of the config file")
+	cfgPath := fs.String("configPath", "", "TOML config file (KiteQ's cluster.toml keys are accepted)")
+	_ = fs.String("logPath", "", "accepted for KiteQ compatibility; logs go to stderr")
+	debug := fs.Bool("debug", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	c := defaultConfig()
+	if *cfgPath != "" {
+		if err := loadTOML(&c, *cfgPath, *cluster, log); err != nil {
+			return Config{}, err
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["nats"] {
+		c.NATS = *natsAddr
+	}
+	if set["bind"] {
+		c.Bind = *bind
+	}
+	if set["pport"] {
+		c.AdminPort = *pport
+	}
+	if set["db"] {
+		c.DB = *db
+	}
+	if set["registry"] {
+		c.Registry = *reg
+	}
+	if *debug {
+		c.LogLevel = slog.LevelDebug
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	for name, addr := range map[string]string{"nats": c.NATS, "bind": c.Bind} {
+		if _, _, err := splitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("-%s %q: %w", name, addr, err))
+		}
+	}
+	if c.AdminPort < -1 || c.AdminPort > 65535 || c.AdminPort == 0 {
+		errs = append(errs, fmt.Errorf("-pport %d: want 1..65535, or -1 for off", c.AdminPort))
+	}
+	if c.MaxPayload <= 0 || c.MaxPayload > 64<<20 {
+		errs = append(errs, fmt.Errorf("maxPayload %d: want 1..64 MiB", c.MaxPayload))
+	}
+	if c.AcceptRate < 0 {
+		errs = append(errs, fmt.Errorf("recievePermitsPerSecond %d: must not be negative", c.AcceptRate))
+	}
+	if c.AdminSecret == "" && len(c.Secrets) > 0 {
+		errs = append(errs, errors.New("secrets configured without adminSecret: the admin user would be locked out"))
+	}
+	return errors.Join(errs...)
+}
+
+// splitHostPort splits host:port and checks the port.
+func splitHostPort(addr string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(ps)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", ps)
+	}
+	return host, p, nil
+}

@@ -1,0 +1,365 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+)
+
+// startBroker runs a whole daemon (memory store unless mod says otherwise)
+// on a random NATS port and returns its client URL.
+func startBroker(t *testing.T, mod func(*Config)) string {
+	t.Helper()
+	cfg := defaultConfig()
+	cfg.NATS = "127.0.0.1:0"
+	cfg.DB = "memory://"
+	cfg.Recover = 20 * time.Millisecond
+	if mod != nil {
+		mod(&cfg)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	d, err := newDaemon(cfg, log)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	return d.br.ClientURL()
+}
+
+func connect(t *testing.T, url string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// request sends a $KQ.API call and decodes the reply into out.
+func request(t *testing.T, nc *nats.Conn, subject string, body any, out any) {
+	t.Helper()
+	b, err := json.Marshal(body)
+	require.NoError(t, err)
+	msg, err := nc.Request(subject, b, 5*time.Second)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(msg.Data, out), string(msg.Data))
+}
+
+type apiErr struct {
+	Error *struct {
+		Code    int `json:"code"`
+		ErrCode int `json:"err_code"`
+	} `json:"error"`
+}
+
+// consume binds a consumer of group on its own connection and returns the
+// channel its deliveries arrive on.
+func consume(t *testing.T, url, group, bindings string, extra string) (*nats.Conn, chan *nats.Msg) {
+	t.Helper()
+	nc := connect(t, url, nats.UserInfo(group, ""))
+	ch := make(chan *nats.Msg, 100000)
+	deliver := "$KQ.DLV." + group + "." + nats.NewInbox()[len("_INBOX."):]
+	_, err := nc.ChanSubscribe(deliver, ch)
+	require.NoError(t, err)
+	var r struct {
+		Consumer string `json:"consumer"`
+		apiErr
+	}
+	msg, err := nc.Request("$KQ.API.BIND."+group, []byte(`{"deliver":"`+deliver+`","bindings":[`+bindings+`]`+extra+`}`), 5*time.Second)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(msg.Data, &r))
+	require.Nil(t, r.Error, string(msg.Data))
+	require.NotEmpty(t, r.Consumer)
+	return nc, ch
+}
+
+func recv(t *testing.T, ch chan *nats.Msg) *nats.Msg {
+	t.Helper()
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatal("no delivery within 5s")
+		return nil
+	}
+}
+
+func requireNone(t *testing.T, ch chan *nats.Msg, d time.Duration) {
+	t.Helper()
+	select {
+	case m := <-ch:
+		t.Fatalf("unexpected delivery %s %v", m.Subject, m.Header)
+	case <-time.After(d):
+	}
+}
+
+func TestE2EJetStreamPublishAndConsume(t *testing.T) {
+	url := startBroker(t, nil)
+	_, ch := consume(t, url, "s-trade", `{"topic":"trade","messageType":"pay-succ","bindType":"direct","persistent":true}`, "")
+	nc := connect(t, url)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ack, err := js.Publish(context.Background(), "kq.trade.pay-succ", []byte("hello"))
+	require.NoError(t, err)
+	require.Equal(t, "trade", ack.Stream)
+	require.NotZero(t, ack.Sequence)
+
+	m := recv(t, ch)
+	require.Equal(t, "hello", string(m.Data))
+	require.Equal(t, "trade", m.Header.Get("Kq-Topic"))
+	require.Equal(t, "1", m.Header.Get("Kq-Deliver-Count"))
+	require.NoError(t, m.AckSync())
+
+	// Dedup: the same Nats-Msg-Id twice is stored once.
+	a1, err := js.Publish(context.Background(), "kq.trade.pay-succ", []byte("x"), jetstream.WithMsgID("order-1"))
+	require.NoError(t, err)
+	a2, err := js.Publish(context.Background(), "kq.trade.pay-succ", []byte("x"), jetstream.WithMsgID("order-1"))
+	require.NoError(t, err)
+	require.False(t, a1.Duplicate)
+	require.True(t, a2.Duplicate)
+	require.Equal(t, a1.Sequence, a2.Sequence)
+	require.NoError(t, recv(t, ch).Ack())
+	requireNone(t, ch, 200*time.Millisecond)
+
+	// An expectation we do not check fails loudly.
+	_, err = js.Publish(context.Background(), "kq.trade.pay-succ", []byte("x"), jetstream.WithExpectLastSequence(5))
+	require.Error(t, err)
+	// Async publish works too.
+	f, err := js.PublishAsync("kq.trade.pay-succ", []byte("async"))
+	require.NoError(t, err)
+	select {
+	case pa := <-f.Ok():
+		require.Equal(t, "trade", pa.Stream)
+	case err := <-f.Err():
+		t.Fatal(err)
+	}
+	require.NoError(t, recv(t, ch).Ack())
+}
+
+func TestE2EPublishRefusals(t *testing.T) {
+	url := startBroker(t, func(c *Config) { c.Topics = []string{"trade"}; c.MaxPayload = 64 << 10 })
+	nc := connect(t, url)
+	try := func(subject string, hdr nats.Header, body []byte) int {
+		t.Helper()
+		msg, err := nc.RequestMsg(&nats.Msg{Subject: subject, Header: hdr, Data: body}, 5*time.Second)
+		require.NoError(t, err)
+		var r apiErr
+		require.NoError(t, json.Unmarshal(msg.Data, &r), string(msg.Data))
+		if r.Error == nil {
+			return 0
+		}
+		return r.Error.Code
+	}
+	require.Equal(t, 0, try("kq.trade.pay", nil, []byte("ok")))
+	require.Equal(t, 400, try("kq.trade.pay%2e", nil, nil), "lower-case hex is not canonical")
+	require.Equal(t, 404, try("kq.user.pay", nil, nil), "topic not served")
+	require.Equal(t, 400, try("kq.trade.pay", nats.Header{"Kq-Unknown": {"1"}}, nil))
+	require.Equal(t, 400, try("kq.trade.pay", nats.Header{"Kq-Deliver-Limit": {"101"}}, nil))
+	require.Equal(t, 400, try("kq.trade.pay", nats.Header{"Kq-Expires": {"1"}}, nil), "already past")
+	require.Equal(t, 400, try("kq.trade.pay", nats.Header{"Kq-Msg-Id": {"xyz"}}, nil))
+	require.Equal(t, 400, try("kq.trade.pay", nats.Header{"Kq-Fly": {"true"}, "Kq-Tx": {"prepare"}, "Kq-Msg-Id": {strings.Repeat("a", 32)}, "Kq-Group": {"p"}}, nil))
+	require.Equal(t, 501, try("kq.trade.pay", nats.Header{"Kq-Tx": {"prepare"}, "Kq-Msg-Id": {strings.Repeat("a", 32)}, "Kq-Group": {"p"}}, nil))
+	require.Equal(t, 0, try("kq.trade.pay", nats.Header{"Nats-TTL": {"30m"}}, nil))
+	// The server refuses what is over max_payload before the broker sees it.
+	err := nc.Publish("kq.trade.pay", make([]byte, 65<<10))
+	require.Error(t, err)
+}
+
+// TestE2EDoneWhen is issue #2's acceptance scenario, scaled down: two
+// groups (direct and regx) on one topic, several messageTypes, one consumer
+// per group acking every message and NAKing every tenth once; every NAKed
+// message comes back, each group gets exactly what its binding matches, and
+// STAT shows nothing pending at the end.
+func TestE2EDoneWhen(t *testing.T) {
+	url := startBroker(t, nil)
+	const n = 2000
+	types := []string{"pay-succ", "pay-fail", "refund"}
+	_, chA := consume(t, url, "s-direct", `{"topic":"trade","messageType":"pay-succ","bindType":"direct","persistent":true}`, "")
+	_, chB := consume(t, url, "s-regx", `{"topic":"trade","messageType":"^pay-","bindType":"regx","persistent":true}`, "")
+	nc := connect(t, url)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(512))
+	require.NoError(t, err)
+	want := map[string]map[string]bool{"s-direct": {}, "s-regx": {}}
+	for i := 0; i < n; i++ {
+		mt := types[i%len(types)]
+		id := fmt.Sprintf("%032x", i+1)
+		_, err := js.PublishMsgAsync(&nats.Msg{Subject: "kq.trade." + mt, Header: nats.Header{"Kq-Msg-Id": {id}}, Data: []byte(mt)})
+		require.NoError(t, err)
+		if mt == "pay-succ" {
+			want["s-direct"][id] = true
+		}
+		if strings.HasPrefix(mt, "pay-") {
+			want["s-regx"][id] = true
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Fatal("publish acks did not complete")
+	}
+
+	var wg sync.WaitGroup
+	got := map[string]map[string]int{"s-direct": {}, "s-regx": {}}
+	naked := map[string]map[string]bool{"s-direct": {}, "s-regx": {}}
+	for g, ch := range map[string]chan *nats.Msg{"s-direct": chA, "s-regx": chB} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			acked := 0
+			for acked < len(want[g]) {
+				var m *nats.Msg
+				select {
+				case m = <-ch:
+				case <-time.After(10 * time.Second):
+					t.Errorf("%s: stalled at %d of %d", g, acked, len(want[g]))
+					return
+				}
+				id := m.Header.Get("Kq-Msg-Id")
+				got[g][id]++
+				if !want[g][id] {
+					t.Errorf("%s got %s (%s) that its binding does not match", g, id, m.Subject)
+				}
+				if i := len(got[g]); i%10 == 0 && !naked[g][id] {
+					naked[g][id] = true
+					_ = m.Nak()
+					continue
+				}
+				_ = m.Ack()
+				acked++
+			}
+		}()
+	}
+	wg.Wait()
+	for g := range want {
+		require.Len(t, got[g], len(want[g]), g)
+		for id := range naked[g] {
+			require.Equal(t, 2, got[g][id], "%s: NAKed %s must come back once", g, id)
+		}
+	}
+	require.Eventually(t, func() bool {
+		var st struct {
+			Groups []struct{ Pending, Inflight int64 }
+		}
+		request(t, nc, "$KQ.API.STAT", nil, &st)
+		for _, g := range st.Groups {
+			if g.Pending != 0 || g.Inflight != 0 {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 50*time.Millisecond, "STAT shows nothing pending")
+}
+
+func TestE2EConsumerKilledMidDelivery(t *testing.T) {
+	url := startBroker(t, nil)
+	bind := `{"topic":"trade","messageType":"pay","bindType":"direct","persistent":true}`
+	victim, chV := consume(t, url, "s-trade", bind, `,"maxInflight":1`)
+	nc := connect(t, url)
+	_, err := nc.Request("kq.trade.pay", []byte("x"), 5*time.Second)
+	require.NoError(t, err)
+	first := recv(t, chV)
+	_, chS := consume(t, url, "s-trade", "", "")
+	victim.Close() // dies without acking
+	m := recv(t, chS)
+	require.Equal(t, first.Header.Get("Kq-Msg-Id"), m.Header.Get("Kq-Msg-Id"))
+	require.Equal(t, "2", m.Header.Get("Kq-Deliver-Count"))
+	require.NoError(t, m.AckSync())
+}
+
+func TestE2EPersistentCollectsNonPersistentDrops(t *testing.T) {
+	url := startBroker(t, nil)
+	ncK, _ := consume(t, url, "s-keep", `{"topic":"trade","messageType":"pay","persistent":true}`, "")
+	ncD, _ := consume(t, url, "s-drop", `{"topic":"trade","messageType":"pay","persistent":false}`, "")
+	ncK.Close()
+	ncD.Close()
+	nc := connect(t, url)
+	require.Eventually(t, func() bool {
+		var st struct{ Consumers []any }
+		request(t, nc, "$KQ.API.STAT", nil, &st)
+		return len(st.Consumers) == 0
+	}, 5*time.Second, 20*time.Millisecond)
+	_, err := nc.Request("kq.trade.pay", []byte("x"), 5*time.Second)
+	require.NoError(t, err)
+	_, chK := consume(t, url, "s-keep", "", "")
+	_, chD := consume(t, url, "s-drop", "", "")
+	require.NoError(t, recv(t, chK).Ack())
+	requireNone(t, chD, 300*time.Millisecond)
+}
+
+func TestE2EDeliverLimitDeadLetters(t *testing.T) {
+	url := startBroker(t, nil)
+	_, ch := consume(t, url, "s-trade", `{"topic":"trade","messageType":"pay","persistent":true}`, "")
+	nc := connect(t, url)
+	_, err := nc.RequestMsg(&nats.Msg{Subject: "kq.trade.pay", Header: nats.Header{"Kq-Deliver-Limit": {"3"}}, Data: []byte("x")}, 5*time.Second)
+	require.NoError(t, err)
+	for i := 0; i < 3; i++ {
+		require.NoError(t, recv(t, ch).Nak())
+	}
+	requireNone(t, ch, 200*time.Millisecond)
+	var p struct {
+		Total int
+		Items []struct{ ID, Reason string }
+	}
+	require.Eventually(t, func() bool {
+		request(t, nc, "$KQ.API.DLQ.LIST", map[string]string{"topic": "trade", "groupId": "s-trade"}, &p)
+		return p.Total == 1
+	}, 5*time.Second, 20*time.Millisecond)
+	require.Equal(t, "deliver limit reached", p.Items[0].Reason)
+}
+
+func TestE2ESecretsMode(t *testing.T) {
+	url := startBroker(t, func(c *Config) {
+		c.Secrets = map[string]string{"s-trade": "s3cret", "p-trade": "p4ss"}
+		c.AdminSecret = "root"
+	})
+	_, err := nats.Connect(url, nats.UserInfo("s-trade", "wrong"))
+	require.Error(t, err)
+	_, err = nats.Connect(url, nats.UserInfo("nobody", ""))
+	require.Error(t, err)
+
+	cons := connect(t, url, nats.UserInfo("s-trade", "s3cret"))
+	ch := make(chan *nats.Msg, 10)
+	_, err = cons.ChanSubscribe("$KQ.DLV.s-trade.a", ch)
+	require.NoError(t, err)
+	var r struct{ Consumer string }
+	request(t, cons, "$KQ.API.BIND.s-trade", map[string]any{"deliver": "$KQ.DLV.s-trade.a",
+		"bindings": []map[string]any{{"topic": "trade", "messageType": "pay", "persistent": true}}}, &r)
+	require.NotEmpty(t, r.Consumer)
+
+	prod := connect(t, url, nats.UserInfo("p-trade", "p4ss"))
+	_, err = prod.Request("kq.trade.pay", []byte("x"), 5*time.Second)
+	require.NoError(t, err)
+	require.NoError(t, recv(t, ch).AckSync(), "acks and replies are allowed")
+
+	// A group cannot bind as another group, nor read its deliveries.
+	errs := make(chan error, 1)
+	spy := connect(t, url, nats.UserInfo("p-trade", "p4ss"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	_, err = spy.Request("$KQ.API.BIND.s-trade", []byte(`{}`), 300*time.Millisecond)
+	require.Error(t, err)
+	_, err = spy.SubscribeSync("$KQ.DLV.s-trade.a")
+	require.NoError(t, err)
+	require.NoError(t, spy.Flush())
+	select {
+	case err := <-errs:
+		require.ErrorContains(t, err, "Permissions Violation")
+	case <-time.After(2 * time.Second):
+		t.Fatal("no permissions violation")
+	}
+	admin := connect(t, url, nats.UserInfo("admin", "root"))
+	var st struct{ Consumers []any }
+	request(t, admin, "$KQ.API.STAT", nil, &st)
+	require.Len(t, st.Consumers, 1)
+}

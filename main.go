@@ -1,0 +1,84 @@
+// Command kitenats is a KiteQ-compatible message broker with a NATS face.
+//
+// Usage:
+//
+//	kitenats [serve] [-nats ADDR] [-bind ADDR] [-pport PORT] [-db URI] [-configPath FILE -clusterName NAME]
+//	kitenats bench [flags]      measure the broker (see kitenats bench -h)
+//	kitenats stat  [-s URL]     print $KQ.API.STAT
+//	kitenats dlq   [-s URL] -topic T -group G [-replay ID]
+//
+// main parses flags and config, wires the components, waits for a signal and
+// shuts down in order. It holds no broker logic.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	args := os.Args[1:]
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(args)
+	case "bench":
+		err = bench(args)
+	case "stat":
+		err = statCmd(args)
+	case "dlq":
+		err = dlqCmd(args)
+	case "help":
+		fmt.Println("usage: kitenats [serve|bench|stat|dlq] [flags]; kitenats CMD -h for the flags")
+	default:
+		err = fmt.Errorf("unknown command %q (want serve, bench, stat or dlq)", cmd)
+	}
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "kitenats:", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// serve runs the daemon until SIGINT or SIGTERM; a second signal forces
+// exit.
+func serve(args []string) error {
+	log := newLogger(slog.LevelInfo)
+	cfg, err := parseServeFlags(args, log)
+	if err != nil {
+		return err
+	}
+	log = newLogger(cfg.LogLevel)
+	d, err := newDaemon(cfg, log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		s := <-sigs
+		log.Info("shutting down: draining deliveries; a second signal forces exit", "signal", s.String())
+		stop()
+		s = <-sigs
+		log.Error("forced exit", "signal", s.String())
+		os.Exit(2)
+	}()
+	err = d.run(ctx)
+	log.Info("kitenats stopped")
+	return err
+}

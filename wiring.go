@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kitenats/kitenats/bridge"
+	"github.com/kitenats/kitenats/registry"
+	"github.com/kitenats/kitenats/semantics"
+	"github.com/kitenats/kitenats/store"
+)
+
+// daemon is one wired broker: store, embedded NATS server, semantics.
+type daemon struct {
+	cfg    Config
+	log    *slog.Logger
+	st     store.Store
+	br     *bridge.Server
+	nc     *nats.Conn
+	tr     *natsTransport
+	broker *semantics.Broker
+}
+
+// newDaemon opens the store, starts the embedded NATS server and builds the
+// broker. It starts no goroutine of ours: call run.
+func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
+	d := &daemon{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if cfg.Registry != "" {
+		return nil, fmt.Errorf("registry %q: registries are not wired yet (issue #4); run without one to keep bindings in the store", cfg.Registry)
+	}
+	if d.st, err = openStore(cfg.DB, log); err != nil {
+		return nil, err
+	}
+	host, port, _ := splitHostPort(cfg.NATS)
+	bcfg := bridge.Config{
+		Host: host, Port: port, MaxPayload: int32(cfg.MaxPayload),
+		Authorizer: authorizer(cfg), Logger: log.With("component", "nats"),
+	}
+	if port == 0 {
+		bcfg.Port = -1
+	}
+	if d.br, err = bridge.New(bcfg); err != nil {
+		return nil, err
+	}
+	if err = d.br.Start(); err != nil {
+		return nil, err
+	}
+	if d.nc, err = d.br.Connect("kitenats-broker"); err != nil {
+		return nil, err
+	}
+	d.tr = &natsTransport{nc: d.nc}
+	keeper, initial, err := bindingKeeper(d.st)
+	if err != nil {
+		return nil, err
+	}
+	d.broker, err = semantics.New(semantics.Config{
+		BrokerID:     cfg.BrokerID,
+		Topics:       cfg.Topics,
+		AckWait:      cfg.AckWait,
+		MaxInflight:  cfg.MaxInflight,
+		AcceptRate:   cfg.AcceptRate,
+		TickInterval: cfg.Recover,
+		// The broker refuses what the server would refuse anyway, so that
+		// KiteQ publishes get the same 413 as NATS ones.
+		MaxMessageBytes: cfg.MaxPayload,
+		Batcher:         store.BatcherConfig{DedupWindow: cfg.DedupWindow},
+		Logger:          log.With("component", "semantics"),
+	}, d.st, d.tr, d.br, keeper, initial)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// run serves until ctx ends, then shuts down in order (ARCHITECTURE.md
+// A.3): the broker stops taking publishes and drains deliveries, then the
+// NATS server closes, then the store.
+func (d *daemon) run(ctx context.Context) error {
+	ectx, stopEvents := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := d.br.Events(ectx, func(e bridge.Event) {
+			if e.Kind == bridge.Disconnect {
+				d.broker.ConnClosed(e.ConnID)
+			}
+		})
+		if err != nil {
+			d.log.Error("connection events stopped", "err", err)
+		}
+	}()
+	d.log.Info("kitenats serving", "nats", d.br.ClientURL(), "store", d.cfg.DB, "broker", d.broker.ID())
+	err := d.broker.Run(ctx)
+	stopEvents()
+	wg.Wait()
+	d.close()
+	return err
+}
+
+// close releases what newDaemon opened, in order. Idempotent.
+func (d *daemon) close() {
+	if d.nc != nil {
+		d.nc.Close()
+	}
+	if d.br != nil {
+		_ = d.br.Close()
+	}
+	if d.st != nil {
+		if err := d.st.Close(); err != nil {
+			d.log.Error("closing store", "err", err)
+		}
+	}
+}
+
+// natsTransport is semantics.Transport over the broker's in-process
+// connection.
+type natsTransport struct {
+	nc   *nats.Conn
+	mu   sync.Mutex
+	subs []*nats.Subscription
+}
+
+func (t *natsTransport) Publish(m *semantics.Msg) error {
+	return t.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: m.Reply, Header: nats.Header(m.Header), Data: m.Data})
+}
+
+func (t *natsTransport) Subscribe(subject, queue string, fn func(*semantics.Msg)) (func() error, error) {
+	h := func(m *nats.Msg) {
+		fn(&semantics.Msg{Subject: m.Subject, Reply: m.Reply, Header: m.Header, Data: m.Data})
+	}
+	var sub *nats.Subscription
+	var err error
+	if queue == "" {
+		sub, err = t.nc.Subscribe(subject, h)
+	} else {
+		sub, err = t.nc.QueueSubscribe(subject, queue, h)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// A deep buffer: publishes are cheap to take, and what overflows is a
+	// counted drop (STAT), never a blocked server.
+	if err := sub.SetPendingLimits(1<<20, 1<<30); err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	t.subs = append(t.subs, sub)
+	t.mu.Unlock()
+	return sub.Unsubscribe, nil
+}
+
+// Dropped counts messages the server dropped before the broker took them.
+func (t *natsTransport) Dropped() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var n int64
+	for _, s := range t.subs {
+		if d, err := s.Dropped(); err == nil {
+			n += int64(d)
+		}
+	}
+	return n
+}
+
+// storeKeeper keeps bindings in the store while no registry is configured.
+type storeKeeper struct{ bs store.BindingStore }
+
+func (k storeKeeper) KeepBindings(ctx context.Context, group string, bs []registry.Binding) error {
+	var doc []byte
+	if len(bs) > 0 {
+		var err error
+		if doc, err = registry.MarshalBindings(bs); err != nil {
+			return err
+		}
+	}
+	return k.bs.SaveBindings(ctx, group, doc)
+}
+
+// bindingKeeper returns the keeper for st and the bindings it holds.
+func bindingKeeper(st store.Store) (semantics.BindingKeeper, map[string][]registry.Binding, error) {
+	bs, ok := st.(store.BindingStore)
+	if !ok {
+		return nil, nil, errors.New("the store cannot keep bindings and no registry is configured")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	docs, err := bs.LoadBindings(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading bindings: %w", err)
+	}
+	initial := make(map[string][]registry.Binding, len(docs))
+	for g, doc := range docs {
+		if initial[g], err = registry.UnmarshalBindings(doc); err != nil {
+			return nil, nil, fmt.Errorf("bindings of %s: %w", g, err)
+		}
+	}
+	return storeKeeper{bs}, initial, nil
+}
+
+// authorizer builds the NATS auth hook from the configured secrets: nil
+// (open mode, like KiteQ) when there are none.
+func authorizer(cfg Config) bridge.Authorizer {
+	if len(cfg.Secrets) == 0 {
+		return nil
+	}
+	return bridge.AuthorizerFunc(func(user, pass string, _ bridge.ConnInfo) (*bridge.Permissions, error) {
+		if user == "admin" {
+			if pass != cfg.AdminSecret {
+				return nil, errors.New("bad admin secret")
+			}
+			return &bridge.Permissions{
+				Publish:        []string{"$KQ.API.>", "kq.>"},
+				Subscribe:      []string{"$KQ.TAP.>", "kq.>", "_INBOX.>"},
+				AllowResponses: true,
+			}, nil
+		}
+		secret, ok := cfg.Secrets[user]
+		if !ok || secret != pass {
+			return nil, fmt.Errorf("unknown group or wrong secret for %q", user)
+		}
+		return groupPermissions(user), nil
+	})
+}
+
+// groupPermissions is the permission template of NATS-PROTOCOL.md §7.
+func groupPermissions(group string) *bridge.Permissions {
+	g := semantics.EncodeToken(group)
+	return &bridge.Permissions{
+		Publish:        []string{"kq.>", "$KQ.API.*." + g, "$KQ.API.*.*." + g, "$KQ.ACK." + g + ".>"},
+		Subscribe:      []string{"_INBOX.>", "$KQ.DLV." + g + ".>", "$KQ.TXCHECK." + g},
+		AllowResponses: true,
+	}
+}
