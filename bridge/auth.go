@@ -1,0 +1,171 @@
+package bridge
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"log/slog"
+	"net"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Permissions are what one client connection may do. A nil *Permissions
+// allows everything. A non-nil one allows exactly what it lists: an empty
+// list allows nothing. Subjects may use NATS wildcards (* and >).
+type Permissions struct {
+	// Publish lists the subjects the client may publish to.
+	Publish []string
+	// Subscribe lists the subjects the client may subscribe to (plain or
+	// queue subscriptions).
+	Subscribe []string
+	// AllowResponses lets the client publish one reply to the reply subject
+	// of each message it received, within 2 minutes, even where Publish does
+	// not allow it (nats-server's allow_responses defaults).
+	AllowResponses bool
+}
+
+// ConnInfo describes a connecting client to an Authorizer.
+type ConnInfo struct {
+	// RemoteAddr is the client's "ip:port".
+	RemoteAddr string
+	// ClientName is the name the client gave in CONNECT; it may be empty.
+	ClientName string
+}
+
+// Authorizer decides a connecting client's permissions from its NATS
+// user/pass. It is called once per connection attempt, on nats-server's
+// connection goroutine, before the client may do anything: it must be safe
+// for concurrent use and return quickly (no network round trips). A non-nil
+// error refuses the connection; the client gets the NATS authorization error
+// and the error itself is logged at Debug, never sent to the client.
+//
+// The user names "_kitenats_internal" and "_kitenats_system" are reserved for
+// the bridge's own connections: an external client using them is refused
+// without calling the Authorizer.
+type Authorizer interface {
+	Authorize(user, pass string, info ConnInfo) (*Permissions, error)
+}
+
+// AuthorizerFunc adapts a function to the Authorizer interface.
+type AuthorizerFunc func(user, pass string, info ConnInfo) (*Permissions, error)
+
+// Authorize calls f.
+func (f AuthorizerFunc) Authorize(user, pass string, info ConnInfo) (*Permissions, error) {
+	return f(user, pass, info)
+}
+
+// Reserved user names of the bridge's in-process connections.
+const (
+	// internalUser is the user of Server.Connect's connections: client
+	// account, full permissions.
+	internalUser = "_kitenats_internal"
+	// systemUser is the user of the events connection: system account.
+	systemUser = "_kitenats_system"
+)
+
+// credential is a user name with a random password generated in New.
+type credential struct {
+	user, pass string
+}
+
+func newCredential(user string) credential {
+	return credential{user: user, pass: rand.Text()}
+}
+
+func (c credential) matches(user, pass string) bool {
+	return user == c.user && subtle.ConstantTimeCompare([]byte(pass), []byte(c.pass)) == 1
+}
+
+// authenticator is nats-server's CustomClientAuthentication hook. Every
+// client connection, in-process or TCP, passes through Check.
+type authenticator struct {
+	authz    Authorizer // nil: open mode
+	internal credential
+	system   credential
+	log      *slog.Logger
+	// srv is set once by Start before the server starts accepting, and
+	// only read afterwards (Check runs on the server's goroutines).
+	srv *server.Server
+}
+
+var _ server.Authentication = (*authenticator)(nil)
+
+// Check authenticates one client and registers its account and permissions.
+func (a *authenticator) Check(c server.ClientAuthentication) bool {
+	opts := c.GetOpts()
+	if opts == nil || c.Kind() != server.CLIENT {
+		return false
+	}
+	addr := c.RemoteAddress()
+	if opts.Username == internalUser || opts.Username == systemUser {
+		return a.checkReserved(c, opts, addr)
+	}
+	if a.authz == nil {
+		a.register(c, opts.Username, nil)
+		return true
+	}
+	info := ConnInfo{RemoteAddr: addrString(addr), ClientName: opts.Name}
+	perms, err := a.authz.Authorize(opts.Username, opts.Password, info)
+	if err != nil {
+		a.log.Debug("connection refused by authorizer",
+			"user", opts.Username, "remote", info.RemoteAddr, "err", err)
+		return false
+	}
+	a.register(c, opts.Username, perms.server())
+	return true
+}
+
+// register puts an external client in the client account ($G).
+func (a *authenticator) register(c server.ClientAuthentication, user string, p *server.Permissions) {
+	c.RegisterUser(&server.User{Username: user, Account: a.srv.GlobalAccount(), Permissions: p})
+}
+
+// checkReserved admits the bridge's own connections: only over an in-process
+// pipe, and only with the password generated in New. The system account is
+// reachable this way only.
+func (a *authenticator) checkReserved(c server.ClientAuthentication, opts *server.ClientOpts, addr net.Addr) bool {
+	if addr == nil || addr.Network() != "pipe" {
+		a.log.Warn("reserved user refused on a network connection",
+			"user", opts.Username, "remote", addrString(addr))
+		return false
+	}
+	var acc *server.Account
+	switch {
+	case a.internal.matches(opts.Username, opts.Password):
+		acc = a.srv.GlobalAccount()
+	case a.system.matches(opts.Username, opts.Password):
+		acc = a.srv.SystemAccount()
+	}
+	if acc == nil {
+		return false
+	}
+	c.RegisterUser(&server.User{Username: opts.Username, Account: acc})
+	return true
+}
+
+// server converts p to nats-server permissions; nil stays nil (allow all).
+// The allow lists are always non-nil, because nats-server reads a nil list
+// as "everything".
+func (p *Permissions) server() *server.Permissions {
+	if p == nil {
+		return nil
+	}
+	sp := &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: append([]string{}, p.Publish...)},
+		Subscribe: &server.SubjectPermission{Allow: append([]string{}, p.Subscribe...)},
+	}
+	if p.AllowResponses {
+		sp.Response = &server.ResponsePermission{
+			MaxMsgs: server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS,
+			Expires: server.DEFAULT_ALLOW_RESPONSE_EXPIRATION,
+		}
+	}
+	return sp
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
