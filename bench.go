@@ -1,5 +1,401 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
-func bench(args []string) error { return errors.New("bench: not yet") }
+	"github.com/nats-io/nats.go"
+)
+
+// benchConfig is one benchmark workload.
+type benchConfig struct {
+	Msgs      int
+	Duration  time.Duration // when > 0, publish for this long instead of Msgs
+	Size      int
+	Pubs      int
+	Consumers int
+	Groups    int
+	Pending   int // publishes awaiting their ack, per publisher
+	DB        string
+	Compare   bool
+	Timeout   time.Duration
+	Out       io.Writer // progress
+}
+
+// benchResult is one row of the results table.
+type benchResult struct {
+	Name       string
+	Msgs       int
+	Elapsed    time.Duration
+	Size       int
+	AckLat     []time.Duration // publish → store ack
+	DeliverLat []time.Duration // publish → delivery
+}
+
+func (r benchResult) rate() float64 { return float64(r.Msgs) / r.Elapsed.Seconds() }
+
+func bench(args []string) error {
+	fs := flag.NewFlagSet("kitenats bench", flag.ContinueOnError)
+	c := benchConfig{Out: os.Stderr}
+	fs.IntVar(&c.Msgs, "msgs", 100000, "messages to publish (ignored with -duration)")
+	fs.DurationVar(&c.Duration, "duration", 0, "publish for this long instead of -msgs")
+	fs.IntVar(&c.Size, "size", 512, "message body size in bytes (at least 16)")
+	fs.IntVar(&c.Pubs, "pubs", 1, "publishers, each on its own connection")
+	fs.IntVar(&c.Consumers, "consumers", 2, "consumers per group")
+	fs.IntVar(&c.Groups, "groups", 1, "consumer groups, each bound to the topic")
+	fs.IntVar(&c.Pending, "pending", 1024, "async publishes in flight per publisher (1 = synchronous)")
+	fs.StringVar(&c.DB, "db", "memory://", "store of the broker under test (memory://, rocksdb://DIR?durability=async|sync)")
+	fs.BoolVar(&c.Compare, "compare", false, "also run the workload against raw core NATS, in this run, and print ratios")
+	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "give up on a run after this long")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if c.Size < 16 || c.Pubs < 1 || c.Consumers < 1 || c.Groups < 1 || c.Pending < 1 || (c.Msgs < 1 && c.Duration <= 0) {
+		return errors.New("bench: -size >= 16, and -pubs, -consumers, -groups, -pending and -msgs (or -duration) >= 1")
+	}
+	fmt.Fprintf(c.Out, "workload: %s, %d B, %d publisher(s) with %d in flight, %d group(s) x %d consumer(s), explicit acks, store %s\n",
+		c.amount(), c.Size, c.Pubs, c.Pending, c.Groups, c.Consumers, c.DB)
+	var results []benchResult
+	r, err := benchBroker(c)
+	if err != nil {
+		return err
+	}
+	results = append(results, r)
+	if c.Compare {
+		r, err := benchCoreNATS(c)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	printResults(os.Stdout, results)
+	return nil
+}
+
+func (c benchConfig) amount() string {
+	if c.Duration > 0 {
+		return c.Duration.String()
+	}
+	return fmt.Sprintf("%d msgs", c.Msgs)
+}
+
+// benchDaemon starts a whole broker in this process on a random port.
+func benchDaemon(db string) (*daemon, func(), error) {
+	cfg := defaultConfig()
+	cfg.NATS, cfg.DB, cfg.MaxInflight = "127.0.0.1:0", db, 4096
+	d, err := newDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	return d, func() { cancel(); <-done }, nil
+}
+
+// benchBroker runs the workload against kitenats itself.
+func benchBroker(c benchConfig) (benchResult, error) {
+	d, stop, err := benchDaemon(c.DB)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer stop()
+	url := d.br.ClientURL()
+	w := &benchWatch{c: c, name: "kitenats " + c.DB}
+	var conns []*nats.Conn
+	defer func() {
+		for _, nc := range conns {
+			nc.Close()
+		}
+	}()
+	for g := 0; g < c.Groups; g++ {
+		group := fmt.Sprintf("s-bench-%d", g)
+		for i := 0; i < c.Consumers; i++ {
+			nc, err := nats.Connect(url, nats.UserInfo(group, ""))
+			if err != nil {
+				return benchResult{}, err
+			}
+			conns = append(conns, nc)
+			deliver := fmt.Sprintf("$KQ.DLV.%s.c%d", group, i)
+			if _, err := nc.Subscribe(deliver, func(m *nats.Msg) {
+				w.delivered(m.Data)
+				_ = m.Respond([]byte("+ACK"))
+			}); err != nil {
+				return benchResult{}, err
+			}
+			req := fmt.Sprintf(`{"deliver":%q,"bindings":[{"topic":"bench","messageType":"m","bindType":"direct","persistent":true}],"maxInflight":4096}`, deliver)
+			rep, err := nc.Request("$KQ.API.BIND."+group, []byte(req), 5*time.Second)
+			if err != nil {
+				return benchResult{}, err
+			}
+			if strings.Contains(string(rep.Data), `"error"`) {
+				return benchResult{}, fmt.Errorf("bench: bind: %s", rep.Data)
+			}
+		}
+	}
+	return w.run(url, "kq.bench.m", true)
+}
+
+// benchCoreNATS runs the same publishers and consumers as plain core NATS
+// pub/sub (a queue group per group, no acks, no store) on a fresh embedded
+// server: the ceiling the broker is compared with.
+func benchCoreNATS(c benchConfig) (benchResult, error) {
+	d, stop, err := benchDaemon("memory://")
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer stop()
+	url := d.br.ClientURL()
+	w := &benchWatch{c: c, name: "core NATS pub/sub"}
+	var conns []*nats.Conn
+	defer func() {
+		for _, nc := range conns {
+			nc.Close()
+		}
+	}()
+	for g := 0; g < c.Groups; g++ {
+		for i := 0; i < c.Consumers; i++ {
+			nc, err := nats.Connect(url)
+			if err != nil {
+				return benchResult{}, err
+			}
+			conns = append(conns, nc)
+			sub, err := nc.QueueSubscribe("raw.bench", fmt.Sprintf("g%d", g), func(m *nats.Msg) { w.delivered(m.Data) })
+			if err != nil {
+				return benchResult{}, err
+			}
+			_ = sub.SetPendingLimits(-1, -1)
+			if err := nc.Flush(); err != nil {
+				return benchResult{}, err
+			}
+		}
+	}
+	return w.run(url, "raw.bench", false)
+}
+
+// benchWatch drives publishers and records what consumers receive.
+type benchWatch struct {
+	c        benchConfig
+	name     string
+	start    time.Time
+	sent     atomic.Int64
+	acked    atomic.Int64
+	failed   atomic.Int64
+	received atomic.Int64
+	mu       sync.Mutex
+	ackLat   []time.Duration
+	dlvLat   []time.Duration
+}
+
+// delivered records one delivery; the body starts with the publish time.
+func (w *benchWatch) delivered(body []byte) {
+	if len(body) >= 8 {
+		lat := time.Duration(time.Now().UnixNano() - int64(binary.BigEndian.Uint64(body)))
+		w.mu.Lock()
+		w.dlvLat = append(w.dlvLat, lat)
+		w.mu.Unlock()
+	}
+	w.received.Add(1)
+}
+
+// run publishes the workload and waits until every group got every message.
+func (w *benchWatch) run(url, subject string, withAcks bool) (benchResult, error) {
+	var wg sync.WaitGroup
+	errs := make(chan error, w.c.Pubs)
+	var stopAt time.Time
+	w.start = time.Now()
+	if w.c.Duration > 0 {
+		stopAt = w.start.Add(w.c.Duration)
+	}
+	for p := 0; p < w.c.Pubs; p++ {
+		n := w.c.Msgs / w.c.Pubs
+		if p == 0 {
+			n += w.c.Msgs % w.c.Pubs
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.publisher(url, subject, n, stopAt, withAcks); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	progressDone := make(chan struct{})
+	var pwg sync.WaitGroup
+	pwg.Add(1)
+	go func() { defer pwg.Done(); w.progress(progressDone) }()
+	stopProgress := func() { close(progressDone); pwg.Wait() }
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		stopProgress()
+		return benchResult{}, err
+	}
+	want := w.sent.Load() * int64(w.c.Groups)
+	deadline := time.Now().Add(w.c.Timeout)
+	for w.received.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(w.start)
+	stopProgress()
+	if got := w.received.Load(); got < want {
+		if withAcks {
+			return benchResult{}, fmt.Errorf("bench %s: %d of %d deliveries within %s", w.name, got, want, w.c.Timeout)
+		}
+		fmt.Fprintf(w.c.Out, "%s: %d of %d messages arrived (core NATS drops under overload)\n", w.name, got, want)
+	}
+	if f := w.failed.Load(); f > 0 {
+		return benchResult{}, fmt.Errorf("bench %s: %d publishes refused", w.name, f)
+	}
+	return benchResult{Name: w.name, Msgs: int(w.received.Load()), Elapsed: elapsed, Size: w.c.Size,
+		AckLat: w.ackLat, DeliverLat: w.dlvLat}, nil
+}
+
+// publisher sends n messages (or until stopAt), keeping at most Pending
+// unacknowledged, and records each publish-ack latency.
+func (w *benchWatch) publisher(url, subject string, n int, stopAt time.Time, withAcks bool) error {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	window := make(chan struct{}, w.c.Pending)
+	var inflight sync.WaitGroup
+	var starts sync.Map // reply subject → publish time
+	inbox := nats.NewInbox()
+	if withAcks {
+		_, err = nc.Subscribe(inbox+".*", func(m *nats.Msg) {
+			t, ok := starts.LoadAndDelete(m.Subject)
+			if !ok {
+				return
+			}
+			lat := time.Since(t.(time.Time))
+			var ack struct {
+				Error json.RawMessage `json:"error"`
+			}
+			if json.Unmarshal(m.Data, &ack) != nil || ack.Error != nil {
+				w.failed.Add(1)
+			} else {
+				w.acked.Add(1)
+			}
+			w.mu.Lock()
+			w.ackLat = append(w.ackLat, lat)
+			w.mu.Unlock()
+			<-window
+			inflight.Done()
+		})
+		if err != nil {
+			return err
+		}
+	}
+	body := make([]byte, w.c.Size)
+	for i := 0; stopAt.IsZero() && i < n || !stopAt.IsZero() && time.Now().Before(stopAt); i++ {
+		now := time.Now()
+		binary.BigEndian.PutUint64(body, uint64(now.UnixNano()))
+		if withAcks {
+			window <- struct{}{}
+			reply := fmt.Sprintf("%s.%d", inbox, i)
+			starts.Store(reply, now)
+			inflight.Add(1)
+			if err := nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply, Data: body}); err != nil {
+				return err
+			}
+		} else if err := nc.Publish(subject, body); err != nil {
+			return err
+		}
+		w.sent.Add(1)
+	}
+	if withAcks {
+		done := make(chan struct{})
+		go func() { inflight.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(w.c.Timeout):
+			return fmt.Errorf("bench %s: publish acks missing after %s", w.name, w.c.Timeout)
+		}
+	}
+	return nc.Flush()
+}
+
+// progress draws a progress bar until done is closed.
+func (w *benchWatch) progress(done chan struct{}) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	draw := func() {
+		var frac float64
+		if w.c.Duration > 0 {
+			frac = float64(time.Since(w.start)) / float64(w.c.Duration)
+		} else {
+			frac = float64(w.received.Load()) / float64(w.c.Msgs*w.c.Groups)
+		}
+		frac = min(max(frac, 0), 1)
+		const width = 30
+		fill := int(frac * width)
+		fmt.Fprintf(w.c.Out, "\r%-26s [%s%s] %3.0f%% sent %d, delivered %d", w.name,
+			strings.Repeat("=", fill), strings.Repeat(" ", width-fill), frac*100, w.sent.Load(), w.received.Load())
+	}
+	for {
+		select {
+		case <-done:
+			draw()
+			fmt.Fprintln(w.c.Out)
+			return
+		case <-t.C:
+			draw()
+		}
+	}
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+func fmtLat(ds []time.Duration, p float64) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	return percentile(ds, p).Round(time.Microsecond).String()
+}
+
+// printResults writes the results table, then each row's ratio to the
+// first (the broker under test).
+func printResults(out io.Writer, rs []benchResult) {
+	fmt.Fprintf(out, "\n%-28s %10s %12s %9s %12s %12s %12s %12s\n", "target", "msgs", "msgs/s", "MB/s", "ack p50", "ack p99", "deliver p50", "deliver p99")
+	for _, r := range rs {
+		fmt.Fprintf(out, "%-28s %10d %12.0f %9.1f %12s %12s %12s %12s\n", r.Name, r.Msgs, r.rate(),
+			r.rate()*float64(r.Size)/1e6, fmtLat(r.AckLat, .5), fmtLat(r.AckLat, .99), fmtLat(r.DeliverLat, .5), fmtLat(r.DeliverLat, .99))
+	}
+	for _, r := range rs[1:] {
+		fmt.Fprintf(out, "ratio %s / %s: %.3f\n", rs[0].Name, r.Name, rs[0].rate()/r.rate())
+	}
+}

@@ -56,7 +56,7 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 	if err = d.br.Start(); err != nil {
 		return nil, err
 	}
-	if d.nc, err = d.br.Connect("kitenats-broker"); err != nil {
+	if d.nc, err = d.br.ConnectLoopback("kitenats-broker"); err != nil {
 		return nil, err
 	}
 	d.tr = &natsTransport{nc: d.nc}

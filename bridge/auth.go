@@ -120,11 +120,12 @@ func (a *authenticator) register(c server.ClientAuthentication, user string, p *
 	c.RegisterUser(&server.User{Username: user, Account: a.srv.GlobalAccount(), Permissions: p})
 }
 
-// checkReserved admits the bridge's own connections: only over an in-process
-// pipe, and only with the password generated in New. The system account is
-// reachable this way only.
+// checkReserved admits the bridge's own connections: only with the password
+// generated in New, and only over an in-process pipe, or, for the internal
+// user, a loopback TCP connection (ConnectLoopback). The system account is
+// reachable over the pipe only.
 func (a *authenticator) checkReserved(c server.ClientAuthentication, opts *server.ClientOpts, addr net.Addr) bool {
-	if addr == nil || addr.Network() != "pipe" {
+	if addr == nil || addr.Network() != "pipe" && !(opts.Username == internalUser && isLoopback(addr)) {
 		a.log.Warn("reserved user refused on a network connection",
 			"user", opts.Username, "remote", addrString(addr))
 		return false
@@ -168,4 +169,10 @@ func addrString(a net.Addr) string {
 		return ""
 	}
 	return a.String()
+}
+
+// isLoopback reports whether addr is a TCP address on the loopback network.
+func isLoopback(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }

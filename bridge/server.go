@@ -229,12 +229,33 @@ func (s *Server) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	all := append(slices.Clone(opts),
-		nats.InProcessServer(srv),
+	return s.connect("", name, append(slices.Clone(opts), nats.InProcessServer(srv)))
+}
+
+// ConnectLoopback is Connect over a loopback TCP connection instead of an
+// in-process pipe. A pipe is synchronous: every flush waits until the server
+// has read it, which serialises a busy client with the server's parser.
+// The kernel's socket buffers decouple the two, which matters for the
+// broker's own connection, the busiest of all. It needs a listener that
+// loopback reaches (127.0.0.1, or an unspecified host such as 0.0.0.0).
+func (s *Server) ConnectLoopback(name string, opts ...nats.Option) (*nats.Conn, error) {
+	if _, err := s.running(); err != nil {
+		return nil, err
+	}
+	ta, ok := s.Addr().(*net.TCPAddr)
+	if !ok || !(ta.IP.IsLoopback() || ta.IP.IsUnspecified()) {
+		return nil, fmt.Errorf("bridge: connect %q: listener %v is not reachable over loopback", name, s.Addr())
+	}
+	url := fmt.Sprintf("nats://127.0.0.1:%d", ta.Port)
+	return s.connect(url, name, slices.Clone(opts))
+}
+
+func (s *Server) connect(url, name string, opts []nats.Option) (*nats.Conn, error) {
+	all := append(opts,
 		nats.UserInfo(s.auth.internal.user, s.auth.internal.pass),
 		nats.Name(name),
 	)
-	nc, err := nats.Connect("", all...)
+	nc, err := nats.Connect(url, all...)
 	if err != nil {
 		if _, rerr := s.running(); rerr != nil {
 			return nil, rerr // closed meanwhile

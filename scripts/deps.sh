@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages kitenats needs, only those that are missing.
+#   deps.sh build   librocksdb-dev (the RocksDB store links against it)
+#   deps.sh test    also mariadb-server and zookeeper (store and registry tests)
+set -euo pipefail
+want=(librocksdb-dev)
+if [ "${1:-build}" = test ]; then
+  want+=(mariadb-server zookeeper)
+fi
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+echo "installing ${missing[*]} ..." >&2
+$sudo apt-get update -qq
+# policy-rc.d keeps the packages from starting system services: tests start
+# private instances on 127.0.0.1 themselves.
+DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
