@@ -348,3 +348,15 @@ func isLiteral(subject string) bool {
 	}
 	return true
 }
+
+// Interested reports whether any client of the client account subscribes
+// to a subject matching subject (wildcard subscriptions included). It is
+// cheap (the server's subject cache), so the broker asks it before
+// publishing something nobody may want, such as a tap.
+func (s *Server) Interested(subject string) bool {
+	srv, err := s.running()
+	if err != nil {
+		return false
+	}
+	return srv.GlobalAccount().SubscriptionInterest(subject)
+}

@@ -36,10 +36,15 @@ type Transport interface {
 	Subscribe(subject, queue string, fn func(*Msg)) (stop func() error, err error)
 }
 
-// Locator finds the client connections that hold a plain subscription on a
-// subject (satisfied by bridge.Server.Holders).
+// Locator answers questions about the NATS server's subscriptions
+// (satisfied by bridge.Server).
 type Locator interface {
+	// Holders returns the client connections that hold a plain
+	// subscription on exactly subject.
 	Holders(subject string) ([]uint64, error)
+	// Interested reports whether any client subscribes to a subject
+	// matching subject.
+	Interested(subject string) bool
 }
 
 // BindingKeeper makes the bindings declared by BIND durable: in the store

@@ -73,6 +73,8 @@ type fakeLocator map[string][]uint64
 
 func (l fakeLocator) Holders(s string) ([]uint64, error) { return l[s], nil }
 
+func (l fakeLocator) Interested(string) bool { return true }
+
 type fakeKeeper struct {
 	mu   sync.Mutex
 	kept map[string][]registry.Binding

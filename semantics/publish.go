@@ -175,8 +175,12 @@ func (b *Broker) publishFly(m *store.Message) {
 // tap republishes an accepted, committed message on $KQ.TAP for dashboards:
 // at most once, affecting nothing.
 func (b *Broker) tap(m *store.Message) {
+	subject := tapSubject(m.Topic, m.MessageType)
+	if b.loc != nil && !b.loc.Interested(subject) {
+		return // nobody taps: skip building and sending the copy
+	}
 	_ = b.tr.Publish(&Msg{
-		Subject: tapSubject(m.Topic, m.MessageType),
+		Subject: subject,
 		Header:  deliveryHeaders(m, 0),
 		Data:    m.Body,
 	})
