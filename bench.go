@@ -115,6 +115,12 @@ func benchDaemon(db string) (*daemon, func(), error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.run(ctx) }()
+	select {
+	case <-d.broker.Ready():
+	case err := <-done:
+		cancel()
+		return nil, nil, fmt.Errorf("bench: broker stopped: %w", err)
+	}
 	return d, func() { cancel(); <-done }, nil
 }
 

@@ -37,6 +37,11 @@ func startBroker(t *testing.T, mod func(*Config)) string {
 		cancel()
 		require.NoError(t, <-done)
 	})
+	select {
+	case <-d.broker.Ready():
+	case err := <-done:
+		t.Fatalf("broker stopped: %v", err)
+	}
 	return d.br.ClientURL()
 }
 

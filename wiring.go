@@ -161,6 +161,8 @@ func (t *natsTransport) Subscribe(subject, queue string, fn func(*semantics.Msg)
 	return sub.Unsubscribe, nil
 }
 
+func (t *natsTransport) Flush() error { return t.nc.Flush() }
+
 // Dropped counts messages the server dropped before the broker took them.
 func (t *natsTransport) Dropped() int64 {
 	t.mu.Lock()

@@ -34,6 +34,9 @@ type Transport interface {
 	// Subscribe calls fn for every message on subject (with queue group
 	// queue when not empty), one at a time, until stop is called.
 	Subscribe(subject, queue string, fn func(*Msg)) (stop func() error, err error)
+	// Flush returns once the server has processed everything sent so far
+	// (subscriptions included).
+	Flush() error
 }
 
 // Locator answers questions about the NATS server's subscriptions
@@ -176,6 +179,7 @@ type Broker struct {
 	served map[string]bool // empty: every topic
 	accept *rate.Limiter   // nil: no accept limit
 	kick   chan struct{}   // capacity 1: wakes the recover loop early
+	ready  chan struct{}   // closed once Run's subscriptions are in place
 
 	seq      atomic.Uint64
 	counters counters
@@ -211,6 +215,7 @@ func New(cfg Config, st store.Store, tr Transport, loc Locator, keeper BindingKe
 		keeper:    keeper,
 		served:    make(map[string]bool),
 		kick:      make(chan struct{}, 1),
+		ready:     make(chan struct{}),
 		rnd:       mrand.New(mrand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		groups:    make(map[string]*group),
 		routes:    make(map[string][]route),
@@ -233,6 +238,9 @@ func New(cfg Config, st store.Store, tr Transport, loc Locator, keeper BindingKe
 	b.rebuildRoutes()
 	return b, nil
 }
+
+// Ready is closed once Run serves: its subscriptions are in place.
+func (b *Broker) Ready() <-chan struct{} { return b.ready }
 
 // ID returns the broker's token in ack subjects.
 func (b *Broker) ID() string { return b.cfg.BrokerID }
@@ -262,6 +270,11 @@ func (b *Broker) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("semantics: subscribe publishes: %w", err)
 	}
+	if err := b.tr.Flush(); err != nil {
+		_ = stopPub()
+		return fmt.Errorf("semantics: flush subscriptions: %w", err)
+	}
+	close(b.ready)
 	b.log.Info("semantics: serving", "broker", b.cfg.BrokerID)
 
 	b.loop(ctx)

@@ -49,6 +49,8 @@ func (t *fakeTransport) Publish(m *Msg) error {
 	return nil
 }
 
+func (t *fakeTransport) Flush() error { return nil }
+
 func (t *fakeTransport) Subscribe(string, string, func(*Msg)) (func() error, error) {
 	return func() error { return nil }, nil
 }

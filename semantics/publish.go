@@ -40,9 +40,6 @@ func (b *Broker) parsePublish(msg *Msg) (*Publication, error) {
 	if err != nil {
 		return nil, errorf(CodeBadRequest, err, "%v", err)
 	}
-	if !b.serves(topic) {
-		return nil, errorf(CodeNotFound, nil, "topic not served: %s", topic)
-	}
 	size := len(msg.Data)
 	for k, vs := range msg.Header {
 		for _, v := range vs {
@@ -74,6 +71,15 @@ func (b *Broker) reply(subject string, body []byte) {
 // message, which is accepted, not stored), or with an *Error.
 func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 	now := b.cfg.Now()
+	m := p.Message
+	if !b.serves(m.Topic) {
+		done(PubAck{}, errorf(CodeNotFound, nil, "topic not served: %s", m.Topic))
+		return
+	}
+	if size := m.Size(); size > b.cfg.MaxMessageBytes {
+		done(PubAck{}, errorf(CodeTooLarge, nil, "message too large: %d bytes, at most %d", size, b.cfg.MaxMessageBytes))
+		return
+	}
 	if b.accept != nil && !b.accept.AllowN(now, 1) {
 		done(PubAck{}, errorf(CodeTooMany, nil, "accept limit reached (%d msgs/s)", b.cfg.AcceptRate))
 		return
@@ -82,7 +88,6 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 		done(PubAck{}, errorf(CodeNotImplemented, nil, "two-phase commit (%s) is not implemented yet", HdrTx))
 		return
 	}
-	m := p.Message
 	m.Seq = b.nextSeq()
 	ack := PubAck{Stream: EncodeToken(m.Topic), Seq: m.Seq, ID: m.ID}
 	if p.Fly {
