@@ -1,0 +1,60 @@
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestArchitectureImports enforces ARCHITECTURE.md A.1: which of our
+// packages each package may import (non-test code).
+func TestArchitectureImports(t *testing.T) {
+	const mod = "github.com/kitenats/kitenats"
+	allowed := map[string][]string{
+		"store":                 {},
+		"registry":              {},
+		"store/memory":          {"store"},
+		"store/rocksdb":         {"store"},
+		"store/mysql":           {"store"},
+		"store/storetest":       {"store"},
+		"registry/zk":           {"registry"},
+		"registry/file":         {"registry"},
+		"registry/registrytest": {"registry"},
+		"semantics":             {"store", "registry"},
+		"txn":                   {"store"},
+		"compat":                {"compat/wire", "store"},
+		"compat/wire":           {},
+		"bridge":                {},
+		"admin":                 {},
+		"client":                {},
+	}
+	out, err := exec.Command("go", "list", "-json", "./...").Output()
+	require.NoError(t, err)
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p struct {
+			ImportPath string
+			Imports    []string
+		}
+		require.NoError(t, dec.Decode(&p))
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, mod), "/")
+		if rel == "" || strings.HasPrefix(rel, "integration") {
+			continue
+		}
+		ok, known := allowed[rel]
+		require.True(t, known, "package %s is not in ARCHITECTURE.md's table: add it there and here", rel)
+		for _, imp := range p.Imports {
+			if !strings.HasPrefix(imp, mod+"/") {
+				if imp == "github.com/nats-io/nats-server/v2/server" {
+					require.Equal(t, "bridge", rel, "only bridge may import nats-server")
+				}
+				continue
+			}
+			dep := strings.TrimPrefix(imp, mod+"/")
+			require.Contains(t, ok, dep, "%s must not import %s", rel, dep)
+		}
+	}
+}
