@@ -24,6 +24,7 @@ func startBroker(t *testing.T, mod func(*Config)) string {
 	cfg.NATS = "127.0.0.1:0"
 	cfg.DB = "memory://"
 	cfg.Recover = 20 * time.Millisecond
+	cfg.AdminPort = -1
 	if mod != nil {
 		mod(&cfg)
 	}

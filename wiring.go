@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/kitenats/kitenats/admin"
 	"github.com/kitenats/kitenats/bridge"
 	"github.com/kitenats/kitenats/registry"
 	"github.com/kitenats/kitenats/semantics"
@@ -25,6 +28,7 @@ type daemon struct {
 	nc     *nats.Conn
 	tr     *natsTransport
 	broker *semantics.Broker
+	admin  *admin.Server // nil when -pport is -1
 }
 
 // newDaemon opens the store, starts the embedded NATS server and builds the
@@ -80,8 +84,20 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.AdminPort > 0 {
+		addr := net.JoinHostPort(host, strconv.Itoa(cfg.AdminPort))
+		if d.admin, err = admin.New(admin.Config{Addr: addr, Logger: log}, adminSource{d.broker}); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
 }
+
+// adminSource lets the admin endpoints read the broker.
+type adminSource struct{ b *semantics.Broker }
+
+func (a adminSource) Stat(ctx context.Context) (any, error) { return a.b.Stat(ctx) }
+func (a adminSource) Bindings() any                         { return a.b.Bindings() }
 
 // run serves until ctx ends, then shuts down in order (ARCHITECTURE.md
 // A.3): the broker stops taking publishes and drains deliveries, then the
@@ -101,6 +117,16 @@ func (d *daemon) run(ctx context.Context) error {
 			d.log.Error("connection events stopped", "err", err)
 		}
 	}()
+	if d.admin != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.admin.Run(ectx); err != nil {
+				d.log.Error("admin HTTP stopped", "err", err)
+			}
+		}()
+		d.log.Info("admin HTTP", "addr", d.admin.Addr().String())
+	}
 	d.log.Info("kitenats serving", "nats", d.br.ClientURL(), "store", d.cfg.DB, "broker", d.broker.ID())
 	err := d.broker.Run(ctx)
 	stopEvents()
