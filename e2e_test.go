@@ -184,14 +184,14 @@ func TestE2EPublishRefusals(t *testing.T) {
 	require.Error(t, err)
 }
 
-// TestE2EDoneWhen is issue #2's acceptance scenario, scaled down: two
+// TestE2EDoneWhen is issue #2's acceptance scenario: 10,000 messages, two
 // groups (direct and regx) on one topic, several messageTypes, one consumer
 // per group acking every message and NAKing every tenth once; every NAKed
 // message comes back, each group gets exactly what its binding matches, and
 // STAT shows nothing pending at the end.
 func TestE2EDoneWhen(t *testing.T) {
 	url := startBroker(t, nil)
-	const n = 2000
+	const n = 10000
 	types := []string{"pay-succ", "pay-fail", "refund"}
 	_, chA := consume(t, url, "s-direct", `{"topic":"trade","messageType":"pay-succ","bindType":"direct","persistent":true}`, "")
 	_, chB := consume(t, url, "s-regx", `{"topic":"trade","messageType":"^pay-","bindType":"regx","persistent":true}`, "")
