@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestConfigKiteQClusterTOML(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	c, err := parseServeFlags([]string{"-configPath", "testdata/cluster.toml", "-clusterName", "memory_dev", "-pport", "-1"}, log)
+	require.NoError(t, err)
+	require.Equal(t, "file://./conf/registry_demo.yaml", c.Registry)
+	require.Equal(t, []string{"relation", "message", "user-profile"}, c.Topics)
+	require.Equal(t, "memory://.?initcap=10000000&maxcap=2000000", c.DB)
+	require.Equal(t, 7*time.Second, c.AckWait)
+	require.Equal(t, 3*time.Second, c.Recover)
+	require.Equal(t, 20000, c.AcceptRate)
+	require.Equal(t, 64, c.MaxInflight)
+	require.Equal(t, 5*time.Minute, c.DedupWindow)
+	require.Equal(t, map[string]string{"s-user-profile": "123456"}, c.Secrets)
+	require.Equal(t, -1, c.AdminPort, "flags override the file")
+	require.Equal(t, "127.0.0.1:4222", c.NATS, "defaults stay where nothing says otherwise")
+	require.Contains(t, logs.String(), "unknown key ignored")
+	require.Contains(t, logs.String(), "someFutureKey")
+	require.Contains(t, logs.String(), "maxDeliverWorkers")
+}
+
+func TestConfigDefaultsAndFlags(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	c, err := parseServeFlags(nil, log)
+	require.NoError(t, err)
+	require.Equal(t, defaultConfig(), c)
+	c, err = parseServeFlags([]string{"-nats", "127.0.0.1:5222", "-bind", "127.0.0.1:13900", "-db", "memory://"}, log)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:5222", c.NATS)
+	require.Equal(t, "127.0.0.1:13900", c.Bind)
+	require.Equal(t, "memory://", c.DB)
+}
+
+func TestConfigErrors(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	require.NoError(t, os.WriteFile(bad, []byte("[clusters.x\n"), 0o600))
+	noEnv := filepath.Join(t.TempDir(), "noenv.toml")
+	require.NoError(t, os.WriteFile(noEnv, []byte("[clusters.x]\nenv = \"nowhere\"\n"), 0o600))
+	for name, args := range map[string][]string{
+		"missing file":     {"-configPath", "testdata/nope.toml"},
+		"syntax":           {"-configPath", bad, "-clusterName", "x"},
+		"missing cluster":  {"-configPath", "testdata/cluster.toml", "-clusterName", "nope"},
+		"missing registry": {"-configPath", noEnv, "-clusterName", "x"},
+		"bad nats addr":    {"-nats", "localhost"},
+		"bad port":         {"-pport", "0"},
+		"unknown flag":     {"-frobnicate"},
+		"stray argument":   {"extra"},
+	} {
+		_, err := parseServeFlags(args, log)
+		require.Error(t, err, name)
+	}
+}
+
+func TestConfigSecretsNeedAdmin(t *testing.T) {
+	c := defaultConfig()
+	c.Secrets = map[string]string{"g": "s"}
+	require.ErrorContains(t, c.validate(), "adminSecret")
+}
+
+func TestConfigStoreURIs(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	for _, uri := range []string{"memory://", "memory://.?maxcap=10", "memory://?maxbytes=1000"} {
+		s, err := openStore(uri, log)
+		require.NoError(t, err, uri)
+		require.NoError(t, s.Close())
+	}
+	for _, uri := range []string{"memory://?maxcap=x", "memory://?maxcap=-1", "file://.", "::"} {
+		_, err := openStore(uri, log)
+		require.Error(t, err, uri)
+	}
+}
