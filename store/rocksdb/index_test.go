@@ -1,0 +1,172 @@
+package rocksdb
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kitenats/kitenats/store"
+)
+
+// countKeys counts the keys that start with prefix.
+func countKeys(t testing.TB, s *Store, prefix byte) int {
+	t.Helper()
+	s.life.RLock()
+	defer s.life.RUnlock()
+	v := s.newView(false)
+	defer v.close()
+	n := 0
+	require.NoError(t, v.scan([]byte{prefix}, []byte{prefix + 1}, func([]byte, []byte) error {
+		n++
+		return nil
+	}))
+	return n
+}
+
+func TestStoreRocksDBDueHintRisesAndFalls(t *testing.T) {
+	s := openTest(t, t.TempDir(), Async)
+	defer func() { require.NoError(t, s.Close()) }()
+
+	var saves []*store.Message
+	var acks []store.Update
+	for i := range 10 {
+		m := testMsg(fmt.Sprintf("old-%d", i), "g")
+		m.Groups[0].NextAttempt = t0.Add(time.Duration(i-10) * time.Second)
+		saves = append(saves, m)
+		acks = append(acks, store.Update{Op: store.OpAck, Topic: "t", ID: m.ID, Group: "g"})
+	}
+	mustWrite(t, s, &store.Batch{Now: t0, Saves: saves})
+	require.Len(t, dueIDs(t, s, "g", t0, 100), 10)
+	mustWrite(t, s, &store.Batch{Now: t0, Updates: acks})
+	require.Empty(t, dueIDs(t, s, "g", t0, 100))
+	s.hints.mu.Lock()
+	from := s.hints.from["g"]
+	s.hints.mu.Unlock()
+	require.Equal(t, timeKey(t0)+1, from, "the scan starts past what is acked")
+
+	// A message due before the hint is still found, saved or retried.
+	early := testMsg("early", "g")
+	early.Groups[0].NextAttempt = t0.Add(-time.Hour)
+	late := testMsg("late", "g")
+	late.Groups[0].NextAttempt = t0.Add(time.Hour)
+	mustWrite(t, s, &store.Batch{Now: t0, Saves: []*store.Message{early, late}})
+	require.Equal(t, []string{"early"}, dueIDs(t, s, "g", t0, 100))
+	require.Empty(t, dueIDs(t, s, "g", t0.Add(-2*time.Hour), 100))
+	mustWrite(t, s, &store.Batch{Now: t0, Updates: []store.Update{
+		{Op: store.OpRetry, Topic: "t", ID: "late", Group: "g", Attempts: 1, Next: t0.Add(-3 * time.Hour)},
+	}})
+	require.Equal(t, []string{"late", "early"}, dueIDs(t, s, "g", t0, 100))
+	checkInvariants(t, s)
+}
+
+// TestStoreRocksDBDueHintConcurrent runs Due scans of one group while
+// saves put due keys below the hints the scans raise: the last Due must
+// still return every pending message.
+func TestStoreRocksDBDueHintConcurrent(t *testing.T) {
+	s := openTest(t, t.TempDir(), Async)
+	defer func() { require.NoError(t, s.Close()) }()
+	const n = 300
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if _, err := s.Due(context.Background(), "g", t0, 5); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range n {
+		m := testMsg(fmt.Sprintf("m-%03d", i), "g")
+		// Alternately far in the past and just before now.
+		m.Groups[0].NextAttempt = t0.Add(-time.Duration(i%2*n+i) * time.Millisecond)
+		b := &store.Batch{Now: t0, Saves: []*store.Message{m}}
+		if i%3 == 0 {
+			b.Updates = []store.Update{{Op: store.OpAck, Topic: "t", ID: m.ID, Group: "g"}}
+		}
+		mustWrite(t, s, b)
+	}
+	close(done)
+	wg.Wait()
+	require.Len(t, dueIDs(t, s, "g", t0, 2*n), n-n/3)
+	checkInvariants(t, s)
+}
+
+func TestStoreRocksDBDedupSweep(t *testing.T) {
+	s := openTest(t, t.TempDir(), Async)
+	defer func() { require.NoError(t, s.Close()) }()
+	const n = 3000
+	var saves []*store.Message
+	for i := range n {
+		saves = append(saves, testMsg(fmt.Sprintf("a-%04d", i))) // no group: a dedup entry only
+	}
+	saves = append(saves, testMsg("z"))
+	mustWrite(t, s, &store.Batch{Now: t0, DedupWindow: time.Minute, Saves: saves})
+	require.Equal(t, n+1, countKeys(t, s, prefixDedup))
+	require.Equal(t, n+1, countKeys(t, s, prefixDedupExp))
+
+	// A write after the window sweeps a bounded number of entries, oldest
+	// first; "z" (last in key order) is not swept yet, but expired, so it
+	// may be published again, which renews its entry.
+	later := t0.Add(2 * time.Minute)
+	res := mustWrite(t, s, &store.Batch{Now: later, DedupWindow: time.Minute, Saves: []*store.Message{testMsg("z")}})
+	require.False(t, res[0].Duplicate)
+	swept := sweepBudget + 2
+	require.Equal(t, n+1-swept+1, countKeys(t, s, prefixDedupExp))
+	for countKeys(t, s, prefixDedupExp) > 1 {
+		mustWrite(t, s, &store.Batch{Now: later})
+	}
+	require.Equal(t, 1, countKeys(t, s, prefixDedup), "only the renewed entry is left")
+	res = mustWrite(t, s, &store.Batch{Now: later.Add(time.Second), Saves: []*store.Message{testMsg("z"), testMsg("a-0001")}})
+	require.True(t, res[0].Duplicate, "the renewed entry survived the sweep of the old one")
+	require.False(t, res[1].Duplicate)
+}
+
+func TestStoreRocksDBDuplicateGroupsKeptOnce(t *testing.T) {
+	s := openTest(t, t.TempDir(), Async)
+	defer func() { require.NoError(t, s.Close()) }()
+	m := testMsg("dup", "g", "g", "h")
+	mustWrite(t, s, &store.Batch{Now: t0, Saves: []*store.Message{m}})
+	got, err := s.Get(context.Background(), "t", "dup")
+	require.NoError(t, err)
+	require.Len(t, got.Groups, 2)
+	mustWrite(t, s, &store.Batch{Now: t0, Updates: []store.Update{{Op: store.OpAck, Topic: "t", ID: "dup", Group: "g"}}})
+	require.Empty(t, dueIDs(t, s, "g", t0, 10))
+	checkInvariants(t, s)
+}
+
+func TestStoreRocksDBCancelledContext(t *testing.T) {
+	s := openTest(t, t.TempDir(), Async)
+	defer func() { require.NoError(t, s.Close()) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := s.Write(ctx, &store.Batch{Now: t0, Saves: []*store.Message{testMsg("x", "g")}})
+	require.ErrorIs(t, err, context.Canceled)
+	_, err = s.Get(context.Background(), "t", "x")
+	require.ErrorIs(t, err, store.ErrNotFound, "an abandoned write before the batch is written applies nothing")
+	_, err = s.Due(ctx, "g", t0, 1)
+	require.ErrorIs(t, err, context.Canceled)
+}
+
+func TestStoreRocksDBUnknownOpIsNoop(t *testing.T) {
+	s := openTest(t, t.TempDir(), Async)
+	defer func() { require.NoError(t, s.Close()) }()
+	res := mustWrite(t, s, &store.Batch{Now: t0, Saves: []*store.Message{testMsg("x", "g")},
+		Updates: []store.Update{{Op: store.Op(99), Topic: "t", ID: "x", Group: "g"}}})
+	require.Len(t, res, 1)
+	require.Equal(t, []string{"x"}, dueIDs(t, s, "g", t0, 10))
+	checkInvariants(t, s)
+}

@@ -1,0 +1,130 @@
+package rocksdb
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kitenats/kitenats/store"
+)
+
+// dbState is every key of a store, grouped by what it is.
+type dbState struct {
+	msgs    map[string]*store.Message // by message key
+	due     map[string]bool
+	checks  map[string]bool
+	dead    map[string]store.DeadLetter // by dead letter key
+	refs    map[string][]uint64         // by reference key
+	dedup   map[string]bool
+	expiry  map[string]bool
+	unknown []string
+}
+
+// readState reads every key of s at one snapshot. Caller holds s.life.
+func readState(t testing.TB, s *Store) dbState {
+	t.Helper()
+	st := dbState{
+		msgs: map[string]*store.Message{}, due: map[string]bool{}, checks: map[string]bool{},
+		dead: map[string]store.DeadLetter{}, refs: map[string][]uint64{},
+		dedup: map[string]bool{}, expiry: map[string]bool{},
+	}
+	v := s.newView(true)
+	defer v.close()
+	err := v.scan([]byte{0}, []byte{0xFF}, func(k, val []byte) error {
+		ks, val := string(k), bytes.Clone(val)
+		var err error
+		switch k[0] {
+		case prefixMessage:
+			st.msgs[ks], err = decodeMessage(val)
+		case prefixDue:
+			st.due[ks] = true
+		case prefixCheck:
+			st.checks[ks] = true
+		case prefixDead:
+			st.dead[ks], err = decodeDead(val)
+		case prefixDeadRef:
+			st.refs[ks], err = decodeSeqs(val)
+		case prefixDedup:
+			st.dedup[ks] = true
+		case prefixDedupExp:
+			st.expiry[ks] = true
+		case prefixBinding, prefixMeta:
+		default:
+			st.unknown = append(st.unknown, ks)
+		}
+		return err
+	})
+	require.NoError(t, err)
+	return st
+}
+
+// checkInvariants verifies that the indexes, the dead letter references
+// and the in-memory counters agree with the stored records.
+func checkInvariants(t testing.TB, s *Store) {
+	t.Helper()
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed {
+		return
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	st := readState(t, s)
+	require.Empty(t, st.unknown, "keys with an unknown prefix")
+	want := newCounts()
+	wantDue, wantChecks := map[string]bool{}, map[string]bool{}
+	for k, m := range st.msgs {
+		require.Equal(t, string(msgKey(m.Topic, m.ID)), k, "record stored under its own key")
+		require.True(t, m.Prepared || len(m.Groups) > 0, "a stored message has a group or is prepared: %s", m.ID)
+		seen := map[string]bool{}
+		for _, g := range m.Groups {
+			require.False(t, seen[g.Group], "group %q twice in %s", g.Group, m.ID)
+			seen[g.Group] = true
+			if !m.Prepared {
+				wantDue[string(dueKey(g.Group, timeKey(g.NextAttempt), m.Topic, m.ID))] = true
+			}
+		}
+		if m.Prepared {
+			wantChecks[string(checkKey(timeKey(m.NextCheck), m.Topic, m.ID))] = true
+		}
+		want.addMessage(m, +1)
+	}
+	require.Equal(t, wantDue, st.due, "due index = pending states of committed messages")
+	require.Equal(t, wantChecks, st.checks, "check index = prepared messages")
+	checkDead(t, s, st, &want)
+	s.counters.mu.Lock()
+	defer s.counters.mu.Unlock()
+	require.Equal(t, want, s.counters.c, "in-memory counters = a recount")
+}
+
+// checkDead verifies that each dead letter is referenced exactly once, by
+// the reference of its own (topic, group, id), and counts the letters.
+func checkDead(t testing.TB, s *Store, st dbState, want *counts) {
+	t.Helper()
+	referenced := map[string]bool{}
+	for rk, seqs := range st.refs {
+		for _, seq := range seqs {
+			var dl store.DeadLetter
+			for lk, d := range st.dead {
+				if _, _, n, _ := splitDeadKey([]byte(lk)); n == seq {
+					dl = d
+					require.False(t, referenced[lk], "letter %q referenced twice", lk)
+					referenced[lk] = true
+				}
+			}
+			require.NotNil(t, dl.Message, "reference %q to missing letter %d", rk, seq)
+			require.Equal(t, string(deadRefKey(dl.Message.Topic, dl.Group, dl.Message.ID)), rk)
+		}
+	}
+	for lk, dl := range st.dead {
+		require.True(t, referenced[lk], "letter %q not referenced", lk)
+		topic, group, seq, err := splitDeadKey([]byte(lk))
+		require.NoError(t, err)
+		require.Equal(t, dl.Message.Topic, topic)
+		require.Equal(t, dl.Group, group)
+		require.Empty(t, dl.Message.Groups)
+		require.LessOrEqual(t, seq, s.deadSeq)
+		want.dead[tgKey{topic, group}]++
+	}
+}

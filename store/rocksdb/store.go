@@ -1,0 +1,254 @@
+package rocksdb
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/linxGnu/grocksdb"
+
+	"github.com/kitenats/kitenats/store"
+)
+
+var (
+	_ store.Store        = (*Store)(nil)
+	_ store.BindingStore = (*Store)(nil)
+)
+
+// Store is the RocksDB backend. It is safe for concurrent use; see doc.go
+// for its locks.
+type Store struct {
+	cfg Config
+	log *slog.Logger
+
+	// The RocksDB handles, created by Open and freed by Close under
+	// life.Lock. ro (default read options, for point reads) and wo (sync as
+	// Durability says) are never modified after Open.
+	db    *grocksdb.DB
+	opts  *grocksdb.Options
+	bbto  *grocksdb.BlockBasedTableOptions
+	cache *grocksdb.Cache
+	ro    *grocksdb.ReadOptions
+	wo    *grocksdb.WriteOptions
+
+	// life is held shared by every method while it uses db, and exclusively
+	// by Close while it frees the handles. It guards closed.
+	life   sync.RWMutex
+	closed bool
+
+	// writeMu serializes Write. It guards deadSeq (the last dead letter
+	// sequence number given out) and sweepFrom (dedup expiry keys below it
+	// are already swept).
+	writeMu   sync.Mutex
+	deadSeq   uint64
+	sweepFrom []byte
+
+	counters counters // in-memory statistics; own lock
+	hints    dueHints // where each group's due scan may start; own lock
+
+	stop      chan struct{} // closed by Close: stops the WAL syncer
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (or creates) the store in cfg.Dir, rebuilds its statistics
+// with one scan, and in Async mode starts the WAL syncer that Close stops.
+func Open(cfg Config) (*Store, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("rocksdb: open: %w", err)
+	}
+	s := &Store{
+		cfg:       cfg,
+		log:       cfg.Logger.With("store", "rocksdb://"+cfg.Dir),
+		sweepFrom: []byte{prefixDedupExp},
+		counters:  newCounters(),
+		hints:     newDueHints(),
+		stop:      make(chan struct{}),
+	}
+	s.newOptions()
+	db, err := grocksdb.OpenDb(s.opts, cfg.Dir)
+	if err != nil {
+		s.freeHandles()
+		return nil, fmt.Errorf("rocksdb: open %s: %w", cfg.Dir, err)
+	}
+	s.db = db
+	start := time.Now()
+	if err := s.load(); err != nil {
+		s.db.Close()
+		s.freeHandles()
+		return nil, err
+	}
+	if cfg.Durability == Async {
+		s.wg.Add(1)
+		go s.syncLoop()
+	}
+	s.log.Info("store opened", "durability", cfg.Durability.String(), "took", time.Since(start))
+	return s, nil
+}
+
+// newOptions creates the RocksDB options: a bloom filter (most point reads,
+// the dedup checks, miss), an LRU block cache and the memtable size.
+func (s *Store) newOptions() {
+	s.cache = grocksdb.NewLRUCache(uint64(s.cfg.BlockCacheSize))
+	s.bbto = grocksdb.NewDefaultBlockBasedTableOptions()
+	s.bbto.SetBlockCache(s.cache)
+	s.bbto.SetFilterPolicy(grocksdb.NewBloomFilterFull(10)) // owned by bbto from here on
+	s.opts = grocksdb.NewDefaultOptions()
+	s.opts.SetCreateIfMissing(true)
+	s.opts.SetBlockBasedTableFactory(s.bbto)
+	s.opts.SetWriteBufferSize(uint64(s.cfg.WriteBufferSize))
+	s.opts.SetMemTablePrefixBloomSizeRatio(0.05)
+	s.opts.SetMemtableWholeKeyFiltering(true)
+	s.opts.SetKeepLogFileNum(4)
+	s.ro = grocksdb.NewDefaultReadOptions()
+	s.wo = grocksdb.NewDefaultWriteOptions()
+	s.wo.SetSync(s.cfg.Durability == Sync)
+}
+
+// freeHandles frees every handle but the DB. caller must hold life.Lock
+// (or own s exclusively, as Open does).
+func (s *Store) freeHandles() {
+	s.ro.Destroy()
+	s.wo.Destroy()
+	s.opts.Destroy()
+	s.bbto.Destroy()
+	s.cache.Destroy()
+}
+
+// load checks the format version and rebuilds the in-memory state.
+func (s *Store) load() error {
+	v, err := s.db.GetBytes(s.ro, metaKey())
+	switch {
+	case err != nil:
+		return fmt.Errorf("rocksdb: open: read format: %w", err)
+	case v == nil:
+		if err := s.db.Put(s.wo, metaKey(), []byte(strconv.Itoa(formatVersion))); err != nil {
+			return fmt.Errorf("rocksdb: open: write format: %w", err)
+		}
+	case string(v) != strconv.Itoa(formatVersion):
+		return fmt.Errorf("rocksdb: open %s: format version %q, want %d", s.cfg.Dir, v, formatVersion)
+	}
+	return s.rebuild()
+}
+
+// syncLoop syncs the WAL every SyncInterval while something was written
+// since the last sync. It is the Store's only goroutine; Close stops it
+// before it closes the database.
+func (s *Store) syncLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.SyncInterval)
+	defer t.Stop()
+	var synced uint64
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			seq := s.db.GetLatestSequenceNumber()
+			if seq == synced {
+				continue
+			}
+			if err := s.db.FlushWAL(true); err != nil {
+				s.log.Error("WAL sync failed: acknowledged writes are not yet safe from a power loss", "err", err)
+				continue
+			}
+			synced = seq
+		}
+	}
+}
+
+// Close stops the WAL syncer, waits for the calls in progress, syncs the
+// WAL (so a clean Close loses nothing in either mode) and closes the
+// database. It is idempotent; later calls return the first one's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Store) close() error {
+	close(s.stop)
+	s.wg.Wait()
+	s.life.Lock()
+	defer s.life.Unlock()
+	s.closed = true
+	var err error
+	if e := s.db.FlushWAL(true); e != nil {
+		err = fmt.Errorf("rocksdb: close: sync WAL: %w", e)
+	}
+	s.db.Close()
+	s.freeHandles()
+	s.log.Info("store closed")
+	return err
+}
+
+// errClosed is returned, wrapped with the operation, after Close.
+func errClosed(op string) error { return fmt.Errorf("rocksdb: %s: %w", op, store.ErrClosed) }
+
+// view reads the database, at one snapshot or at its latest state.
+type view struct {
+	db   *grocksdb.DB
+	snap *grocksdb.Snapshot // nil: latest state
+	ro   *grocksdb.ReadOptions
+}
+
+// newView returns a view; the caller must hold life shared and call close.
+func (s *Store) newView(snapshot bool) *view {
+	v := &view{db: s.db, ro: grocksdb.NewDefaultReadOptions()}
+	if snapshot {
+		v.snap = s.db.NewSnapshot()
+		v.ro.SetSnapshot(v.snap)
+	}
+	return v
+}
+
+func (v *view) close() {
+	v.ro.Destroy()
+	if v.snap != nil {
+		v.db.ReleaseSnapshot(v.snap)
+	}
+}
+
+// get returns a copy of the value of k, or nil when there is none.
+func (v *view) get(k []byte) ([]byte, error) { return v.db.GetBytes(v.ro, k) }
+
+// errStop ends a scan early without an error.
+var errStop = errors.New("stop scan")
+
+// scan calls fn for each key in [lower, upper) in order until fn returns
+// errStop or another error. k and val are valid only during the call.
+func (v *view) scan(lower, upper []byte, fn func(k, val []byte) error) error {
+	ro := grocksdb.NewDefaultReadOptions()
+	defer ro.Destroy()
+	if v.snap != nil {
+		ro.SetSnapshot(v.snap)
+	}
+	ro.SetIterateLowerBound(lower)
+	ro.SetIterateUpperBound(upper)
+	it := v.db.NewIterator(ro)
+	defer it.Close()
+	for it.Seek(lower); it.Valid(); it.Next() {
+		k, val := it.Key(), it.Value()
+		err := fn(k.Data(), val.Data())
+		k.Free()
+		val.Free()
+		if errors.Is(err, errStop) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("iterate: %w", err)
+	}
+	return nil
+}
