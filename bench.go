@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kitenats/kitenats/bridge"
 )
 
 // benchConfig is one benchmark workload.
@@ -58,7 +61,7 @@ func bench(args []string) error {
 	fs.IntVar(&c.Groups, "groups", 1, "consumer groups, each bound to the topic")
 	fs.IntVar(&c.Pending, "pending", 1024, "async publishes in flight per publisher (1 = synchronous)")
 	fs.StringVar(&c.DB, "db", "memory://", "store of the broker under test (memory://, rocksdb://DIR?durability=async|sync)")
-	fs.BoolVar(&c.Compare, "compare", false, "also run the workload against raw core NATS, in this run, and print ratios")
+	fs.BoolVar(&c.Compare, "compare", false, "also run the workload, in this run, against an embedded JetStream file-store stream (durable consumer, explicit acks) and raw core NATS pub/sub, and print ratios")
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "give up on a run after this long")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
@@ -87,11 +90,13 @@ func bench(args []string) error {
 	}
 	results = append(results, r)
 	if c.Compare {
-		r, err := benchCoreNATS(c)
-		if err != nil {
-			return err
+		for _, run := range []func(benchConfig) (benchResult, error){benchJetStream, benchCoreNATS} {
+			r, err := run(c)
+			if err != nil {
+				return err
+			}
+			results = append(results, r)
 		}
-		results = append(results, r)
 	}
 	printResults(os.Stdout, results)
 	return nil
@@ -404,4 +409,81 @@ func printResults(out io.Writer, rs []benchResult) {
 	for _, r := range rs[1:] {
 		fmt.Fprintf(out, "ratio %s / %s: %.3f\n", rs[0].Name, r.Name, rs[0].rate()/r.rate())
 	}
+}
+
+// benchJetStream runs the workload against an embedded JetStream server: a
+// file-store stream, one durable consumer with explicit acks per group,
+// consumed by the group's consumers. JetStream's async-flushed file store
+// is the reference for the rocksdb async mode.
+func benchJetStream(c benchConfig) (benchResult, error) {
+	dir, err := os.MkdirTemp("", "kitenats-bench-js-")
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	br, err := bridge.New(bridge.Config{Port: -1, JetStreamDir: dir})
+	if err != nil {
+		return benchResult{}, err
+	}
+	if err := br.Start(); err != nil {
+		return benchResult{}, err
+	}
+	defer br.Close()
+	url := br.ClientURL()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return benchResult{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"js.bench"}, Storage: jetstream.FileStorage})
+	if err != nil {
+		return benchResult{}, fmt.Errorf("bench: jetstream stream: %w", err)
+	}
+	w := &benchWatch{c: c, name: "JetStream file store"}
+	var conns []*nats.Conn
+	var consumes []jetstream.ConsumeContext
+	defer func() {
+		for _, cc := range consumes {
+			cc.Stop()
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for g := 0; g < c.Groups; g++ {
+		name := fmt.Sprintf("g%d", g)
+		if _, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4096 * c.Consumers}); err != nil {
+			return benchResult{}, fmt.Errorf("bench: jetstream consumer: %w", err)
+		}
+		for i := 0; i < c.Consumers; i++ {
+			cnc, err := nats.Connect(url)
+			if err != nil {
+				return benchResult{}, err
+			}
+			conns = append(conns, cnc)
+			cjs, err := jetstream.New(cnc)
+			if err != nil {
+				return benchResult{}, err
+			}
+			cons, err := cjs.Consumer(ctx, "BENCH", name)
+			if err != nil {
+				return benchResult{}, err
+			}
+			cc, err := cons.Consume(func(m jetstream.Msg) {
+				w.delivered(m.Data())
+				_ = m.Ack()
+			})
+			if err != nil {
+				return benchResult{}, err
+			}
+			consumes = append(consumes, cc)
+		}
+	}
+	return w.run(url, "js.bench", true)
 }

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/kitenats/kitenats/store"
 	"github.com/kitenats/kitenats/store/memory"
+	"github.com/kitenats/kitenats/store/mysql"
+	"github.com/kitenats/kitenats/store/rocksdb"
 )
 
 // openStore opens the store a URI names (kiteq-protocol.md §9.3 forms).
@@ -32,6 +36,22 @@ func openStore(uri string, log *slog.Logger) (store.Store, error) {
 			}
 		}
 		return memory.New(cfg), nil
+	case "rocksdb":
+		cfg, err := rocksdb.ParseURI(uri)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Logger = log.With("store", "rocksdb")
+		return rocksdb.Open(cfg)
+	case "mysql":
+		cfg, err := mysql.ParseURI(uri)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Logger = log.With("store", "mysql")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return mysql.Open(ctx, cfg)
 	default:
 		return nil, fmt.Errorf("store URI %q: unknown scheme %q (want memory://, rocksdb:// or mysql://)", uri, u.Scheme)
 	}

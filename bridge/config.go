@@ -78,6 +78,11 @@ type Config struct {
 	// ClusterPort is the NATS route port; -1 picks a random free port.
 	// Default 0: no cluster listener, no routes.
 	ClusterPort int
+	// JetStreamDir, when set, enables JetStream with its file store in this
+	// directory. The broker never sets it: it exists so that `kitenats bench
+	// --compare` can measure an embedded JetStream server as a reference in
+	// the same run. Default "": JetStream off.
+	JetStreamDir string
 	// Routes are the route URLs of the other brokers
 	// ("nats-route://host:port"). They require ClusterPort. Default none.
 	Routes []string
@@ -169,7 +174,7 @@ func parseRoutes(routes []string) ([]*url.URL, error) {
 }
 
 // serverOptions builds nats-server's options. c must have its defaults set
-// and be valid. JetStream stays off; the system account is nats-server's
+// and be valid. JetStream stays off unless JetStreamDir is set; the system account is nats-server's
 // default one ($SYS), which only the bridge's own in-process conn can join.
 func (c *Config) serverOptions(auth server.Authentication) (*server.Options, error) {
 	opts := &server.Options{
@@ -181,7 +186,8 @@ func (c *Config) serverOptions(auth server.Authentication) (*server.Options, err
 		MaxPingsOut:                c.MaxPingsOut,
 		NoSigs:                     true,
 		NoLog:                      false,
-		JetStream:                  false,
+		JetStream:                  c.JetStreamDir != "",
+		StoreDir:                   c.JetStreamDir,
 		CustomClientAuthentication: auth,
 	}
 	if c.ClusterPort == 0 {
