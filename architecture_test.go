@@ -27,6 +27,7 @@ func TestArchitectureImports(t *testing.T) {
 		"txn":                   {"store"},
 		"compat":                {"compat/wire", "store"},
 		"compat/wire":           {},
+		"compat/compattest":     {"compat/wire"},
 		"bridge":                {},
 		"admin":                 {},
 		"client":                {},

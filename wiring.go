@@ -25,7 +25,8 @@ type daemon struct {
 	log    *slog.Logger
 	st     store.Store
 	br     *bridge.Server
-	nc     *nats.Conn
+	nc     *nats.Conn // subscriptions: publishes, acks, API calls
+	out    *nats.Conn // what the broker sends
 	tr     *natsTransport
 	broker *semantics.Broker
 	admin  *admin.Server // nil when -pport is -1
@@ -63,7 +64,12 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 	if d.nc, err = d.br.ConnectLoopback("kitenats-broker"); err != nil {
 		return nil, err
 	}
-	d.tr = &natsTransport{nc: d.nc}
+	// Outbound traffic (replies, deliveries) gets its own connection, so
+	// that its flushes never hold up the reader of publishes and acks.
+	if d.out, err = d.br.ConnectLoopback("kitenats-broker-out"); err != nil {
+		return nil, err
+	}
+	d.tr = &natsTransport{nc: d.nc, out: d.out}
 	keeper, initial, err := bindingKeeper(d.st)
 	if err != nil {
 		return nil, err
@@ -140,6 +146,9 @@ func (d *daemon) close() {
 	if d.nc != nil {
 		d.nc.Close()
 	}
+	if d.out != nil {
+		d.out.Close()
+	}
 	if d.br != nil {
 		_ = d.br.Close()
 	}
@@ -154,12 +163,13 @@ func (d *daemon) close() {
 // connection.
 type natsTransport struct {
 	nc   *nats.Conn
+	out  *nats.Conn
 	mu   sync.Mutex
 	subs []*nats.Subscription
 }
 
 func (t *natsTransport) Publish(m *semantics.Msg) error {
-	return t.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: m.Reply, Header: nats.Header(m.Header), Data: m.Data})
+	return t.out.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: m.Reply, Header: nats.Header(m.Header), Data: m.Data})
 }
 
 func (t *natsTransport) Subscribe(subject, queue string, fn func(*semantics.Msg)) (func() error, error) {
@@ -187,7 +197,12 @@ func (t *natsTransport) Subscribe(subject, queue string, fn func(*semantics.Msg)
 	return sub.Unsubscribe, nil
 }
 
-func (t *natsTransport) Flush() error { return t.nc.Flush() }
+func (t *natsTransport) Flush() error {
+	if err := t.out.Flush(); err != nil {
+		return err
+	}
+	return t.nc.Flush()
+}
 
 // Dropped counts messages the server dropped before the broker took them.
 func (t *natsTransport) Dropped() int64 {

@@ -42,8 +42,8 @@ func (c *BatcherConfig) setDefaults() {
 // one write (and its sync) is in flight, the next batch fills up, so the
 // batch size follows the load with no timer.
 //
-// Callbacks run on the Batcher's goroutine, in request order, after the
-// write that carried the request returned; they must not block.
+// Callbacks run on a goroutine of the Batcher's, in request order, after
+// the write that carried the request returned; they must not block.
 type Batcher struct {
 	st  Store
 	cfg BatcherConfig
@@ -96,16 +96,38 @@ func (b *Batcher) enqueue(r request) error {
 // Pending is the number of queued requests.
 func (b *Batcher) Pending() int { return len(b.q) }
 
+// completedDepth is how many written batches may wait for their callbacks
+// while the next batch is written.
+const completedDepth = 2
+
+// completed is a written batch waiting for its callbacks.
+type completed struct {
+	batch   []request
+	results []SaveResult
+	err     error
+}
+
 // Run writes batches until ctx ends, then refuses new work, writes what is
 // queued and returns nil. It returns only after every accepted request got
 // its callback.
+//
+// Writing and calling back are pipelined: a second goroutine, owned by Run,
+// runs the callbacks of one batch while the next batch is written.
 func (b *Batcher) Run(ctx context.Context) error {
-	batch := make([]request, 0, b.cfg.MaxBatch)
+	done := make(chan completed, completedDepth)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for c := range done {
+			callback(c)
+		}
+	}()
+	defer func() { close(done); wg.Wait() }()
 	for {
 		select {
 		case r := <-b.q:
-			batch = b.fill(append(batch[:0], r))
-			b.write(ctx, batch)
+			done <- b.write(ctx, b.fill([]request{r}))
 		case <-ctx.Done():
 			b.mu.Lock()
 			b.closed = true
@@ -114,8 +136,7 @@ func (b *Batcher) Run(ctx context.Context) error {
 			// written, not dropped, on an orderly shutdown.
 			final := context.WithoutCancel(ctx)
 			for len(b.q) > 0 {
-				batch = b.fill(batch[:0])
-				b.write(final, batch)
+				done <- b.write(final, b.fill(nil))
 			}
 			return nil
 		}
@@ -135,10 +156,7 @@ func (b *Batcher) fill(batch []request) []request {
 	return batch
 }
 
-func (b *Batcher) write(ctx context.Context, batch []request) {
-	if len(batch) == 0 {
-		return
-	}
+func (b *Batcher) write(ctx context.Context, batch []request) completed {
 	wb := &Batch{Now: b.cfg.Now(), DedupWindow: b.cfg.DedupWindow}
 	for _, r := range batch {
 		if r.save != nil {
@@ -154,17 +172,22 @@ func (b *Batcher) write(ctx context.Context, batch []request) {
 	if err != nil && errors.Is(err, context.Canceled) {
 		err = fmt.Errorf("%w: %w", ErrClosed, err)
 	}
+	return completed{batch: batch, results: results, err: err}
+}
+
+// callback tells every request of a written batch its outcome, in order.
+func callback(c completed) {
 	i := 0
-	for _, r := range batch {
+	for _, r := range c.batch {
 		if r.save != nil {
 			var res SaveResult
-			if err == nil {
-				res = results[i]
+			if c.err == nil {
+				res = c.results[i]
 			}
 			i++
-			r.onSave(res, err)
+			r.onSave(res, c.err)
 		} else if r.onUpdate != nil {
-			r.onUpdate(err)
+			r.onUpdate(c.err)
 		}
 	}
 }
