@@ -333,9 +333,25 @@ func (b *Broker) nextSeq() uint64 { return b.seq.Add(1) }
 // newMessageID makes a random message id of 32 lower-case hex digits.
 func newMessageID() string { return randomToken(16) }
 
+// tokens is the source of ids: ChaCha8 (a cryptographically strong
+// generator) seeded once from the OS, so that the hot path makes no
+// getrandom system call per message and per delivery.
+var tokens = struct {
+	sync.Mutex
+	r *mrand.ChaCha8
+}{r: mrand.NewChaCha8(seed32())}
+
+func seed32() (s [32]byte) {
+	_, _ = rand.Read(s[:])
+	return s
+}
+
+// randomToken returns n random bytes as lower-case hex.
 func randomToken(n int) string {
 	buf := make([]byte, n)
-	_, _ = rand.Read(buf)
+	tokens.Lock()
+	_, _ = tokens.r.Read(buf)
+	tokens.Unlock()
 	return hex.EncodeToString(buf)
 }
 
