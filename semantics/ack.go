@@ -62,6 +62,13 @@ func (b *Broker) Ack(group, consumerID, id string, a Ack, done func(error)) {
 		return
 	}
 	b.used.add(id, a.Kind)
+	answer := done
+	done = func(err error) {
+		if err != nil {
+			err = storeError(err)
+		}
+		answer(err)
+	}
 	var more []*flight
 	m := f.d.Message
 	switch a.Kind {
