@@ -58,6 +58,7 @@ func Run(t *testing.T, f Factory) {
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"Reopen", testReopen},
 		{"Bindings", testBindings},
+		{"Randomized", testRandomized},
 		{"Closed", testClosed},
 	}
 	for _, tt := range tests {
