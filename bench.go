@@ -34,6 +34,7 @@ type benchConfig struct {
 	Pending   int // publishes awaiting their ack, per publisher
 	DB        string
 	Compare   bool
+	Backlog   int // messages stored for an offline group before the run
 	Timeout   time.Duration
 	Out       io.Writer // progress
 }
@@ -63,6 +64,7 @@ func bench(args []string) error {
 	fs.StringVar(&c.DB, "db", "memory://", "store of the broker under test (memory://, rocksdb://DIR?durability=async|sync)")
 	fs.BoolVar(&c.Compare, "compare", false, "also run the workload, in this run, against an embedded JetStream file-store stream (durable consumer, explicit acks) and raw core NATS pub/sub, and print ratios")
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "give up on a run after this long")
+	fs.IntVar(&c.Backlog, "backlog", 0, "first store this many messages for a group with no consumer, then run the workload beside that backlog")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -137,7 +139,15 @@ func benchBroker(c benchConfig) (benchResult, error) {
 	}
 	defer stop()
 	url := d.br.ClientURL()
-	w := &benchWatch{c: c, name: "kitenats " + c.DB}
+	name := "kitenats " + c.DB
+	if c.Backlog > 0 {
+		if err := fillBacklog(c, url); err != nil {
+			return benchResult{}, err
+		}
+		name += fmt.Sprintf(" +%d backlog", c.Backlog)
+	}
+	w := &benchWatch{c: c, name: name}
+	defer func() { fmt.Fprintf(c.Out, "%s: process RSS after the run %s\n", name, rss()) }()
 	var conns []*nats.Conn
 	defer func() {
 		for _, nc := range conns {
@@ -486,4 +496,69 @@ func benchJetStream(c benchConfig) (benchResult, error) {
 		}
 	}
 	return w.run(url, "js.bench", true)
+}
+
+// fillBacklog stores c.Backlog messages for a persistent group that has no
+// live consumer, so that the measured run works beside a large store.
+func fillBacklog(c benchConfig, url string) error {
+	nc, err := nats.Connect(url, nats.UserInfo("s-backlog", ""))
+	if err != nil {
+		return err
+	}
+	deliver := "$KQ.DLV.s-backlog.gone"
+	if _, err := nc.SubscribeSync(deliver); err != nil {
+		return err
+	}
+	req := fmt.Sprintf(`{"deliver":%q,"bindings":[{"topic":"backlog","messageType":"m","persistent":true}]}`, deliver)
+	if _, err := nc.Request("$KQ.API.BIND.s-backlog", []byte(req), 5*time.Second); err != nil {
+		return err
+	}
+	nc.Close() // the group stays bound, with nobody to deliver to
+	fc := c
+	fc.Msgs, fc.Duration, fc.Groups = c.Backlog, 0, 0
+	w := &benchWatch{c: fc, name: "filling backlog"}
+	w.start = time.Now()
+	done := make(chan struct{})
+	var pwg sync.WaitGroup
+	pwg.Add(1)
+	go func() { defer pwg.Done(); w.progressSent(done) }()
+	err = w.publisher(url, "kq.backlog.m", c.Backlog, time.Time{}, true)
+	close(done)
+	pwg.Wait()
+	if err == nil && w.failed.Load() > 0 {
+		err = fmt.Errorf("bench: %d backlog publishes refused", w.failed.Load())
+	}
+	return err
+}
+
+// progressSent draws the progress of publishing alone.
+func (w *benchWatch) progressSent(done chan struct{}) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		frac := float64(w.acked.Load()) / float64(w.c.Msgs)
+		const width = 30
+		fill := int(min(frac, 1) * width)
+		fmt.Fprintf(w.c.Out, "\r%-26s [%s%s] %3.0f%% acked %d", w.name, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), frac*100, w.acked.Load())
+		select {
+		case <-done:
+			fmt.Fprintln(w.c.Out)
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// rss reads this process's resident set size from /proc.
+func rss() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:"))
+		}
+	}
+	return "unknown"
 }
