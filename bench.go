@@ -114,7 +114,7 @@ func (c benchConfig) amount() string {
 // benchDaemon starts a whole broker in this process on a random port.
 func benchDaemon(db string) (*daemon, func(), error) {
 	cfg := defaultConfig()
-	cfg.NATS, cfg.DB, cfg.MaxInflight, cfg.AdminPort = "127.0.0.1:0", db, 4096, -1
+	cfg.NATS, cfg.DB, cfg.MaxInflight, cfg.AdminPort, cfg.Bind = "127.0.0.1:0", db, 4096, -1, "off"
 	d, err := newDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return nil, nil, err

@@ -18,7 +18,8 @@ import (
 // (KiteQ's cluster.toml keys plus ours), then flags.
 type Config struct {
 	NATS        string        // NATS client listen address; default 127.0.0.1:4222
-	Bind        string        // KiteQ TCP listen address; default 127.0.0.1:13800
+	Bind        string        // KiteQ TCP listen address; default 127.0.0.1:13800; "off" disables it
+	Advertise   string        // host:port registered for KiteQ clients; default: Bind when its host is specific
 	AdminPort   int           // admin HTTP port (KiteQ's -pport); default 13801, -1 off
 	DB          string        // store URI; default rocksdb://./data
 	Registry    string        // registry URI; empty: none (bindings kept in the store)
@@ -73,6 +74,7 @@ type tomlCluster struct {
 	RecievePermitsPerSecond int      `toml:"recievePermitsPerSecond"`
 	// Ours.
 	NATS          string            `toml:"nats"`
+	Advertise     string            `toml:"advertise"`
 	MaxPayload    int               `toml:"maxPayload"`
 	MaxInflight   int               `toml:"maxInflight"`
 	DedupWindow   string            `toml:"dedupWindow"`
@@ -143,6 +145,9 @@ func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
 	if cl.NATS != "" {
 		c.NATS = cl.NATS
 	}
+	if cl.Advertise != "" {
+		c.Advertise = cl.Advertise
+	}
 	if cl.MaxPayload > 0 {
 		c.MaxPayload = cl.MaxPayload
 	}
@@ -166,7 +171,8 @@ func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
 func parseServeFlags(args []string, log *slog.Logger) (Config, error) {
 	fs := flag.NewFlagSet("kitenats", flag.ContinueOnError)
 	natsAddr := fs.String("nats", "", "NATS listen address (default 127.0.0.1:4222)")
-	bind := fs.String("bind", "", "KiteQ TCP listen address (default 127.0.0.1:13800)")
+	bind := fs.String("bind", "", "KiteQ TCP listen address (default 127.0.0.1:13800; off: no KiteQ adapter)")
+	advertise := fs.String("advertise", "", "host:port registered in the registry for KiteQ clients (default: -bind)")
 	pport := fs.Int("pport", 0, "admin HTTP port on 127.0.0.1 (default 13801; -1 off)")
 	db := fs.String("db", "", "store URI: rocksdb://DIR[?durability=sync|async], memory://, mysql://... (default rocksdb://./data)")
 	reg := fs.String("registry", "", "registry URI: zk://host:port,... or file://path.yaml (default none)")
@@ -194,6 +200,9 @@ func parseServeFlags(args []string, log *slog.Logger) (Config, error) {
 	if set["bind"] {
 		c.Bind = *bind
 	}
+	if set["advertise"] {
+		c.Advertise = *advertise
+	}
 	if set["pport"] {
 		c.AdminPort = *pport
 	}
@@ -212,6 +221,9 @@ func parseServeFlags(args []string, log *slog.Logger) (Config, error) {
 func (c Config) validate() error {
 	var errs []error
 	for name, addr := range map[string]string{"nats": c.NATS, "bind": c.Bind} {
+		if name == "bind" && addr == "off" {
+			continue
+		}
 		if _, _, err := splitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("-%s %q: %w", name, addr, err))
 		}

@@ -25,6 +25,7 @@ func startBroker(t *testing.T, mod func(*Config)) string {
 	cfg.DB = "memory://"
 	cfg.Recover = 20 * time.Millisecond
 	cfg.AdminPort = -1
+	cfg.Bind = "127.0.0.1:0"
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kitenats/kitenats/admin"
 	"github.com/kitenats/kitenats/bridge"
+	"github.com/kitenats/kitenats/compat"
 	"github.com/kitenats/kitenats/registry"
 	"github.com/kitenats/kitenats/semantics"
 	"github.com/kitenats/kitenats/store"
@@ -29,7 +30,11 @@ type daemon struct {
 	out    *nats.Conn // what the broker sends
 	tr     *natsTransport
 	broker *semantics.Broker
-	admin  *admin.Server // nil when -pport is -1
+	admin  *admin.Server  // nil when -pport is -1
+	kiteq  *compat.Server // nil when -bind is off
+	reg    registry.Registry
+	watch  *bindingWatch // registry bindings; nil without a registry
+	adv    string        // address advertised in the registry
 }
 
 // newDaemon opens the store, starts the embedded NATS server and builds the
@@ -41,9 +46,6 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 			d.close()
 		}
 	}()
-	if cfg.Registry != "" {
-		return nil, fmt.Errorf("registry %q: registries are not wired yet (issue #4); run without one to keep bindings in the store", cfg.Registry)
-	}
 	if d.st, err = openStore(cfg.DB, log); err != nil {
 		return nil, err
 	}
@@ -70,7 +72,7 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 		return nil, err
 	}
 	d.tr = &natsTransport{nc: d.nc, out: d.out}
-	keeper, initial, err := bindingKeeper(d.st)
+	keeper, initial, err := d.bindings()
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +92,11 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Bind != "off" {
+		if d.kiteq, err = newKiteQServer(cfg, d.broker, log); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.AdminPort > 0 {
 		addr := net.JoinHostPort(host, strconv.Itoa(cfg.AdminPort))
 		if d.admin, err = admin.New(admin.Config{Addr: addr, Logger: log}, adminSource{d.broker}); err != nil {
@@ -99,6 +106,31 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 	return d, nil
 }
 
+// bindings returns where BIND keeps bindings and the bindings known at
+// start: the registry's when one is configured, else the store's.
+func (d *daemon) bindings() (semantics.BindingKeeper, map[string][]registry.Binding, error) {
+	if d.cfg.Registry == "" {
+		return bindingKeeper(d.st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), registryWaitInitial)
+	defer cancel()
+	var err error
+	if d.reg, err = openRegistry(ctx, d.cfg.Registry, d.log); err != nil {
+		return nil, nil, err
+	}
+	if d.cfg.Bind != "off" {
+		if d.adv, err = advertisedAddr(d.cfg); err != nil {
+			return nil, nil, err
+		}
+	}
+	w, initial, err := watchTopics(context.Background(), d.reg, d.cfg.Topics, d.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	d.watch = w
+	return registryKeeper{d.reg}, initial, nil
+}
+
 // adminSource lets the admin endpoints read the broker.
 type adminSource struct{ b *semantics.Broker }
 
@@ -106,11 +138,48 @@ func (a adminSource) Stat(ctx context.Context) (any, error) { return a.b.Stat(ct
 func (a adminSource) Bindings() any                         { return a.b.Bindings() }
 
 // run serves until ctx ends, then shuts down in order (ARCHITECTURE.md
-// A.3): the broker stops taking publishes and drains deliveries, then the
-// NATS server closes, then the store.
+// A.3): withdraw the registry advertisement, stop the KiteQ listener and
+// its sessions, let the broker stop taking publishes and drain deliveries,
+// then close the NATS server, the store and the registry.
 func (d *daemon) run(ctx context.Context) error {
 	ectx, stopEvents := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	if d.watch != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.watch.run(d.broker) }()
+	}
+	kctx, stopKiteQ := context.WithCancel(context.Background())
+	kdone := make(chan struct{})
+	if d.kiteq != nil {
+		go func() {
+			defer close(kdone)
+			if err := d.kiteq.Run(kctx); err != nil {
+				d.log.Error("KiteQ adapter stopped", "err", err)
+			}
+		}()
+		d.log.Info("KiteQ adapter", "addr", d.kiteq.Addr().String())
+	} else {
+		close(kdone)
+	}
+	bctx, stopBroker := context.WithCancel(context.Background())
+	bdone := make(chan error, 1)
+	go func() { bdone <- d.broker.Run(bctx) }()
+	select {
+	case <-d.broker.Ready():
+	case err := <-bdone:
+		stopBroker()
+		stopKiteQ()
+		<-kdone
+		stopEvents()
+		wg.Wait()
+		d.close()
+		return err
+	}
+	if d.reg != nil && d.adv != "" {
+		if err := d.reg.PublishServer(ctx, d.adv, d.cfg.Topics); err != nil {
+			d.log.Error("registry: advertising the broker", "addr", d.adv, "err", err)
+		}
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -134,8 +203,27 @@ func (d *daemon) run(ctx context.Context) error {
 		d.log.Info("admin HTTP", "addr", d.admin.Addr().String())
 	}
 	d.log.Info("kitenats serving", "nats", d.br.ClientURL(), "store", d.cfg.DB, "broker", d.broker.ID())
-	err := d.broker.Run(ctx)
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-bdone:
+		bdone <- err
+	}
+	if d.reg != nil && d.adv != "" {
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if uerr := d.reg.UnpublishServer(uctx, d.adv, d.cfg.Topics); uerr != nil {
+			d.log.Warn("registry: withdrawing the broker", "err", uerr)
+		}
+		cancel()
+	}
+	stopKiteQ()
+	<-kdone
+	stopBroker()
+	err = <-bdone
 	stopEvents()
+	if d.reg != nil {
+		_ = d.reg.Close() // ends the binding watches
+	}
 	wg.Wait()
 	d.close()
 	return err
@@ -156,6 +244,12 @@ func (d *daemon) close() {
 		if err := d.st.Close(); err != nil {
 			d.log.Error("closing store", "err", err)
 		}
+	}
+	if d.kiteq != nil {
+		_ = d.kiteq.Close()
+	}
+	if d.reg != nil {
+		_ = d.reg.Close()
 	}
 }
 
