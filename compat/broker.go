@@ -1,0 +1,102 @@
+package compat
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/kitenats/kitenats/store"
+)
+
+// Broker is what the adapter needs from the broker (main satisfies it with a
+// thin adapter over semantics). Every method must be safe for concurrent use
+// and must not block on I/O: sessions call them from their reader goroutine,
+// and a slow call would stall that connection's heartbeats.
+type Broker interface {
+	// Publish takes a validated, normalised message whose body is raw
+	// (never compressed). The broker owns m from the call on. done is
+	// called exactly once, on any goroutine, possibly before Publish
+	// returns: with the result once the message is durable (accepted, for
+	// ModeFly), or with the refusal, an *Error whose Description the
+	// publisher gets as feedback. done must not block.
+	Publish(m *store.Message, mode Mode, done func(Result, error))
+	// Join makes ep a consumer of group and returns its id. key identifies
+	// the connection (its remote address); warmup is the ramp of
+	// kiteq-protocol.md §8.1, 0 for none. The broker may call ep.Deliver
+	// before Join returns.
+	Join(group, key string, warmup time.Duration, ep Endpoint) (consumerID string)
+	// Leave removes the consumer; its unacknowledged deliveries go to
+	// other consumers of the group at once.
+	Leave(group, consumerID string)
+	// Ack applies a DeliverAck. done is called exactly once with nil or the
+	// reason the ack changed nothing (unknown or stale delivery); it must
+	// not block.
+	Ack(a Ack, done func(error))
+}
+
+// Mode says how a published message is handled.
+type Mode uint8
+
+// The publish modes, from the header's commit and fly flags.
+const (
+	// ModeStore (commit=true, fly=false): store durably, then deliver.
+	ModeStore Mode = iota
+	// ModeFly (commit=true, fly=true): deliver without storing, at most
+	// three attempts.
+	ModeFly
+	// ModePrepare (commit=false): store, deliver nothing until a commit
+	// (two-phase message).
+	ModePrepare
+)
+
+// String names the mode for logs.
+func (m Mode) String() string {
+	switch m {
+	case ModeStore:
+		return "store"
+	case ModeFly:
+		return "fly"
+	case ModePrepare:
+		return "prepare"
+	default:
+		return fmt.Sprintf("Mode(%d)", uint8(m))
+	}
+}
+
+// Result is the broker's answer to an accepted publish.
+type Result struct {
+	// Duplicate is set when the message id was already published within
+	// the dedup window: nothing new was stored.
+	Duplicate bool
+	// Seq is the broker's publish sequence of the message.
+	Seq uint64
+}
+
+// Ack is a consumer's answer to one delivery.
+type Ack struct {
+	Group    string // the consuming group: the connection's
+	Consumer string // Delivery.Consumer of the acknowledged delivery
+	Delivery string // Delivery.ID of the acknowledged delivery
+	OK       bool   // DeliverAck.status: true done, false redeliver
+}
+
+// Endpoint receives the deliveries of one consumer: a KiteQ connection.
+type Endpoint interface {
+	// Deliver queues d for writing and returns at once: nil once the
+	// frame is queued, ErrQueueFull or ErrTooLarge otherwise (a failed
+	// attempt; the broker redelivers). On a connection that is closing it
+	// drops d and returns nil, as if the frame were lost with the
+	// connection: Leave follows at once and hands the consumer's
+	// unacknowledged deliveries to the group's other consumers, whereas an
+	// error would make the broker retry at once, possibly on this same
+	// departing consumer, and use up the message's attempts. d.Message is
+	// read, never modified. Safe for concurrent use.
+	Deliver(d Delivery) error
+}
+
+// Delivery is one attempt to deliver a message to one consumer.
+type Delivery struct {
+	ID       string // unique per attempt; Ack.Delivery refers to it
+	Consumer string // the consumer it goes to, as Join returned it
+	Attempt  int    // this group's attempt number, from 1 (logs only: KiteQ has no field for it)
+	Message  *store.Message
+}

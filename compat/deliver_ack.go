@@ -1,0 +1,163 @@
+package compat
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kitenats/kitenats/compat/wire"
+	"github.com/kitenats/kitenats/store"
+)
+
+// Delivery opaques. The client's own request ids count up from 1 and are
+// matched in a process-wide table, so a delivery opaque equal to one of them
+// would make a pending publish of the client time out (kiteq-protocol.md
+// §1.3, §12 item 3). Ours are taken from the upper half, per connection:
+// firstOpaque, firstOpaque+1, ... wrapping within the upper half, never 0.
+const firstOpaque uint32 = 0x80000000
+
+// maxPending bounds the deliveries of one connection waiting for their
+// DeliverAck. A delivery the client never acks is forgotten after
+// maxPending later deliveries; the broker has redelivered it long before
+// (its ack wait), and a late ack of a forgotten delivery is ignored, like
+// any unknown opaque. The broker's per-consumer in-flight limit (1000 by
+// default) keeps live deliveries far below this bound.
+const maxPending = 1 << 16
+
+// pendingDelivery is what a DeliverAck's opaque refers to.
+type pendingDelivery struct {
+	id       string
+	consumer string
+}
+
+// opaqueOf returns the opaque of the seq-th delivery of a connection.
+func opaqueOf(seq uint64) uint32 { return firstOpaque | uint32(seq&0x7fffffff) }
+
+// Deliver sends d to the client (kiteq-protocol.md §5.1): a BytesMessage or
+// StringMessage, as the producer sent it, with the complete header and a
+// fresh opaque, remembered until the DeliverAck. It never blocks.
+func (s *session) Deliver(d Delivery) error {
+	if d.Message == nil {
+		return fmt.Errorf("compat: delivery %s without a message", d.ID)
+	}
+	cmd, body, err := encodeDelivery(d.Message)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	opaque := opaqueOf(s.seq)
+	if s.seq >= maxPending {
+		delete(s.pending, opaqueOf(s.seq-maxPending))
+	}
+	s.seq++
+	// Recorded before the frame is queued: the ack may come back at once.
+	s.pending[opaque] = pendingDelivery{id: d.ID, consumer: d.Consumer}
+	s.mu.Unlock()
+	buf := wire.AppendFrame(make([]byte, 0, wire.HeaderLen+len(body)), wire.Frame{Opaque: opaque, Cmd: cmd, Body: body})
+	if err := s.enqueue(outFrame{buf: buf}); err != nil {
+		s.mu.Lock()
+		delete(s.pending, opaque)
+		s.mu.Unlock()
+		if errors.Is(err, errClosed) {
+			return nil // see Endpoint.Deliver: Leave follows
+		}
+		return err
+	}
+	s.log.Debug("compat: deliver", "msg_id", d.Message.ID, "topic", d.Message.Topic, "opaque", opaque, "attempt", d.Attempt)
+	return nil
+}
+
+// encodeDelivery builds the frame body of a delivery of m: every required
+// header field present, the body raw (snappy=false), unless only Snappy
+// makes it fit in a frame, in which case it goes compressed with
+// snappy=true, which the client undoes.
+func encodeDelivery(m *store.Message) (wire.Cmd, []byte, error) {
+	h := deliveryHeader(m)
+	cmd := wire.CmdBytesMessage
+	if m.BodyType == store.BodyString {
+		cmd = wire.CmdStringMessage
+	}
+	body, err := encodeMessage(cmd, h, m.Body)
+	if err != nil || len(body) <= wire.MaxBodyLen {
+		return cmd, body, err
+	}
+	packed, err := wire.EncodeBody(cmd, m.Body)
+	if err != nil {
+		return cmd, nil, err
+	}
+	h.Snappy = proto.Bool(true)
+	if body, err = encodeMessage(cmd, h, packed); err != nil {
+		return cmd, nil, err
+	}
+	if len(body) > wire.MaxBodyLen {
+		return cmd, nil, fmt.Errorf("%w: %s is %d bytes compressed", ErrTooLarge, m.ID, len(body))
+	}
+	return cmd, body, nil
+}
+
+func encodeMessage(cmd wire.Cmd, h *wire.Header, body []byte) ([]byte, error) {
+	if cmd == wire.CmdStringMessage {
+		return wire.Encode(cmd, &wire.StringMessage{Header: h, Body: proto.String(string(body))})
+	}
+	return wire.Encode(cmd, &wire.BytesMessage{Header: h, Body: body})
+}
+
+// deliveryHeader is the KiteQ header of m as stored: the eight required
+// fields, the properties in order, createTime, and snappy=false. A delivered
+// message is committed; fly is not kept in the store, and the client
+// ignores both (kiteq-protocol.md §12 item 21).
+func deliveryHeader(m *store.Message) *wire.Header {
+	expires := int64(-1)
+	if !m.Expires.IsZero() {
+		expires = m.Expires.Unix()
+	}
+	var created int64
+	if !m.Created.IsZero() {
+		created = m.Created.Unix()
+	}
+	limit := int32(maxDeliverLimit)
+	if m.DeliverLimit > 0 && m.DeliverLimit < maxDeliverLimit {
+		limit = int32(m.DeliverLimit)
+	}
+	h := &wire.Header{
+		MessageId:    proto.String(m.ID),
+		Topic:        proto.String(m.Topic),
+		MessageType:  proto.String(m.MessageType),
+		ExpiredTime:  proto.Int64(expires),
+		DeliverLimit: proto.Int32(limit),
+		GroupId:      proto.String(m.Group),
+		Commit:       proto.Bool(true),
+		Fly:          proto.Bool(false),
+		CreateTime:   proto.Int64(created),
+		Snappy:       proto.Bool(false),
+	}
+	if len(m.Properties) > 0 {
+		h.Properties = make([]*wire.Entry, len(m.Properties))
+		for i, p := range m.Properties {
+			h.Properties[i] = &wire.Entry{Key: proto.String(p.Key), Value: proto.String(p.Value)}
+		}
+	}
+	return h
+}
+
+// handleDeliverAck matches a DeliverAck to its delivery by opaque, on this
+// connection only (kiteq-protocol.md §5.2), and passes status to the
+// broker. Only status counts; the other fields are the client's echo.
+// Unknown opaques (a late ack, another broker's id) are ignored.
+func (s *session) handleDeliverAck(opaque uint32, m *wire.DeliverAck) {
+	s.mu.Lock()
+	p, ok := s.pending[opaque]
+	delete(s.pending, opaque)
+	s.mu.Unlock()
+	if !ok {
+		s.log.Debug("compat: DeliverAck for an unknown opaque ignored", "opaque", opaque, "msg_id", m.GetMessageId())
+		return
+	}
+	a := Ack{Group: s.group, Consumer: p.consumer, Delivery: p.id, OK: m.GetStatus()}
+	s.srv.broker.Ack(a, func(err error) {
+		if err != nil {
+			s.log.Debug("compat: DeliverAck changed nothing", "msg_id", m.GetMessageId(), "status", a.OK, "err", err)
+		}
+	})
+}

@@ -1,0 +1,70 @@
+// Package compat is the native KiteQ TCP adapter: it lets the unmodified
+// kiteq-client-go (and any peer speaking kiteq-protocol.md) publish to and
+// consume from the broker.
+//
+// # What it owns, and what not
+//
+// It owns KiteQ connections: the listener, one session per connection, the
+// handshake (ConnMeta, with optional per-group secrets), heartbeats, the
+// publish path up to the broker (message id, expiry and fly checks, header
+// normalisation, Snappy decompression, the MessageStoreAck), pushing
+// deliveries with per-connection opaques and matching their DeliverAcks,
+// and the mapping of refusals to KiteQ feedback (asRefusal, the one place).
+// It does not own broker rules (topics served, sizes, dedup, dispatch,
+// redelivery, warmup): those are the Broker's, a small interface declared
+// here that main satisfies over semantics. It imports compat/wire and the
+// store types only. Two-phase commit is not wired yet: a commit=false
+// publish goes to the broker as ModePrepare, and inbound TxAcks are only
+// logged.
+//
+// # Session lifecycle
+//
+//  1. Accept: the server registers a session and starts its reader and
+//     writer goroutines. The connection has Config.HandshakeTimeout to send
+//     a valid ConnMeta.
+//  2. Handshake: the first frame must be ConnMeta. It is answered with a
+//     ConnAuthAck carrying the same opaque; then the connection Joins its
+//     group (key: the remote address) with its warmingupSec. A refused
+//     ConnMeta gets status=false and the connection is closed once the
+//     refusal is written. Any other first frame, a malformed frame or a bad
+//     length closes that connection alone.
+//  3. Serving: heartbeats are echoed; publishes go to Broker.Publish and
+//     their store ack is sent from the broker's callback, so the reader
+//     never waits for the store; deliveries arrive through the session's
+//     Endpoint.Deliver and DeliverAcks go to Broker.Ack; TxAcks are logged.
+//  4. Close (client gone, a fatal frame, a write failure or timeout, a full
+//     write queue on a reply, or server shutdown): the connection and the
+//     writer stop, then the reader Leaves the group, so the broker sends
+//     the connection's unacknowledged deliveries elsewhere.
+//
+// # Goroutines
+//
+// The Server owns every goroutine: Run's watcher (which stops the server
+// when Run's context ends) and, per connection, one reader (decodes and
+// handles frames, owns the handshake state, Leaves the group on exit) and
+// one writer (the only writer of the socket, draining the write queue).
+// Run and Close return only after all of them have ended. Broker callbacks
+// and Endpoint.Deliver run on the broker's goroutines; they only queue
+// frames and never block.
+//
+// # Locks
+//
+// Server.mu guards the session set; session.mu guards a connection's
+// delivery opaques. Neither is held while taking the other, nor across
+// I/O or any Broker call, so there is no lock order to keep, and the
+// broker may call Deliver while holding its own locks.
+//
+// # Caveats
+//
+//   - Frames of one connection are read in order and handled by the reader;
+//     only the broker's answers (store acks) come back out of order, as
+//     with the original broker's worker pool.
+//   - Bodies are stored raw: a Snappy publish is decompressed, and the
+//     decompressed size counts against Config.MaxBody. Deliveries go out
+//     with snappy=false unless only compression makes them fit a frame.
+//   - A delivery that does not fit in the write queue fails at once and the
+//     broker redelivers it; a reply that does not fit closes the connection.
+//     A delivery to a closing connection is dropped without an error, like
+//     a frame lost with the connection: the Leave that follows hands it back
+//     to the broker.
+package compat

@@ -1,0 +1,247 @@
+package compat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// Config configures a Server. Zero fields take the defaults given.
+type Config struct {
+	// Addr is the TCP listen address. Default 127.0.0.1:13800 (KiteQ's
+	// port). Tests use 127.0.0.1:0 and read Server.Addr back.
+	Addr string
+	// Secrets maps a group to its secret. Nil or empty is open mode, like
+	// KiteQ: any group is accepted and secretKey is ignored. Otherwise a
+	// ConnMeta with an unknown group or a wrong secret is refused and the
+	// connection closed.
+	Secrets map[string]string
+	// MaxBody bounds a published body once decompressed, in bytes. Default
+	// 4 MiB, the NATS max_payload default; more is refused with 413.
+	MaxBody int
+	// HandshakeTimeout is how long a new connection has to complete its
+	// ConnMeta before it is closed. Default 10 s.
+	HandshakeTimeout time.Duration
+	// WriteQueue is the capacity, in frames, of each connection's write
+	// queue. Default 10000 (KiteQ's WriteChannelSize). A delivery that does
+	// not fit fails (ErrQueueFull); a reply that does not fit closes the
+	// connection, whose client is then not reading.
+	WriteQueue int
+	// WriteTimeout bounds each write to a client. Default 10 s; a client
+	// that does not read for that long is disconnected.
+	WriteTimeout time.Duration
+	// Now is the clock used to normalise headers (createTime, expiredTime)
+	// and check expiry. Default time.Now.
+	Now func() time.Time
+	// Logger receives lifecycle logs (Info), connection problems (Warn)
+	// and per-frame detail (Debug). Default: discard.
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultAddr             = "127.0.0.1:13800"
+	DefaultMaxBody          = 4 << 20
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultWriteQueue       = 10000
+	DefaultWriteTimeout     = 10 * time.Second
+)
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = DefaultMaxBody
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.WriteQueue == 0 {
+		c.WriteQueue = DefaultWriteQueue
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports a configuration the server cannot run with.
+func (c *Config) Validate() error {
+	switch {
+	case c.MaxBody < 0:
+		return fmt.Errorf("compat: negative MaxBody %d", c.MaxBody)
+	case c.HandshakeTimeout < 0:
+		return fmt.Errorf("compat: negative HandshakeTimeout %s", c.HandshakeTimeout)
+	case c.WriteQueue < 0:
+		return fmt.Errorf("compat: negative WriteQueue %d", c.WriteQueue)
+	case c.WriteTimeout < 0:
+		return fmt.Errorf("compat: negative WriteTimeout %s", c.WriteTimeout)
+	}
+	return nil
+}
+
+// Server accepts KiteQ connections and runs one session per connection. It
+// owns every goroutine it starts: the accept loop's watcher and, per
+// connection, one reader and one writer.
+type Server struct {
+	cfg    Config
+	broker Broker
+	log    *slog.Logger
+	ln     net.Listener
+	quit   chan struct{} // closed by shutdown
+
+	wg sync.WaitGroup // Run's watcher and every session goroutine
+
+	mu       sync.Mutex // guards everything below
+	closed   bool       // no wg.Add after it is set
+	running  bool
+	sessions map[*session]struct{}
+	lastID   uint64 // conn_id of the last session
+}
+
+// New validates cfg and opens the listener. It starts no goroutine: call
+// Run. Close releases the listener if Run is never called.
+func New(cfg Config, broker Broker) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if broker == nil {
+		return nil, errors.New("compat: nil Broker")
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("compat: listen %s: %w", cfg.Addr, err)
+	}
+	return &Server{
+		cfg:      cfg,
+		broker:   broker,
+		log:      cfg.Logger,
+		ln:       ln,
+		quit:     make(chan struct{}),
+		sessions: make(map[*session]struct{}),
+	}, nil
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Run accepts connections until ctx ends or Close is called, then closes
+// the listener and every connection and returns once every goroutine the
+// server started has ended. It returns nil after such a stop, and an error
+// if it was already running or closed.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed || s.running {
+		s.mu.Unlock()
+		return errors.New("compat: Run on a running or closed server")
+	}
+	s.running = true
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-s.quit:
+		}
+		s.shutdown()
+	}()
+	s.log.Info("compat: serving KiteQ", "addr", s.ln.Addr().String())
+	s.acceptLoop()
+	s.shutdown()
+	s.wg.Wait()
+	s.log.Info("compat: stopped")
+	return nil
+}
+
+// acceptLoop accepts until the listener is closed. Other accept errors
+// (out of file descriptors, aborted handshakes) are transient: it logs them
+// and backs off, as net/http does.
+func (s *Server) acceptLoop() {
+	var delay time.Duration
+	for {
+		conn, err := s.ln.Accept()
+		if err == nil {
+			delay = 0
+			s.serve(conn)
+			continue
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		s.log.Warn("compat: accept failed; retrying", "err", err, "delay", delay)
+		select {
+		case <-time.After(delay):
+		case <-s.quit:
+			return
+		}
+	}
+}
+
+// serve starts the reader and writer goroutines of a new connection.
+func (s *Server) serve(conn net.Conn) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = conn.Close()
+		return
+	}
+	s.lastID++
+	ss := newSession(s, conn, s.lastID)
+	s.sessions[ss] = struct{}{}
+	s.wg.Add(2)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		ss.writeLoop()
+	}()
+	go func() {
+		defer s.wg.Done()
+		ss.readLoop()
+		s.mu.Lock()
+		delete(s.sessions, ss)
+		s.mu.Unlock()
+	}()
+}
+
+// shutdown stops accepting and closes every connection. Idempotent; it
+// does not wait.
+func (s *Server) shutdown() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	close(s.quit)
+	open := make([]*session, 0, len(s.sessions))
+	for ss := range s.sessions {
+		open = append(open, ss)
+	}
+	s.mu.Unlock()
+	_ = s.ln.Close()
+	for _, ss := range open {
+		ss.close()
+	}
+}
+
+// Close stops the server like the end of Run's context, and waits for
+// every goroutine the server started. Idempotent; safe to call whether or
+// not Run was called.
+func (s *Server) Close() error {
+	s.shutdown()
+	s.wg.Wait()
+	return nil
+}

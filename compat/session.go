@@ -1,0 +1,250 @@
+package compat
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kitenats/kitenats/compat/wire"
+)
+
+// socketBuffer is the size of each connection's read and write buffers,
+// KiteQ's 16 KiB.
+const socketBuffer = 16 << 10
+
+// outFrame is one encoded frame (header and body) waiting in a write queue.
+type outFrame struct {
+	buf  []byte
+	last bool // close the connection once it is written
+}
+
+// session is one KiteQ connection. Its reader goroutine runs readLoop and
+// owns the handshake state; its writer goroutine runs writeLoop and is the
+// only one to write to conn. Anyone may queue frames (replies from broker
+// callbacks, deliveries from the broker's goroutines).
+type session struct {
+	srv    *Server
+	conn   net.Conn
+	id     uint64 // conn_id in logs
+	remote string
+	log    *slog.Logger
+
+	out        chan outFrame // capacity Config.WriteQueue; never closed
+	done       chan struct{} // closed by close
+	closeOnce  sync.Once
+	writerDone chan struct{} // closed when writeLoop returns
+
+	// Handshake state, owned by the reader goroutine.
+	authed   bool
+	group    string
+	warmup   time.Duration
+	authAt   time.Time
+	consumer string // from Broker.Join
+
+	mu      sync.Mutex // guards seq and pending
+	seq     uint64     // deliveries sent so far; the next opaque derives from it
+	pending map[uint32]pendingDelivery
+}
+
+func newSession(srv *Server, conn net.Conn, id uint64) *session {
+	remote := conn.RemoteAddr().String()
+	return &session{
+		srv:        srv,
+		conn:       conn,
+		id:         id,
+		remote:     remote,
+		log:        srv.log.With("conn_id", id, "remote", remote),
+		out:        make(chan outFrame, srv.cfg.WriteQueue),
+		done:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+		pending:    make(map[uint32]pendingDelivery),
+	}
+}
+
+// errRefused ends a session whose last frame (a refusal) is queued: the
+// writer closes the connection once it has written it.
+var errRefused = errors.New("compat: handshake refused")
+
+// readLoop reads and handles frames until the connection fails or a frame
+// ends it, then closes the session and leaves the group.
+func (s *session) readLoop() {
+	err := s.readFrames()
+	if errors.Is(err, errRefused) {
+		// Let the writer send the refusal; WriteTimeout bounds the wait.
+		<-s.writerDone
+	}
+	s.close()
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		s.log.Debug("compat: connection closed")
+	default:
+		s.log.Info("compat: closing connection", "group", s.group, "err", err)
+	}
+	if s.consumer != "" {
+		s.srv.broker.Leave(s.group, s.consumer)
+	}
+}
+
+// readFrames is the read loop proper. A nil or io.EOF error is a clean end.
+func (s *session) readFrames() error {
+	br := bufio.NewReaderSize(s.conn, socketBuffer)
+	if err := s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.HandshakeTimeout)); err != nil {
+		return err
+	}
+	for {
+		f, err := wire.ReadFrame(br)
+		if err != nil {
+			if !s.authed && isTimeout(err) {
+				return fmt.Errorf("no handshake within %s: %w", s.srv.cfg.HandshakeTimeout, err)
+			}
+			return err
+		}
+		if err := s.handle(f); err != nil {
+			return err
+		}
+	}
+}
+
+// handle decodes one frame and dispatches it. A non-nil error closes the
+// connection: traffic before the handshake, a malformed body, a refused
+// handshake. Unknown command codes are ignored, as both original peers do.
+func (s *session) handle(f wire.Frame) error {
+	if !s.authed && f.Cmd != wire.CmdConnMeta {
+		return fmt.Errorf("%s (opaque %d) before the handshake", f.Cmd, f.Opaque)
+	}
+	msg, err := wire.Decode(f)
+	if errors.Is(err, wire.ErrUnknownCmd) {
+		s.log.Debug("compat: ignoring unknown command", "cmd", uint8(f.Cmd), "opaque", f.Opaque)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	switch m := msg.(type) {
+	case *wire.ConnMeta:
+		return s.handleConnMeta(f.Opaque, m)
+	case *wire.HeartBeat:
+		s.handleHeartbeat(f.Opaque, m)
+	case *wire.BytesMessage:
+		s.handlePublish(f.Opaque, f.Cmd, m.GetHeader(), m.GetBody())
+	case *wire.StringMessage:
+		s.handlePublish(f.Opaque, f.Cmd, m.GetHeader(), []byte(m.GetBody()))
+	case *wire.DeliverAck:
+		s.handleDeliverAck(f.Opaque, m)
+	case *wire.TxACKPacket:
+		s.handleTxAck(f.Opaque, m)
+	default: // ConnAuthAck, MessageStoreAck: replies a client never sends
+		s.log.Debug("compat: ignoring a broker-to-client command", "cmd", f.Cmd.String(), "opaque", f.Opaque)
+	}
+	return nil
+}
+
+// reply queues a response frame. A reply that does not fit in the write
+// queue closes the connection: its client is not reading, and a lost reply
+// would only make it time out later.
+func (s *session) reply(opaque uint32, cmd wire.Cmd, m proto.Message) {
+	if err := s.send(opaque, cmd, m, false); err != nil {
+		if errors.Is(err, ErrQueueFull) {
+			s.log.Warn("compat: write queue full, closing a client that does not read", "cmd", cmd.String())
+			s.close()
+			return
+		}
+		s.log.Debug("compat: reply not sent", "cmd", cmd.String(), "opaque", opaque, "err", err)
+	}
+}
+
+// send encodes m and queues it; last closes the connection after it.
+func (s *session) send(opaque uint32, cmd wire.Cmd, m proto.Message, last bool) error {
+	body, err := wire.Encode(cmd, m)
+	if err != nil {
+		// Every message we build has its required fields: a bug.
+		s.log.Error("compat: encoding a reply", "cmd", cmd.String(), "err", err)
+		return err
+	}
+	buf := wire.AppendFrame(make([]byte, 0, wire.HeaderLen+len(body)), wire.Frame{Opaque: opaque, Cmd: cmd, Body: body})
+	return s.enqueue(outFrame{buf: buf, last: last})
+}
+
+// enqueue queues f without blocking.
+func (s *session) enqueue(f outFrame) error {
+	select {
+	case <-s.done:
+		return errClosed
+	default:
+	}
+	select {
+	case s.out <- f:
+		return nil
+	default:
+		return ErrQueueFull
+	}
+}
+
+// writeLoop writes queued frames until the session closes. It writes what
+// is queued, then flushes, so that a burst costs few system calls.
+func (s *session) writeLoop() {
+	defer close(s.writerDone)
+	bw := bufio.NewWriterSize(s.conn, socketBuffer)
+	for {
+		var f outFrame
+		select {
+		case f = <-s.out:
+		case <-s.done:
+			return
+		}
+		if err := s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout)); err != nil {
+			s.close()
+			return
+		}
+		last, err := s.writeBatch(bw, f)
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil || last {
+			if err != nil {
+				s.log.Debug("compat: write failed", "err", err)
+			}
+			s.close()
+			return
+		}
+	}
+}
+
+// writeBatch writes f and whatever else is queued, up to a frame marked
+// last, without flushing.
+func (s *session) writeBatch(bw *bufio.Writer, f outFrame) (last bool, err error) {
+	for {
+		if _, err := bw.Write(f.buf); err != nil {
+			return false, err
+		}
+		if f.last {
+			return true, nil
+		}
+		select {
+		case f = <-s.out:
+		default:
+			return false, nil
+		}
+	}
+}
+
+// close closes the connection and stops the writer. Idempotent; safe from
+// any goroutine. The reader sees the closed connection and leaves the group.
+func (s *session) close() {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		_ = s.conn.Close()
+	})
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
