@@ -19,42 +19,35 @@ import (
 	"github.com/kitenats/kitenats/registry"
 )
 
-// kiteqDaemon is a whole daemon plus the KiteQ adapter, on random ports.
+// kiteqDaemon is a whole daemon, KiteQ adapter included, on random ports.
 type kiteqDaemon struct {
 	d     *daemon
 	url   string // NATS client URL
 	kiteq string // KiteQ TCP address
 }
 
-// startKiteQ runs a daemon (memory store unless mod says otherwise) and the
-// KiteQ adapter over its broker, both on 127.0.0.1 random ports. At the end
-// of the test the adapter stops first, then the daemon.
+// startKiteQ runs a daemon (memory store unless mod says otherwise) with
+// its NATS server and its KiteQ adapter on 127.0.0.1 random ports, until the
+// test ends. Unlike startBroker it keeps the daemon, so that tests can give
+// KiteQ groups their bindings (a KiteQ client takes them from the registry).
 func startKiteQ(t *testing.T, mod func(*Config)) *kiteqDaemon {
 	t.Helper()
 	cfg := defaultConfig()
 	cfg.NATS = "127.0.0.1:0"
 	cfg.Bind = "127.0.0.1:0"
+	cfg.AdminPort = -1
 	cfg.DB = "memory://"
 	cfg.Recover = 20 * time.Millisecond
 	if mod != nil {
 		mod(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	d, err := newDaemon(cfg, log)
+	d, err := newDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
-	srv, err := newKiteQServer(cfg, d.broker, log)
-	if err != nil {
-		d.close()
-		t.Fatal(err)
-	}
+	require.NotNil(t, d.kiteq, "the daemon runs the KiteQ adapter")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.run(ctx) }()
-	kctx, kcancel := context.WithCancel(context.Background())
-	kdone := make(chan error, 1)
 	t.Cleanup(func() {
-		kcancel()
-		require.NoError(t, <-kdone)
 		cancel()
 		require.NoError(t, <-done)
 	})
@@ -63,8 +56,7 @@ func startKiteQ(t *testing.T, mod func(*Config)) *kiteqDaemon {
 	case err := <-done:
 		t.Fatalf("broker stopped: %v", err)
 	}
-	go func() { kdone <- srv.Run(kctx) }()
-	return &kiteqDaemon{d: d, url: d.br.ClientURL(), kiteq: srv.Addr().String()}
+	return &kiteqDaemon{d: d, url: d.br.ClientURL(), kiteq: d.kiteq.Addr().String()}
 }
 
 // bind gives group a persistent direct binding of (topic, messageType), as
