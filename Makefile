@@ -37,6 +37,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzAckParse -fuzztime 20s ./semantics/
 	$(GO) test -run '^$$' -fuzz FuzzBindingMatch -fuzztime 20s ./registry/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeFrame -fuzztime 20s ./compat/wire/
+	$(GO) test -run '^$$' -fuzz FuzzCompatSession -fuzztime 20s ./compat/
 
 bench: build
 	./$(BIN) bench --compare

@@ -229,23 +229,27 @@ type counters struct {
 	acked       atomic.Int64
 	nacked      atomic.Int64
 	timeouts    atomic.Int64 // deliveries whose ack wait ran out
+	// undeliverable counts sends the consumer's endpoint refused (a full
+	// write queue): not attempts, retried after a pause.
+	undeliverable atomic.Int64
 }
 
 // Stat is the reply of $KQ.API.STAT.
 type Stat struct {
-	Broker      string            `json:"broker"`
-	Topics      []store.TopicStat `json:"topics"`
-	Groups      []GroupStat       `json:"groups"`
-	Consumers   []ConsumerStat    `json:"consumers"`
-	Published   int64             `json:"published"`
-	Refused     int64             `json:"refused"`
-	Dropped     int64             `json:"dropped"`
-	Delivered   int64             `json:"delivered"`
-	Redelivered int64             `json:"redelivered"`
-	Acked       int64             `json:"acked"`
-	Nacked      int64             `json:"nacked"`
-	Timeouts    int64             `json:"timeouts"`
-	WriteQueue  int               `json:"writeQueue"`
+	Broker        string            `json:"broker"`
+	Topics        []store.TopicStat `json:"topics"`
+	Groups        []GroupStat       `json:"groups"`
+	Consumers     []ConsumerStat    `json:"consumers"`
+	Published     int64             `json:"published"`
+	Refused       int64             `json:"refused"`
+	Dropped       int64             `json:"dropped"`
+	Delivered     int64             `json:"delivered"`
+	Redelivered   int64             `json:"redelivered"`
+	Acked         int64             `json:"acked"`
+	Nacked        int64             `json:"nacked"`
+	Timeouts      int64             `json:"timeouts"`
+	Undeliverable int64             `json:"undeliverable"`
+	WriteQueue    int               `json:"writeQueue"`
 }
 
 // GroupStat counts the messages of one (topic, group).
@@ -279,7 +283,8 @@ func (b *Broker) Stat(ctx context.Context) (*Stat, error) {
 		Dropped: b.counters.dropped.Load(), Delivered: b.counters.delivered.Load(),
 		Redelivered: b.counters.redelivered.Load(), Acked: b.counters.acked.Load(),
 		Nacked: b.counters.nacked.Load(), Timeouts: b.counters.timeouts.Load(),
-		WriteQueue: b.w.Pending(),
+		Undeliverable: b.counters.undeliverable.Load(),
+		WriteQueue:    b.w.Pending(),
 	}
 	if s.Topics == nil {
 		s.Topics = []store.TopicStat{}

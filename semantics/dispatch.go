@@ -74,11 +74,34 @@ func (b *Broker) send(fs []*flight) {
 		if err := ep.Deliver(&f.d); err != nil {
 			b.log.Debug("semantics: deliver failed", "group", f.d.Group, "msg_id", f.d.Message.ID, "err", err)
 			b.mu.Lock()
-			more := b.fail(f, 0, true, nil)
+			b.undeliverable(f)
 			b.mu.Unlock()
-			b.send(more)
 		}
 	}
+}
+
+// undeliverPause is how long a group waits for a message whose send failed
+// (a full write queue, say) before the recover loop offers it again.
+const undeliverPause = time.Second
+
+// undeliverable ends a flight whose send failed. The message never reached
+// the consumer, so the attempt does not count: the group gets it again from
+// the recover loop after a short pause, which a consumer that keeps failing
+// cannot turn into a tight loop that burns the deliver limit.
+// caller must hold b.mu
+func (b *Broker) undeliverable(f *flight) {
+	if _, ok := b.inflight[f.d.ID]; !ok {
+		return
+	}
+	b.unreserve(f)
+	b.counters.undeliverable.Add(1)
+	if f.fly {
+		b.counters.dropped.Add(1)
+		return
+	}
+	m := f.d.Message
+	b.update(store.Update{Op: store.OpRetry, Topic: m.Topic, ID: m.ID, Group: f.d.Group,
+		Attempts: f.d.Attempt - 1, Next: b.cfg.Now().Add(undeliverPause)}, nil)
 }
 
 // fail ends flight f as a failed attempt: the message is redelivered per

@@ -51,3 +51,30 @@ func TestFaultFailedWriteNeverAcks(t *testing.T) {
 	fs.fail.Store(false)
 	require.Equal(t, int64(1), h.groupStat("trade", "s-trade").Pending)
 }
+
+// failingEndpoint refuses every delivery, like a KiteQ connection whose
+// write queue is full.
+type failingEndpoint struct{ n atomic.Int64 }
+
+func (e *failingEndpoint) Deliver(*Delivery) error {
+	e.n.Add(1)
+	return errors.New("write queue full")
+}
+
+func TestFaultRefusingEndpointBurnsNoAttempts(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("s-trade", dlv, 1, "", direct("trade", "pay", true))
+	require.True(t, h.b.Leave("s-trade", h.stat().Consumers[0].ID))
+	ep := &failingEndpoint{}
+	h.b.Join(ConsumerSpec{Group: "s-trade", Key: "kiteq", Endpoint: ep})
+	h.publish("kq.trade.pay", map[string][]string{HdrDeliverLimit: {"3"}}, "x")
+	require.Equal(t, int64(1), ep.n.Load(), "one send, no tight retry loop")
+	for i := 0; i < 5; i++ {
+		h.clk.Advance(undeliverPause)
+		h.tick()
+	}
+	require.Equal(t, int64(6), ep.n.Load(), "offered again after each pause")
+	gs := h.groupStat("trade", "s-trade")
+	require.Equal(t, int64(1), gs.Pending)
+	require.Zero(t, gs.Dead, "refused sends are not attempts: the deliver limit of 3 is untouched")
+}
