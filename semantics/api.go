@@ -56,8 +56,13 @@ func (b *Broker) api(ctx context.Context, call string, body []byte) (any, error)
 		return b.listDead(ctx, body)
 	case call == "DLQ.REPLAY":
 		return b.replay(body)
-	case call == "TX.LIST" || tok[0] == "TX":
-		return nil, errorf(CodeNotImplemented, nil, "two-phase commit is not implemented yet")
+	case call == "TX.LIST":
+		return b.listTx(ctx, body)
+	case tok[0] == "TX":
+		if _, err := groupAt(1); err != nil {
+			return nil, err
+		}
+		return b.handleTx(ctx, body)
 	case tok[0] == "BIND":
 		g, err := groupAt(1)
 		if err != nil {
@@ -221,7 +226,8 @@ func (b *Broker) replay(body []byte) (any, error) {
 
 // counters are the broker's monotonic counts, reported by STAT.
 type counters struct {
-	published   atomic.Int64 // accepted publishes
+	published   atomic.Int64 // accepted publishes (and commits)
+	prepared    atomic.Int64 // accepted prepares
 	refused     atomic.Int64 // publishes answered with an error
 	dropped     atomic.Int64 // group copies dropped (non-persistent, fly)
 	delivered   atomic.Int64 // deliveries sent
@@ -241,6 +247,7 @@ type Stat struct {
 	Groups        []GroupStat       `json:"groups"`
 	Consumers     []ConsumerStat    `json:"consumers"`
 	Published     int64             `json:"published"`
+	Prepares      int64             `json:"prepares"`
 	Refused       int64             `json:"refused"`
 	Dropped       int64             `json:"dropped"`
 	Delivered     int64             `json:"delivered"`
@@ -279,7 +286,7 @@ func (b *Broker) Stat(ctx context.Context) (*Stat, error) {
 	}
 	s := &Stat{
 		Broker: b.cfg.BrokerID, Topics: st.Topics,
-		Published: b.counters.published.Load(), Refused: b.counters.refused.Load(),
+		Published: b.counters.published.Load(), Prepares: b.counters.prepared.Load(), Refused: b.counters.refused.Load(),
 		Dropped: b.counters.dropped.Load(), Delivered: b.counters.delivered.Load(),
 		Redelivered: b.counters.redelivered.Load(), Acked: b.counters.acked.Load(),
 		Nacked: b.counters.nacked.Load(), Timeouts: b.counters.timeouts.Load(),

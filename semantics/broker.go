@@ -176,6 +176,7 @@ type Broker struct {
 	tr     Transport
 	loc    Locator
 	keeper BindingKeeper
+	tx     Transactions    // nil: two-phase commit answers 501
 	served map[string]bool // empty: every topic
 	accept *rate.Limiter   // nil: no accept limit
 	kick   chan struct{}   // capacity 1: wakes the recover loop early

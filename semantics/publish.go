@@ -84,7 +84,7 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 		done(PubAck{}, errorf(CodeTooMany, nil, "accept limit reached (%d msgs/s)", b.cfg.AcceptRate))
 		return
 	}
-	if p.Prepare {
+	if p.Prepare && b.tx == nil {
 		done(PubAck{}, errorf(CodeNotImplemented, nil, "two-phase commit (%s) is not implemented yet", HdrTx))
 		return
 	}
@@ -96,7 +96,14 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 		return
 	}
 
-	flights := b.plan(m, now)
+	var flights []*flight
+	if p.Prepare {
+		// Stored, delivered to nobody until committed; the coordinator asks
+		// the producer back from NextCheck on.
+		m.Prepared, m.Groups, m.NextCheck = true, nil, b.tx.NextCheck(now)
+	} else {
+		flights = b.plan(m, now)
+	}
 	err := b.w.Save(m, func(res store.SaveResult, err error) {
 		if err == nil {
 			err = res.Err
@@ -113,6 +120,9 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 			done(PubAck{}, storeError(err))
 		case res.Duplicate:
 			ack.Seq, ack.Duplicate = res.Seq, true
+			done(ack, nil)
+		case p.Prepare:
+			b.counters.prepared.Add(1)
 			done(ack, nil)
 		default:
 			b.counters.published.Add(1)
