@@ -1,0 +1,16 @@
+package txn
+
+import "errors"
+
+var (
+	// ErrNotFound is returned by Resolve when no message has that topic and
+	// id and the Coordinator remembers no outcome for it: it was never
+	// prepared, or it was decided and deleted so long ago (or before a
+	// restart) that its outcome was forgotten.
+	ErrNotFound = errors.New("txn: message not found")
+	// ErrConflict is returned by Resolve when the message was already
+	// decided the other way: a rollback of a committed (or delivered)
+	// message, or a commit of a rolled-back or finally rolled-back or
+	// dead-lettered one. It is the 409 of NATS-PROTOCOL.md §5.
+	ErrConflict = errors.New("txn: already resolved the other way")
+)
