@@ -33,7 +33,16 @@ type Config struct {
 	BrokerID    string        // ack-subject token; default random per start
 	Secrets     map[string]string
 	AdminSecret string
+	Tx          TxConfig
 	LogLevel    slog.Level
+}
+
+// TxConfig is the two-phase-commit check-back schedule.
+type TxConfig struct {
+	FirstCheck time.Duration // after a prepare; default 5 s
+	Interval   time.Duration // between checks; default 10 s
+	MaxChecks  int           // then the final action; default 10
+	Final      string        // "rollback" (default) or "deadletter"
 }
 
 // defaultConfig is ARCHITECTURE.md's standalone default.
@@ -82,6 +91,10 @@ type tomlCluster struct {
 	Secrets       map[string]string `toml:"secrets"`
 	AdminSecret   string            `toml:"adminSecret"`
 	RecoverPeriod string            `toml:"recoverPeriod"`
+	TxFirstCheck  string            `toml:"txFirstCheck"`
+	TxInterval    string            `toml:"txCheckInterval"`
+	TxMaxChecks   int               `toml:"txMaxChecks"`
+	TxFinal       string            `toml:"txFinalAction"`
 }
 
 // ignoredKiteQKeys are KiteQ keys we read and do not need.
@@ -163,6 +176,24 @@ func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
 		c.BrokerID = cl.BrokerID
 	}
 	c.Secrets, c.AdminSecret = cl.Secrets, cl.AdminSecret
+	for _, d := range []struct {
+		key string
+		val string
+		dst *time.Duration
+	}{{"txFirstCheck", cl.TxFirstCheck, &c.Tx.FirstCheck}, {"txCheckInterval", cl.TxInterval, &c.Tx.Interval}} {
+		if d.val == "" {
+			continue
+		}
+		if *d.dst, err = time.ParseDuration(d.val); err != nil {
+			return fmt.Errorf("config %s: %s: %w", path, d.key, err)
+		}
+	}
+	if cl.TxMaxChecks > 0 {
+		c.Tx.MaxChecks = cl.TxMaxChecks
+	}
+	if cl.TxFinal != "" {
+		c.Tx.Final = cl.TxFinal
+	}
 	return nil
 }
 

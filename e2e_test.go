@@ -178,7 +178,10 @@ func TestE2EPublishRefusals(t *testing.T) {
 	require.Equal(t, 400, try("kq.trade.pay", nats.Header{"Kq-Expires": {"1"}}, nil), "already past")
 	require.Equal(t, 400, try("kq.trade.pay", nats.Header{"Kq-Msg-Id": {"xyz"}}, nil))
 	require.Equal(t, 400, try("kq.trade.pay", nats.Header{"Kq-Fly": {"true"}, "Kq-Tx": {"prepare"}, "Kq-Msg-Id": {strings.Repeat("a", 32)}, "Kq-Group": {"p"}}, nil))
-	require.Equal(t, 501, try("kq.trade.pay", nats.Header{"Kq-Tx": {"prepare"}, "Kq-Msg-Id": {strings.Repeat("a", 32)}, "Kq-Group": {"p"}}, nil))
+	require.Equal(t, 400, try("kq.trade.pay", nats.Header{"Kq-Tx": {"prepare"}, "Kq-Group": {"p"}}, nil), "a prepare needs its id")
+	require.Equal(t, 400, try("kq.trade.pay", nats.Header{"Kq-Tx": {"prepare"}, "Kq-Msg-Id": {strings.Repeat("a", 32)}}, nil), "and its group")
+	require.Equal(t, 400, try("kq.trade.pay", nats.Header{"Kq-Tx": {"commit"}, "Kq-Msg-Id": {strings.Repeat("a", 32)}, "Kq-Group": {"p"}}, nil))
+	require.Equal(t, 0, try("kq.trade.pay", nats.Header{"Kq-Tx": {"prepare"}, "Kq-Msg-Id": {strings.Repeat("a", 32)}, "Kq-Group": {"p"}}, nil))
 	require.Equal(t, 0, try("kq.trade.pay", nats.Header{"Nats-TTL": {"30m"}}, nil))
 	// The server refuses what is over max_payload before the broker sees it.
 	err := nc.Publish("kq.trade.pay", make([]byte, 65<<10))

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
 	"github.com/kitenats/kitenats/compat"
 	"github.com/kitenats/kitenats/semantics"
 	"github.com/kitenats/kitenats/store"
+	"github.com/kitenats/kitenats/txn"
 )
 
 // newKiteQServer builds the KiteQ TCP adapter on cfg.Bind over broker b,
@@ -16,19 +18,28 @@ import (
 // Run(ctx), which returns once every connection is closed. Stop it before
 // the broker (ARCHITECTURE.md A.3), so that its connections leave their
 // groups while the broker still runs.
-func newKiteQServer(cfg Config, b *semantics.Broker, log *slog.Logger) (*compat.Server, error) {
+func newKiteQServer(cfg Config, b *semantics.Broker, tx *txn.Coordinator, log *slog.Logger) (*compat.Server, error) {
 	return compat.New(compat.Config{
 		Addr:    cfg.Bind,
 		Secrets: cfg.Secrets,
 		MaxBody: cfg.MaxPayload,
 		Logger:  log.With("component", "kiteq"),
-	}, kiteqBroker{b})
+	}, kiteqBroker{b: b, tx: tx})
 }
 
 // kiteqBroker is compat.Broker over the semantics broker.
-type kiteqBroker struct{ b *semantics.Broker }
+type kiteqBroker struct {
+	b  *semantics.Broker
+	tx *txn.Coordinator
+}
 
-var _ compat.Broker = kiteqBroker{}
+// ResolveTx applies a producer's TxAck.
+func (k kiteqBroker) ResolveTx(ctx context.Context, topic, id string, commit bool) error {
+	if err := txError(k.tx.Resolve(ctx, topic, id, commit)); err != nil {
+		return kiteqError(err)
+	}
+	return nil
+}
 
 func (k kiteqBroker) Publish(m *store.Message, mode compat.Mode, done func(compat.Result, error)) {
 	p := &semantics.Publication{Message: m, Fly: mode == compat.ModeFly, Prepare: mode == compat.ModePrepare}

@@ -18,6 +18,7 @@ import (
 	"github.com/kitenats/kitenats/registry"
 	"github.com/kitenats/kitenats/semantics"
 	"github.com/kitenats/kitenats/store"
+	"github.com/kitenats/kitenats/txn"
 )
 
 // daemon is one wired broker: store, embedded NATS server, semantics.
@@ -32,6 +33,7 @@ type daemon struct {
 	broker *semantics.Broker
 	admin  *admin.Server  // nil when -pport is -1
 	kiteq  *compat.Server // nil when -bind is off
+	tx     *txn.Coordinator
 	reg    registry.Registry
 	watch  *bindingWatch // registry bindings; nil without a registry
 	adv    string        // address advertised in the registry
@@ -92,8 +94,11 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err = d.newCoordinator(); err != nil {
+		return nil, err
+	}
 	if cfg.Bind != "off" {
-		if d.kiteq, err = newKiteQServer(cfg, d.broker, log); err != nil {
+		if d.kiteq, err = newKiteQServer(cfg, d.broker, d.tx, log); err != nil {
 			return nil, err
 		}
 	}
@@ -164,9 +169,14 @@ func (d *daemon) run(ctx context.Context) error {
 	bctx, stopBroker := context.WithCancel(context.Background())
 	bdone := make(chan error, 1)
 	go func() { bdone <- d.broker.Run(bctx) }()
+	tctx, stopTx := context.WithCancel(context.Background())
+	tdone := make(chan struct{})
+	go func() { defer close(tdone); _ = d.tx.Run(tctx) }()
 	select {
 	case <-d.broker.Ready():
 	case err := <-bdone:
+		stopTx()
+		<-tdone
 		stopBroker()
 		stopKiteQ()
 		<-kdone
@@ -218,6 +228,8 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	stopKiteQ()
 	<-kdone
+	stopTx()
+	<-tdone
 	stopBroker()
 	err = <-bdone
 	stopEvents()

@@ -1,6 +1,7 @@
 package compat
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -31,6 +32,10 @@ type Broker interface {
 	// reason the ack changed nothing (unknown or stale delivery); it must
 	// not block.
 	Ack(a Ack, done func(error))
+	// ResolveTx commits or rolls back a prepared message, for a producer's
+	// TxAck. It may block on the store; the adapter calls it from one
+	// goroutine of its own, never from a connection's reader.
+	ResolveTx(ctx context.Context, topic, id string, commit bool) error
 }
 
 // Mode says how a published message is handled.

@@ -47,6 +47,9 @@ func (s *session) handleConnMeta(opaque uint32, m *wire.ConnMeta) error {
 	s.group = group
 	s.warmup = time.Duration(max(0, m.GetWarmingupSec())) * time.Second
 	s.authAt = s.srv.cfg.Now()
+	s.mu.Lock()
+	s.joined = &handshake{group: group, warmup: s.warmup, at: s.authAt}
+	s.mu.Unlock()
 	// The ack is queued before Join, so it is written before any delivery.
 	s.reply(opaque, wire.CmdConnAuth, authAck(nil))
 	s.consumer = s.srv.broker.Join(group, s.remote, s.warmup, s)

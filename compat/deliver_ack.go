@@ -31,8 +31,27 @@ type pendingDelivery struct {
 	consumer string
 }
 
-// opaqueOf returns the opaque of the seq-th delivery of a connection.
+// opaqueOf returns the opaque of the seq-th request of a connection.
 func opaqueOf(seq uint64) uint32 { return firstOpaque | uint32(seq&0x7fffffff) }
+
+// nextOpaqueLocked takes the next request opaque of the connection and
+// forgets the delivery that used it maxPending requests ago.
+// caller must hold s.mu
+func (s *session) nextOpaqueLocked() uint32 {
+	opaque := opaqueOf(s.seq)
+	if s.seq >= maxPending {
+		delete(s.pending, opaqueOf(s.seq-maxPending))
+	}
+	s.seq++
+	return opaque
+}
+
+// nextOpaque is nextOpaqueLocked for a request that is not a delivery.
+func (s *session) nextOpaque() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextOpaqueLocked()
+}
 
 // Deliver sends d to the client (kiteq-protocol.md §5.1): a BytesMessage or
 // StringMessage, as the producer sent it, with the complete header and a
@@ -46,11 +65,7 @@ func (s *session) Deliver(d Delivery) error {
 		return err
 	}
 	s.mu.Lock()
-	opaque := opaqueOf(s.seq)
-	if s.seq >= maxPending {
-		delete(s.pending, opaqueOf(s.seq-maxPending))
-	}
-	s.seq++
+	opaque := s.nextOpaqueLocked()
 	// Recorded before the frame is queued: the ack may come back at once.
 	s.pending[opaque] = pendingDelivery{id: d.ID, consumer: d.Consumer}
 	s.mu.Unlock()

@@ -1,6 +1,7 @@
 package compat_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -27,7 +28,9 @@ func (nopBroker) Publish(_ *store.Message, _ compat.Mode, done func(compat.Resul
 }
 func (nopBroker) Join(string, string, time.Duration, compat.Endpoint) string { return "c" }
 func (nopBroker) Leave(string, string)                                       {}
-func (nopBroker) Ack(_ compat.Ack, done func(error))                         { done(errors.New("unknown delivery")) }
+func (nopBroker) ResolveTx(context.Context, string, string, bool) error      { return nil }
+
+func (nopBroker) Ack(_ compat.Ack, done func(error)) { done(errors.New("unknown delivery")) }
 
 func frame(t testing.TB, opaque uint32, cmd wire.Cmd, m proto.Message) []byte {
 	body, err := wire.Encode(cmd, m)

@@ -43,6 +43,7 @@ type fakeBroker struct {
 	left      chan string
 	acks      chan compat.Ack
 	publishes chan published
+	resolves  chan resolved
 
 	mu  sync.Mutex
 	seq uint64
@@ -55,7 +56,19 @@ func newFakeBroker() *fakeBroker {
 		left:      make(chan string, 1000),
 		acks:      make(chan compat.Ack, 1000),
 		publishes: make(chan published, 100000),
+		resolves:  make(chan resolved, 1000),
 	}
+}
+
+// resolved is one ResolveTx call.
+type resolved struct {
+	topic, id string
+	commit    bool
+}
+
+func (b *fakeBroker) ResolveTx(_ context.Context, topic, id string, commit bool) error {
+	b.resolves <- resolved{topic, id, commit}
+	return nil
 }
 
 func (b *fakeBroker) Publish(m *store.Message, mode compat.Mode, done func(compat.Result, error)) {

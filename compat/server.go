@@ -99,6 +99,7 @@ type Server struct {
 	log    *slog.Logger
 	ln     net.Listener
 	quit   chan struct{} // closed by shutdown
+	txq    chan txDecision // capacity txQueue; drained by resolveLoop
 
 	wg sync.WaitGroup // Run's watcher and every session goroutine
 
@@ -129,6 +130,7 @@ func New(cfg Config, broker Broker) (*Server, error) {
 		log:      cfg.Logger,
 		ln:       ln,
 		quit:     make(chan struct{}),
+		txq:      make(chan txDecision, txQueue),
 		sessions: make(map[*session]struct{}),
 	}, nil
 }
@@ -147,8 +149,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return errors.New("compat: Run on a running or closed server")
 	}
 	s.running = true
-	s.wg.Add(1)
+	s.wg.Add(2)
 	s.mu.Unlock()
+	go func() { defer s.wg.Done(); s.resolveLoop() }()
 	go func() {
 		defer s.wg.Done()
 		select {

@@ -48,9 +48,29 @@ type session struct {
 	authAt   time.Time
 	consumer string // from Broker.Join
 
-	mu      sync.Mutex // guards seq and pending
-	seq     uint64     // deliveries sent so far; the next opaque derives from it
+	mu      sync.Mutex // guards seq, pending and joined
+	seq     uint64     // requests sent so far; the next opaque derives from it
 	pending map[uint32]pendingDelivery
+	// joined is a copy of the handshake state for other goroutines
+	// (Server.Check): set once, after the handshake.
+	joined *handshake
+}
+
+// handshake is what a ConnMeta established.
+type handshake struct {
+	group  string
+	warmup time.Duration
+	at     time.Time
+}
+
+// member returns the connection's handshake if it joined group.
+func (s *session) member(group string) (handshake, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.joined == nil || s.joined.group != group {
+		return handshake{}, false
+	}
+	return *s.joined, true
 }
 
 func newSession(srv *Server, conn net.Conn, id uint64) *session {

@@ -211,18 +211,53 @@ func TestCompatSlowStoreDoesNotBlockHeartbeats(t *testing.T) {
 	require.Equal(t, "kq: store unavailable", ack.GetFeedback())
 }
 
-func TestCompatTxAckIgnored(t *testing.T) {
+func TestCompatTxAckResolves(t *testing.T) {
 	b := newFakeBroker()
 	c, _ := joinedClient(t, b, startServer(t, b, nil), "p-trade")
 	h := compattest.Header(compattest.NewID(), "trade", "pay", "p-trade")
 	h.Commit = proto.Bool(false)
-	// The producer's spontaneous commit (opaque 0) and an answer to a check
-	// (some opaque): neither gets a reply, neither reaches the broker.
+	// The producer's spontaneous commit (opaque 0), an unknown answer and
+	// a rollback (any opaque): the decisions reach the broker, status 0
+	// does not, and none gets a reply.
 	c.SendWith(0, wire.CmdTxAck, &wire.TxACKPacket{Header: h, Status: proto.Int32(wire.TxCommit), Feedback: proto.String("")})
 	c.SendWith(0x80000001, wire.CmdTxAck, &wire.TxACKPacket{Header: h, Status: proto.Int32(wire.TxUnknown), Feedback: proto.String("Server Check")})
+	c.SendWith(7, wire.CmdTxAck, &wire.TxACKPacket{Header: h, Status: proto.Int32(wire.TxRollback), Feedback: proto.String("no stock")})
 	c.Heartbeat(9) // the next frame is the heartbeat's echo: no TxAck reply came first
+	require.Equal(t, resolved{"trade", h.GetMessageId(), true}, next(t, b.resolves))
+	require.Equal(t, resolved{"trade", h.GetMessageId(), false}, next(t, b.resolves))
+	none(t, b.resolves)
 	none(t, b.publishes)
 	none(t, b.acks)
+}
+
+func TestCompatCheckGoesToThePublishingGroup(t *testing.T) {
+	b := newFakeBroker()
+	srv, err := compat.New(compat.Config{Addr: "127.0.0.1:0", Logger: testLogger(t)}, b)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	m := &store.Message{Topic: "trade", ID: compattest.NewID(), MessageType: "pay", Group: "p-trade", BodyType: store.BodyBytes,
+		Body: []byte("x"), Created: time.Unix(1700000000, 0), Expires: time.Now().Add(time.Hour), DeliverLimit: 100, Prepared: true}
+	require.ErrorIs(t, srv.Check(m), compat.ErrNoProducer)
+
+	other, _ := joinedClient(t, b, srv.Addr().String(), "s-trade")
+	prod, _ := joinedClient(t, b, srv.Addr().String(), "p-trade")
+	require.NoError(t, srv.Check(m))
+	f, msg := prod.Read()
+	require.Equal(t, wire.CmdTxAck, f.Cmd)
+	require.GreaterOrEqual(t, f.Opaque, uint32(0x80000000))
+	tx := msg.(*wire.TxACKPacket)
+	require.Equal(t, int32(wire.TxUnknown), tx.GetStatus())
+	require.Equal(t, "Server Check", tx.GetFeedback())
+	require.Equal(t, m.ID, tx.GetHeader().GetMessageId())
+	require.False(t, tx.GetHeader().GetCommit())
+	other.ExpectSilence(100 * time.Millisecond)
+
+	// The producer's answer, with our opaque, resolves the message.
+	prod.SendWith(f.Opaque, wire.CmdTxAck, &wire.TxACKPacket{Header: tx.GetHeader(), Status: proto.Int32(wire.TxCommit), Feedback: proto.String("")})
+	require.Equal(t, resolved{"trade", m.ID, true}, next(t, b.resolves))
 }
 
 func TestCompatUnknownCommandsIgnoredAfterHandshake(t *testing.T) {

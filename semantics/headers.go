@@ -213,9 +213,9 @@ func DedupID(topic, natsMsgID string) string {
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 
-// deliveryHeaders builds the headers of a delivery of m as attempt number
-// attempt (NATS-PROTOCOL.md §4).
-func deliveryHeaders(m *store.Message, attempt int) map[string][]string {
+// DeliveryHeaders builds the headers of a delivery of m as attempt number
+// attempt (NATS-PROTOCOL.md §4); a transaction check carries them too.
+func DeliveryHeaders(m *store.Message, attempt int) map[string][]string {
 	h := make(map[string][]string, 9+len(m.Properties))
 	for _, p := range m.Properties {
 		h[p.Key] = []string{p.Value}

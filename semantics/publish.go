@@ -196,7 +196,7 @@ func (b *Broker) tap(m *store.Message) {
 	}
 	_ = b.tr.Publish(&Msg{
 		Subject: subject,
-		Header:  deliveryHeaders(m, 0),
+		Header:  DeliveryHeaders(m, 0),
 		Data:    m.Body,
 	})
 }
@@ -212,7 +212,7 @@ func (e natsEndpoint) Deliver(d *Delivery) error {
 	return e.b.tr.Publish(&Msg{
 		Subject: e.subject,
 		Reply:   "$KQ.ACK." + EncodeToken(d.Group) + "." + e.b.cfg.BrokerID + "." + d.Consumer + "." + d.ID,
-		Header:  deliveryHeaders(d.Message, d.Attempt),
+		Header:  DeliveryHeaders(d.Message, d.Attempt),
 		Data:    d.Message.Body,
 	})
 }

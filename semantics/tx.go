@@ -25,6 +25,11 @@ type Transactions interface {
 // is answered 501. It must be called before Run.
 func (b *Broker) SetTransactions(t Transactions) { b.tx = t }
 
+// Update queues a store update through the broker's group-commit writer
+// (for the transaction coordinator, which shares it). done gets the
+// outcome once it is durable.
+func (b *Broker) Update(u store.Update, done func(error)) error { return b.w.Update(u, done) }
+
 // NewError returns a wire error with code, for adapters that map their own
 // errors into the table of NATS-PROTOCOL.md §8.
 func NewError(code Code, format string, args ...any) *Error {

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kitenats/kitenats/compat"
+	"github.com/kitenats/kitenats/semantics"
+	"github.com/kitenats/kitenats/store"
+	"github.com/kitenats/kitenats/txn"
+)
+
+// txChecker asks producers about prepared messages (NATS-PROTOCOL.md §5):
+// NATS producers when $KQ.TXCHECK.<group> has interest, else a KiteQ
+// connection of the group, whose answer arrives later as a TxAck.
+type txChecker struct{ d *daemon }
+
+func (c txChecker) Check(ctx context.Context, m *store.Message) (txn.Action, error) {
+	subject := "$KQ.TXCHECK." + semantics.EncodeToken(m.Group)
+	if c.d.br.Interested(subject) {
+		reply, err := c.d.nc.RequestMsgWithContext(ctx, &nats.Msg{
+			Subject: subject,
+			Header:  nats.Header(semantics.DeliveryHeaders(m, 0)),
+			Data:    m.Body,
+		})
+		if err != nil {
+			return txn.Unknown, fmt.Errorf("check %s/%s on %s: %w", m.Topic, m.ID, subject, err)
+		}
+		return txn.ParseAction(string(reply.Data))
+	}
+	if c.d.kiteq != nil {
+		if err := c.d.kiteq.Check(m); err != nil {
+			return txn.Unknown, err
+		}
+		return txn.Unknown, nil // the producer answers with a TxAck
+	}
+	return txn.Unknown, errors.New("no producer of the group is connected")
+}
+
+// txAdapter is semantics.Transactions over the coordinator.
+type txAdapter struct{ c *txn.Coordinator }
+
+func (a txAdapter) NextCheck(now time.Time) time.Time { return a.c.NextCheck(now) }
+
+func (a txAdapter) Resolve(ctx context.Context, topic, id string, commit bool) error {
+	return txError(a.c.Resolve(ctx, topic, id, commit))
+}
+
+func (a txAdapter) List(ctx context.Context, offset, limit int) (int, any, error) {
+	items, total, err := a.c.List(ctx, offset, limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	if items == nil {
+		items = []txn.Prepared{}
+	}
+	return total, items, nil
+}
+
+// txError maps the coordinator's errors into the table of
+// NATS-PROTOCOL.md §8: unknown and conflicting ids are 409.
+func txError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, txn.ErrConflict):
+		return semantics.NewError(semantics.CodeConflict, "%v", err)
+	case errors.Is(err, txn.ErrNotFound):
+		return semantics.NewError(semantics.CodeConflict, "%v", err)
+	default:
+		return err
+	}
+}
+
+// newCoordinator builds the two-phase-commit coordinator and enables
+// transactions in the broker.
+func (d *daemon) newCoordinator() error {
+	cfg := txn.DefaultConfig()
+	cfg.Logger = d.log.With("component", "txn")
+	if t := d.cfg.Tx; t.FirstCheck > 0 {
+		cfg.FirstCheck = t.FirstCheck
+	}
+	if d.cfg.Tx.Interval > 0 {
+		cfg.Interval = d.cfg.Tx.Interval
+	}
+	if d.cfg.Tx.MaxChecks > 0 {
+		cfg.MaxChecks = d.cfg.Tx.MaxChecks
+	}
+	if d.cfg.Tx.Final != "" {
+		if err := cfg.FinalAction.UnmarshalText([]byte(d.cfg.Tx.Final)); err != nil {
+			return err
+		}
+	}
+	c, err := txn.New(cfg, d.st, d.broker, txChecker{d}, d.broker)
+	if err != nil {
+		return err
+	}
+	d.tx = c
+	d.broker.SetTransactions(txAdapter{c})
+	return nil
+}
+
+var _ compat.Broker = kiteqBroker{}
