@@ -98,7 +98,7 @@ type Server struct {
 	broker Broker
 	log    *slog.Logger
 	ln     net.Listener
-	quit   chan struct{} // closed by shutdown
+	quit   chan struct{}   // closed by shutdown
 	txq    chan txDecision // capacity txQueue; drained by resolveLoop
 
 	wg sync.WaitGroup // Run's watcher and every session goroutine
