@@ -100,3 +100,51 @@ func dlqCmd(args []string) error {
 	}
 	return printJSON(raw)
 }
+
+// txCmd lists prepared messages, or resolves one.
+func txCmd(args []string) error {
+	fs, s, user, pass := clientFlags("tx")
+	offset := fs.Int("offset", 0, "list offset")
+	limit := fs.Int("limit", 100, "list page size (at most 1000)")
+	commit := fs.String("commit", "", "commit the prepared message with this id (needs -topic and -group)")
+	rollback := fs.String("rollback", "", "roll back the prepared message with this id (needs -topic and -group)")
+	topic := fs.String("topic", "", "topic of the message to resolve")
+	group := fs.String("group", "", "publishing group of the message to resolve")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 && fs.Arg(0) != "list" {
+		return fmt.Errorf("tx: unknown argument %q (want list, or -commit/-rollback ID)", fs.Arg(0))
+	}
+	if *commit != "" || *rollback != "" {
+		if *topic == "" || *group == "" || *commit != "" && *rollback != "" {
+			return fmt.Errorf("tx: one of -commit or -rollback, with -topic and -group")
+		}
+		id, action := *commit, "commit"
+		if *rollback != "" {
+			id, action = *rollback, "rollback"
+		}
+		raw, err := apiCall(*s, *user, *pass, "$KQ.API.TX."+*group, map[string]string{"topic": *topic, "id": id, "action": action})
+		if err != nil {
+			return err
+		}
+		return printJSON(raw)
+	}
+	raw, err := apiCall(*s, *user, *pass, "$KQ.API.TX.LIST", map[string]int{"offset": *offset, "limit": *limit})
+	if err != nil {
+		return err
+	}
+	var page struct {
+		Total int `json:"total"`
+		Items []txItem `json:"items"`
+	}
+	if err := json.Unmarshal(raw, &page); err != nil {
+		return err
+	}
+	fmt.Printf("%-20s %-32s %-20s %12s %6s\n", "topic", "id", "group", "age", "checks")
+	for _, it := range page.Items {
+		fmt.Printf("%-20s %-32s %-20s %12s %6d\n", it.Topic, it.ID, it.Group, time.Duration(it.AgeSeconds)*time.Second, it.Checks)
+	}
+	fmt.Printf("%d prepared message(s)\n", page.Total)
+	return nil
+}

@@ -6,6 +6,7 @@
 //	kitenats bench [flags]      measure the broker (see kitenats bench -h)
 //	kitenats stat  [-s URL]     print $KQ.API.STAT
 //	kitenats dlq   [-s URL] -topic T -group G [-replay ID]
+//	kitenats tx    [-s URL] [list] | -commit|-rollback ID -topic T -group G
 //
 // main parses flags and config, wires the components, waits for a signal and
 // shuts down in order. It holds no broker logic.
@@ -38,10 +39,12 @@ func main() {
 		err = statCmd(args)
 	case "dlq":
 		err = dlqCmd(args)
+	case "tx":
+		err = txCmd(args)
 	case "help":
-		fmt.Println("usage: kitenats [serve|bench|stat|dlq] [flags]; kitenats CMD -h for the flags")
+		fmt.Println("usage: kitenats [serve|bench|stat|dlq|tx] [flags]; kitenats CMD -h for the flags")
 	default:
-		err = fmt.Errorf("unknown command %q (want serve, bench, stat or dlq)", cmd)
+		err = fmt.Errorf("unknown command %q (want serve, bench, stat, dlq or tx)", cmd)
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "kitenats:", err)

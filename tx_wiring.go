@@ -51,14 +51,28 @@ func (a txAdapter) Resolve(ctx context.Context, topic, id string, commit bool) e
 }
 
 func (a txAdapter) List(ctx context.Context, offset, limit int) (int, any, error) {
-	items, total, err := a.c.List(ctx, offset, limit)
+	ps, total, err := a.c.List(ctx, offset, limit)
 	if err != nil {
 		return 0, nil, err
 	}
-	if items == nil {
-		items = []txn.Prepared{}
+	items := make([]txItem, len(ps))
+	for i, p := range ps {
+		items[i] = txItem{Topic: p.Topic, ID: p.ID, MessageType: p.MessageType, Group: p.Group,
+			Created: p.Created.Unix(), AgeSeconds: int64(p.Age / time.Second), Checks: p.Checks, NextCheck: p.NextCheck.Unix()}
 	}
 	return total, items, nil
+}
+
+// txItem is one prepared message as $KQ.API.TX.LIST shows it.
+type txItem struct {
+	Topic       string `json:"topic"`
+	ID          string `json:"id"`
+	MessageType string `json:"messageType"`
+	Group       string `json:"groupId"` // publishing group: who is asked
+	Created     int64  `json:"created"` // Unix seconds
+	AgeSeconds  int64  `json:"ageSeconds"`
+	Checks      int    `json:"checks"`    // check-backs sent so far
+	NextCheck   int64  `json:"nextCheck"` // Unix seconds
 }
 
 // txError maps the coordinator's errors into the table of
