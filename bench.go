@@ -66,6 +66,7 @@ func bench(args []string) error {
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "give up on a run after this long")
 	fs.IntVar(&c.Backlog, "backlog", 0, "first store this many messages for a group with no consumer, then run the workload beside that backlog")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	protocol := fs.String("protocol", "nats", "clients' protocol: nats, or kiteq (the KiteQ TCP adapter with kiteq-client-go's benchmark workload: 2 KiB, synchronous publishes)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,6 +83,13 @@ func bench(args []string) error {
 	}
 	if c.Size < 16 || c.Pubs < 1 || c.Consumers < 1 || c.Groups < 1 || c.Pending < 1 || (c.Msgs < 1 && c.Duration <= 0) {
 		return errors.New("bench: -size >= 16, and -pubs, -consumers, -groups, -pending and -msgs (or -duration) >= 1")
+	}
+	switch *protocol {
+	case "nats":
+	case "kiteq":
+		return benchKiteQ(c, fs)
+	default:
+		return fmt.Errorf("bench: -protocol %q: want nats or kiteq", *protocol)
 	}
 	fmt.Fprintf(c.Out, "workload: %s, %d B, %d publisher(s) with %d in flight, %d group(s) x %d consumer(s), explicit acks, store %s\n",
 		c.amount(), c.Size, c.Pubs, c.Pending, c.Groups, c.Consumers, c.DB)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -145,4 +146,16 @@ func advertisedAddr(cfg Config) (string, error) {
 		return "", fmt.Errorf("-bind %s is not an address clients can dial: set -advertise host:port", cfg.Bind)
 	}
 	return cfg.Bind, nil
+}
+
+// withBoundPort returns adv with its port 0 replaced by the port the KiteQ
+// listener was given, so that -bind host:0 advertises the port clients can
+// dial rather than ":0". Any other adv is returned as it is.
+func withBoundPort(adv string, bound net.Addr) string {
+	host, port, err := net.SplitHostPort(adv)
+	ta, ok := bound.(*net.TCPAddr)
+	if err != nil || port != "0" || !ok {
+		return adv
+	}
+	return net.JoinHostPort(host, strconv.Itoa(ta.Port))
 }

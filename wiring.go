@@ -101,6 +101,7 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 		if d.kiteq, err = newKiteQServer(cfg, d.broker, d.tx, log); err != nil {
 			return nil, err
 		}
+		d.adv = withBoundPort(d.adv, d.kiteq.Addr())
 	}
 	if cfg.AdminPort > 0 {
 		addr := net.JoinHostPort(host, strconv.Itoa(cfg.AdminPort))
