@@ -135,7 +135,7 @@ func txCmd(args []string) error {
 		return err
 	}
 	var page struct {
-		Total int `json:"total"`
+		Total int      `json:"total"`
 		Items []txItem `json:"items"`
 	}
 	if err := json.Unmarshal(raw, &page); err != nil {

@@ -193,6 +193,8 @@ type Broker struct {
 	byConn    map[uint64][]*consumer
 	inflight  map[string]*flight   // delivery id → flight
 	flying    map[flightKey]string // (topic, id, group) → delivery id
+	settling  map[flightKey]*settle // (topic, id, group) → its queued writes
+	gen       uint64                // counts writes that became durable
 	used      *usedIDs
 	draining  bool
 }
@@ -224,6 +226,7 @@ func New(cfg Config, st store.Store, tr Transport, loc Locator, keeper BindingKe
 		byConn:    make(map[uint64][]*consumer),
 		inflight:  make(map[string]*flight),
 		flying:    make(map[flightKey]string),
+		settling:  make(map[flightKey]*settle),
 		used:      newUsedIDs(1 << 16),
 	}
 	for _, t := range cfg.Topics {

@@ -171,11 +171,77 @@ func deadReason(m *store.Message, attempts int, now time.Time) string {
 // update queues a store update. If the writer refuses it (queue full or
 // shutting down) the update is lost from this run only: the stored state
 // still has the delivery's lease, so the message is redelivered later.
+//
+// An update of one group's state (retry, ack, dead) is tracked until it is
+// durable: until then the store still shows the old state, and the recover
+// loop must not trust what Due says about that (message, group).
+// For those, the caller must hold b.mu.
 func (b *Broker) update(u store.Update, done func(error)) {
-	if err := b.w.Update(u, done); err != nil {
+	tracked := u.Group != "" && (u.Op == store.OpRetry || u.Op == store.OpAck || u.Op == store.OpDead)
+	cb := done
+	var k flightKey
+	if tracked {
+		k = flightKey{u.Topic, u.ID, u.Group}
+		s := b.settling[k]
+		if s == nil {
+			s = &settle{}
+			b.settling[k] = s
+		}
+		s.pending++
+		cb = func(err error) {
+			b.mu.Lock()
+			b.settled(k)
+			b.mu.Unlock()
+			if done != nil {
+				done(err)
+			}
+		}
+	}
+	if err := b.w.Update(u, cb); err != nil {
 		b.log.Warn("semantics: store update dropped", "op", u.Op.String(), "topic", u.Topic, "msg_id", u.ID, "err", err)
+		if tracked {
+			b.settled(k) // we hold b.mu: no callback will come
+		}
 		if done != nil {
 			done(err)
+		}
+	}
+}
+
+// settle tracks the queued writes of one (message, group).
+type settle struct {
+	pending int    // writes queued, not yet durable
+	doneGen uint64 // b.gen when the last of them became durable
+}
+
+// settled records that one queued write of k became durable.
+// caller must hold b.mu
+func (b *Broker) settled(k flightKey) {
+	s := b.settling[k]
+	if s == nil {
+		return
+	}
+	s.pending--
+	b.gen++
+	s.doneGen = b.gen
+}
+
+// unsettled reports whether what a Due read that started at generation gen
+// says about k may be stale: a write of k is still queued, or became durable
+// after the read started.
+// caller must hold b.mu
+func (b *Broker) unsettled(k flightKey, gen uint64) bool {
+	s := b.settling[k]
+	return s != nil && (s.pending > 0 || s.doneGen > gen)
+}
+
+// pruneSettled forgets what no read that starts after gen can be confused
+// by.
+// caller must hold b.mu
+func (b *Broker) pruneSettled(gen uint64) {
+	for k, s := range b.settling {
+		if s.pending == 0 && s.doneGen <= gen {
+			delete(b.settling, k)
 		}
 	}
 }

@@ -78,3 +78,57 @@ func TestFaultRefusingEndpointBurnsNoAttempts(t *testing.T) {
 	require.Equal(t, int64(1), gs.Pending)
 	require.Zero(t, gs.Dead, "refused sends are not attempts: the deliver limit of 3 is untouched")
 }
+
+// gatedStore holds every Write while closed, so a test can look at the
+// broker while its writes are queued but not yet durable.
+type gatedStore struct {
+	store.Store
+	gate atomic.Pointer[chan struct{}] // nil: open
+}
+
+func (s *gatedStore) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, error) {
+	if g := s.gate.Load(); g != nil {
+		<-*g
+	}
+	return s.Store.Write(ctx, b)
+}
+
+func (s *gatedStore) hold() { g := make(chan struct{}); s.gate.Store(&g) }
+
+func (s *gatedStore) release() { close(*s.gate.Swap(nil)) }
+
+// TestRecoverTrustsNoStaleDue: a backlog delivered from the store and
+// acknowledged at once is not delivered again while the lease and ack
+// writes are still on their way to the store (the store then still says
+// "due").
+func TestRecoverTrustsNoStaleDue(t *testing.T) {
+	var gs *gatedStore
+	h := newHarnessOver(t, nil, func(s store.Store) store.Store { gs = &gatedStore{Store: s}; return gs })
+	c := h.bind("s-trade", "$KQ.DLV.s-trade.a", 1, "", direct("trade", "pay", true))
+	require.True(t, h.b.Leave("s-trade", c))
+	for i := 0; i < 20; i++ {
+		h.publish("kq.trade.pay", nil, "x")
+	}
+	h.bind("s-trade", "$KQ.DLV.s-trade.b", 2, "")
+
+	gs.hold() // writes from now on wait
+	t.Cleanup(func() {
+		if gs.gate.Load() != nil {
+			gs.release() // a failed assertion must not leave the writer stuck
+		}
+	})
+	h.b.Tick(h.ctx, true)
+	ds := h.deliveries("$KQ.DLV.s-trade.b")
+	require.Len(t, ds, 20)
+	for _, d := range ds {
+		h.b.handleAck(&Msg{Subject: d.Reply, Data: []byte("+ACK")})
+	}
+	h.b.Tick(h.ctx, true)
+	h.b.Tick(h.ctx, false)
+	require.Empty(t, h.deliveries("$KQ.DLV.s-trade.b"), "the store's due answer is stale while writes are queued")
+
+	gs.release()
+	h.tick()
+	require.Empty(t, h.deliveries("$KQ.DLV.s-trade.b"))
+	require.Zero(t, h.groupStat("trade", "s-trade").Pending)
+}

@@ -49,6 +49,9 @@ func (b *Broker) Tick(ctx context.Context, full bool) {
 	b.send(more)
 
 	for _, w := range wants {
+		b.mu.Lock()
+		gen := b.gen
+		b.mu.Unlock()
 		due, err := b.st.Due(ctx, w.g.name, now, w.n)
 		if err != nil {
 			b.log.Warn("semantics: reading due messages", "group", w.g.name, "err", err)
@@ -60,12 +63,17 @@ func (b *Broker) Tick(ctx context.Context, full bool) {
 		}
 		var fs []*flight
 		if w.drop {
-			b.dropDue(w.g, due)
+			b.dropDue(w.g, due, gen)
 		} else {
-			fs = b.redeliver(w.g, due, now)
+			fs = b.redeliver(w.g, due, now, gen)
 		}
 		b.mu.Unlock()
 		b.send(fs)
+	}
+	if full {
+		b.mu.Lock()
+		b.pruneSettled(b.gen)
+		b.mu.Unlock()
 	}
 }
 
@@ -80,12 +88,15 @@ func (g *group) persistent() bool {
 }
 
 // redeliver books consumers for due messages of g, in order, until none is
-// eligible or the watermark runs out.
+// eligible or the watermark runs out. gen is b.gen when the Due read began.
 // caller must hold b.mu
-func (b *Broker) redeliver(g *group, due []*store.Message, now time.Time) []*flight {
+func (b *Broker) redeliver(g *group, due []*store.Message, now time.Time, gen uint64) []*flight {
 	var fs []*flight
 	for _, m := range due {
-		if _, ok := b.flying[flightKey{m.Topic, m.ID, g.name}]; ok {
+		k := flightKey{m.Topic, m.ID, g.name}
+		if _, ok := b.flying[k]; ok || b.unsettled(k, gen) {
+			// In flight, or read before its latest write was durable:
+			// the store's answer may be stale.
 			continue
 		}
 		st, ok := m.State(g.name)
@@ -118,8 +129,11 @@ func (b *Broker) redeliver(g *group, due []*store.Message, now time.Time) []*fli
 // dropDue ends the due messages of a group that has no live consumer and
 // only non-persistent bindings: such a group drops what it cannot take.
 // caller must hold b.mu
-func (b *Broker) dropDue(g *group, due []*store.Message) {
+func (b *Broker) dropDue(g *group, due []*store.Message, gen uint64) {
 	for _, m := range due {
+		if b.unsettled(flightKey{m.Topic, m.ID, g.name}, gen) {
+			continue
+		}
 		b.update(store.Update{Op: store.OpAck, Topic: m.Topic, ID: m.ID, Group: g.name}, nil)
 		b.counters.dropped.Add(1)
 	}
