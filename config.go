@@ -25,7 +25,7 @@ type Config struct {
 	Registry    string        // registry URI; empty: none (bindings kept in the store)
 	Topics      []string      // topics served; empty: all
 	AckWait     time.Duration // KiteQ's deliverySeconds; default 5 s
-	Recover     time.Duration // KiteQ's recoverSeconds: recover loop period; default 100 ms
+	Recover     time.Duration // recover loop period (recoverPeriod); default 100 ms
 	AcceptRate  int           // KiteQ's recievePermitsPerSecond; 0 = off
 	MaxPayload  int           // bytes, default 4 MiB
 	MaxInflight int           // per consumer, default 1000
@@ -103,6 +103,7 @@ var ignoredKiteQKeys = map[string]string{
 	"deliveryFirst":     "kitenats always stores before it delivers",
 	"logxml":            "logs go to stderr through slog",
 	"maxDeliverWorkers": "deliveries are bounded per consumer by maxInflight",
+	"recoverSeconds":    "redelivery times are exact; the recover loop runs every recoverPeriod (default 100ms)",
 }
 
 // loadTOML applies the [clusters.<cluster>] section of path to c. Unknown
@@ -145,9 +146,6 @@ func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
 	}
 	if cl.DeliverySeconds > 0 {
 		c.AckWait = time.Duration(cl.DeliverySeconds) * time.Second
-	}
-	if cl.RecoverSeconds > 0 {
-		c.Recover = time.Duration(cl.RecoverSeconds) * time.Second
 	}
 	if cl.RecoverPeriod != "" {
 		if c.Recover, err = time.ParseDuration(cl.RecoverPeriod); err != nil {

@@ -20,7 +20,7 @@ func TestConfigKiteQClusterTOML(t *testing.T) {
 	require.Equal(t, []string{"relation", "message", "user-profile"}, c.Topics)
 	require.Equal(t, "memory://.?initcap=10000000&maxcap=2000000", c.DB)
 	require.Equal(t, 7*time.Second, c.AckWait)
-	require.Equal(t, 3*time.Second, c.Recover)
+	require.Equal(t, 100*time.Millisecond, c.Recover, "KiteQ's recoverSeconds would round redelivery up: not used")
 	require.Equal(t, 20000, c.AcceptRate)
 	require.Equal(t, 64, c.MaxInflight)
 	require.Equal(t, 5*time.Minute, c.DedupWindow)

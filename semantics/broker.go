@@ -191,8 +191,8 @@ type Broker struct {
 	routes    map[string][]route // topic → bindings of every group on it
 	consumers map[string]*consumer
 	byConn    map[uint64][]*consumer
-	inflight  map[string]*flight   // delivery id → flight
-	flying    map[flightKey]string // (topic, id, group) → delivery id
+	inflight  map[string]*flight    // delivery id → flight
+	flying    map[flightKey]string  // (topic, id, group) → delivery id
 	settling  map[flightKey]*settle // (topic, id, group) → its queued writes
 	gen       uint64                // counts writes that became durable
 	used      *usedIDs
