@@ -119,29 +119,21 @@ func (c benchConfig) amount() string {
 	return fmt.Sprintf("%d msgs", c.Msgs)
 }
 
-// benchDaemon starts a whole broker in this process on a random port.
-func benchDaemon(db string) (*daemon, func(), error) {
+// benchDaemon starts a whole broker in this process on random ports, with
+// its KiteQ adapter on bind ("off": none).
+func benchDaemon(db, bind string) (*daemon, func(), error) {
 	cfg := defaultConfig()
-	cfg.NATS, cfg.DB, cfg.MaxInflight, cfg.AdminPort, cfg.Bind = "127.0.0.1:0", db, 4096, -1, "off"
-	d, err := newDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg.NATS, cfg.DB, cfg.MaxInflight, cfg.AdminPort, cfg.Bind = "127.0.0.1:0", db, 4096, -1, bind
+	d, stop, err := startDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("bench: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
-	select {
-	case <-d.broker.Ready():
-	case err := <-done:
-		cancel()
-		return nil, nil, fmt.Errorf("bench: broker stopped: %w", err)
-	}
-	return d, func() { cancel(); <-done }, nil
+	return d, func() { _ = stop() }, nil
 }
 
 // benchBroker runs the workload against kitenats itself.
 func benchBroker(c benchConfig) (benchResult, error) {
-	d, stop, err := benchDaemon(c.DB)
+	d, stop, err := benchDaemon(c.DB, "off")
 	if err != nil {
 		return benchResult{}, err
 	}
@@ -194,7 +186,7 @@ func benchBroker(c benchConfig) (benchResult, error) {
 // pub/sub (a queue group per group, no acks, no store) on a fresh embedded
 // server: the ceiling the broker is compared with.
 func benchCoreNATS(c benchConfig) (benchResult, error) {
-	d, stop, err := benchDaemon("memory://")
+	d, stop, err := benchDaemon("memory://", "off")
 	if err != nil {
 		return benchResult{}, err
 	}

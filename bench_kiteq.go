@@ -9,8 +9,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -74,31 +72,10 @@ func benchKiteQ(c benchConfig, fs *flag.FlagSet) error {
 	return nil
 }
 
-// benchKiteQDaemon starts a whole broker in this process, as benchDaemon
-// does, with its KiteQ adapter on a random 127.0.0.1 port.
-func benchKiteQDaemon(db string) (*daemon, func(), error) {
-	cfg := defaultConfig()
-	cfg.NATS, cfg.DB, cfg.MaxInflight, cfg.AdminPort, cfg.Bind = "127.0.0.1:0", db, 4096, -1, "127.0.0.1:0"
-	d, err := newDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		return nil, nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
-	select {
-	case <-d.broker.Ready():
-	case err := <-done:
-		cancel()
-		return nil, nil, fmt.Errorf("bench: broker stopped: %w", err)
-	}
-	return d, func() { cancel(); <-done }, nil
-}
-
 // benchKiteQRun runs the workload against the KiteQ adapter of a fresh
 // in-process broker.
 func benchKiteQRun(c benchConfig) (benchResult, error) {
-	d, stop, err := benchKiteQDaemon(c.DB)
+	d, stop, err := benchDaemon(c.DB, "127.0.0.1:0")
 	if err != nil {
 		return benchResult{}, err
 	}

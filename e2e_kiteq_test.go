@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -32,30 +30,8 @@ type kiteqDaemon struct {
 // KiteQ groups their bindings (a KiteQ client takes them from the registry).
 func startKiteQ(t *testing.T, mod func(*Config)) *kiteqDaemon {
 	t.Helper()
-	cfg := defaultConfig()
-	cfg.NATS = "127.0.0.1:0"
-	cfg.Bind = "127.0.0.1:0"
-	cfg.AdminPort = -1
-	cfg.DB = "memory://"
-	cfg.Recover = 20 * time.Millisecond
-	if mod != nil {
-		mod(&cfg)
-	}
-	d, err := newDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
+	d := startTestDaemon(t, mod)
 	require.NotNil(t, d.kiteq, "the daemon runs the KiteQ adapter")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	select {
-	case <-d.broker.Ready():
-	case err := <-done:
-		t.Fatalf("broker stopped: %v", err)
-	}
 	return &kiteqDaemon{d: d, url: d.br.ClientURL(), kiteq: d.kiteq.Addr().String()}
 }
 

@@ -19,32 +19,24 @@ import (
 // startBroker runs a whole daemon (memory store unless mod says otherwise)
 // on a random NATS port and returns its client URL.
 func startBroker(t *testing.T, mod func(*Config)) string {
+	return startTestDaemon(t, mod).br.ClientURL()
+}
+
+// startTestDaemon runs a daemon on random 127.0.0.1 ports (NATS and KiteQ),
+// with the memory store and a quick recover loop unless mod says otherwise,
+// until the test ends.
+func startTestDaemon(t *testing.T, mod func(*Config)) *daemon {
 	t.Helper()
 	cfg := defaultConfig()
-	cfg.NATS = "127.0.0.1:0"
-	cfg.DB = "memory://"
-	cfg.Recover = 20 * time.Millisecond
-	cfg.AdminPort = -1
-	cfg.Bind = "127.0.0.1:0"
+	cfg.NATS, cfg.Bind, cfg.AdminPort = "127.0.0.1:0", "127.0.0.1:0", -1
+	cfg.DB, cfg.Recover = "memory://", 20*time.Millisecond
 	if mod != nil {
 		mod(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	d, err := newDaemon(cfg, log)
+	d, stop, err := startDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	select {
-	case <-d.broker.Ready():
-	case err := <-done:
-		t.Fatalf("broker stopped: %v", err)
-	}
-	return d.br.ClientURL()
+	t.Cleanup(func() { require.NoError(t, stop()) })
+	return d
 }
 
 func connect(t *testing.T, url string, opts ...nats.Option) *nats.Conn {

@@ -187,32 +187,16 @@ type zkDaemon struct {
 func startZKDaemon(t *testing.T, addr string, topics []string) *zkDaemon {
 	t.Helper()
 	cfg := defaultConfig()
-	cfg.NATS = "127.0.0.1:0"
+	cfg.NATS, cfg.AdminPort = "127.0.0.1:0", -1
 	cfg.Bind = "127.0.0.1:0" // the daemon advertises the port it gets
-	cfg.AdminPort = -1
-	cfg.DB = "memory://"
-	cfg.Recover = 20 * time.Millisecond
-	cfg.Registry = "zk://" + addr
-	cfg.Topics = topics
-	d, err := newDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg.DB, cfg.Recover = "memory://", 20*time.Millisecond
+	cfg.Registry, cfg.Topics = "zk://"+addr, topics
+	d, stopDaemon, err := startDaemon(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	require.NotNil(t, d.kiteq)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
 	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			require.NoError(t, <-done)
-		})
-	}
+	stop := func() { once.Do(func() { require.NoError(t, stopDaemon()) }) }
 	t.Cleanup(stop)
-	select {
-	case <-d.broker.Ready():
-	case err := <-done:
-		t.Fatalf("broker stopped: %v", err)
-	}
 	return &zkDaemon{kiteqDaemon: &kiteqDaemon{d: d, url: d.br.ClientURL(), kiteq: d.kiteq.Addr().String()}, stop: stop}
 }
 

@@ -393,3 +393,22 @@ func groupPermissions(group string) *bridge.Permissions {
 		AllowResponses: true,
 	}
 }
+
+// startDaemon builds a daemon from cfg and runs it in the background. It
+// returns once the broker serves; stop shuts it down in order and returns
+// run's error. The benchmark and the end-to-end tests use it.
+func startDaemon(cfg Config, log *slog.Logger) (d *daemon, stop func() error, err error) {
+	if d, err = newDaemon(cfg, log); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	select {
+	case <-d.broker.Ready():
+	case err := <-done:
+		cancel()
+		return nil, nil, fmt.Errorf("broker stopped at start: %w", err)
+	}
+	return d, func() error { cancel(); return <-done }, nil
+}
