@@ -43,6 +43,7 @@ type Broker struct {
 	DB       string // the -db store URI, the same on every run
 	NATSAddr string // 127.0.0.1:port, the same on every run
 	bindAddr string // KiteQ TCP, unused by these tests but must be free
+	Args     []string // more flags for every run (e.g. -configPath)
 
 	mu   sync.Mutex
 	runs []*run // every process started, the last one current
@@ -100,7 +101,7 @@ func (b *Broker) Start() {
 	}
 	b.mu.Unlock()
 	r := &run{stderr: &syncBuffer{}, exited: make(chan struct{})}
-	r.cmd = exec.Command(binPath, "-nats", b.NATSAddr, "-bind", b.bindAddr, "-pport", "-1", "-db", b.DB)
+	r.cmd = exec.Command(binPath, append([]string{"-nats", b.NATSAddr, "-bind", b.bindAddr, "-pport", "-1", "-db", b.DB}, b.Args...)...)
 	r.cmd.Stdout = r.stderr
 	r.cmd.Stderr = r.stderr
 	require.NoError(b.t, r.cmd.Start(), "starting %s", binPath)
