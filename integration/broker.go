@@ -40,9 +40,9 @@ var binPath string
 // the test fails.
 type Broker struct {
 	t        *testing.T
-	DB       string // the -db store URI, the same on every run
-	NATSAddr string // 127.0.0.1:port, the same on every run
-	bindAddr string // KiteQ TCP, unused by these tests but must be free
+	DB       string   // the -db store URI, the same on every run
+	NATSAddr string   // 127.0.0.1:port, the same on every run
+	bindAddr string   // KiteQ TCP, unused by these tests but must be free
 	Args     []string // more flags for every run (e.g. -configPath)
 
 	mu   sync.Mutex
