@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,6 +17,10 @@ type BatcherConfig struct {
 	// QueueSize is how many requests may wait for a write; past it Save and
 	// Update fail at once with ErrBusy. Default 65536.
 	QueueSize int
+	// MaxBytes bounds the size of the messages waiting to be saved; past it
+	// Save fails at once with ErrBusy, so a slow store never turns into
+	// unbounded memory. Default 256 MiB.
+	MaxBytes int64
 	// DedupWindow is how long a published id is remembered. Default 2 min.
 	DedupWindow time.Duration
 	// Now is the clock. Default time.Now.
@@ -28,6 +33,9 @@ func (c *BatcherConfig) setDefaults() {
 	}
 	if c.QueueSize <= 0 {
 		c.QueueSize = 65536
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = 256 << 20
 	}
 	if c.DedupWindow <= 0 {
 		c.DedupWindow = 2 * time.Minute
@@ -51,6 +59,8 @@ type Batcher struct {
 
 	mu     sync.RWMutex // guards closed; senders hold it shared while they send
 	closed bool
+
+	bytes atomic.Int64 // size of the queued saves
 }
 
 type request struct {
@@ -70,7 +80,16 @@ func NewBatcher(st Store, cfg BatcherConfig) *Batcher {
 // Save itself returns an error (ErrBusy, ErrClosed), in which case it is
 // never called.
 func (b *Batcher) Save(m *Message, done func(SaveResult, error)) error {
-	return b.enqueue(request{save: m, onSave: done})
+	n := int64(m.Size())
+	if b.bytes.Add(n) > b.cfg.MaxBytes {
+		b.bytes.Add(-n)
+		return ErrBusy
+	}
+	if err := b.enqueue(request{save: m, onSave: done}); err != nil {
+		b.bytes.Add(-n)
+		return err
+	}
+	return nil
 }
 
 // Update queues u. done, if not nil, is called exactly once with the
@@ -166,6 +185,11 @@ func (b *Batcher) write(ctx context.Context, batch []request) completed {
 		}
 	}
 	results, err := b.st.Write(ctx, wb)
+	var n int64
+	for _, m := range wb.Saves {
+		n += int64(m.Size())
+	}
+	b.bytes.Add(-n)
 	if err == nil && len(results) != len(wb.Saves) {
 		err = fmt.Errorf("store: backend returned %d results for %d saves", len(results), len(wb.Saves))
 	}

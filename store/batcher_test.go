@@ -111,3 +111,29 @@ func TestBatcherDrainsOnShutdownThenRefuses(t *testing.T) {
 	require.Equal(t, 10, got)
 	require.ErrorIs(t, b.Save(&store.Message{}, func(store.SaveResult, error) {}), store.ErrClosed)
 }
+
+func TestBatcherBusyPastMaxBytes(t *testing.T) {
+	rs := &recordingStore{}
+	b := store.NewBatcher(rs, store.BatcherConfig{MaxBytes: 3000})
+	noop := func(store.SaveResult, error) {}
+	require.NoError(t, b.Save(&store.Message{Body: make([]byte, 1000)}, noop))
+	require.NoError(t, b.Save(&store.Message{Body: make([]byte, 1000)}, noop))
+	require.ErrorIs(t, b.Save(&store.Message{Body: make([]byte, 1000)}, noop), store.ErrBusy)
+	require.NoError(t, b.Update(store.Update{Op: store.OpAck}, nil), "updates are not bounded by bytes")
+
+	// Once the queued saves are written, there is room again.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, b.Run(ctx))
+	b2 := store.NewBatcher(rs, store.BatcherConfig{MaxBytes: 3000})
+	done := make(chan struct{})
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	go func() { _ = b2.Run(ctx2); close(done) }()
+	for i := 0; i < 10; i++ {
+		saved := make(chan error, 1)
+		require.NoError(t, b2.Save(&store.Message{Body: make([]byte, 1000)}, func(_ store.SaveResult, err error) { saved <- err }))
+		require.NoError(t, <-saved)
+	}
+	cancel2()
+	<-done
+}
