@@ -26,7 +26,6 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, 
 		return nil, fmt.Errorf("rocksdb: write: %w", err)
 	}
 	t := s.newTx(b.Now)
-	defer t.wb.Destroy()
 	res, err := t.build(b)
 	if err != nil {
 		return nil, err
@@ -35,7 +34,10 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, 
 		return nil, fmt.Errorf("rocksdb: write: %w", err)
 	}
 	if t.wb.Count() > 0 {
-		if err := s.db.Write(s.wo, t.wb); err != nil {
+		wb := grocksdb.NewWriteBatch()
+		defer wb.Destroy()
+		t.wb.writeTo(wb)
+		if err := s.db.Write(s.wo, wb); err != nil {
 			return nil, fmt.Errorf("rocksdb: write: %w", err)
 		}
 	}
@@ -60,8 +62,8 @@ func (s *Store) commit(t *tx) {
 type tx struct {
 	s    *Store
 	now  time.Time
-	nowK uint64 // timeKey(now)
-	wb   *grocksdb.WriteBatch
+	nowK uint64  // timeKey(now)
+	wb   opBatch // the writes, sorted into a WriteBatch at the end
 
 	// over holds every message, dedup and dead letter value the batch put
 	// (nil when it deleted the key): a read goes here before the database.
@@ -77,7 +79,6 @@ type tx struct {
 func (s *Store) newTx(now time.Time) *tx {
 	return &tx{
 		s: s, now: now, nowK: timeKey(now),
-		wb:      grocksdb.NewWriteBatch(),
 		over:    make(map[string][]byte),
 		delta:   newCounts(),
 		duePuts: make(map[string]uint64),
