@@ -46,6 +46,7 @@ type Store struct {
 	writeMu   sync.Mutex
 	deadSeq   uint64
 	sweepFrom []byte
+	recs      recordCache // records the last Writes put; see recordCache
 
 	counters counters // in-memory statistics; own lock
 	hints    dueHints // where each group's due scan may start; own lock
@@ -70,6 +71,7 @@ func Open(cfg Config) (*Store, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("store", "rocksdb://"+cfg.Dir),
 		sweepFrom: []byte{prefixDedupExp},
+		recs:      newRecordCache(cacheEntries, cacheBytes),
 		counters:  newCounters(),
 		hints:     newDueHints(),
 		stop:      make(chan struct{}),

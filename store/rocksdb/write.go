@@ -38,6 +38,7 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, 
 		defer wb.Destroy()
 		t.wb.writeTo(wb)
 		if err := s.db.Write(s.wo, wb); err != nil {
+			s.recs.clear() // whatever RocksDB made of the batch, read it back
 			return nil, fmt.Errorf("rocksdb: write: %w", err)
 		}
 	}
@@ -54,6 +55,11 @@ func (s *Store) commit(t *tx) {
 	}
 	s.counters.merge(t.delta)
 	s.hints.lower(t.duePuts)
+	for k, v := range t.over {
+		if k[0] == prefixMessage {
+			s.recs.set(k, v)
+		}
+	}
 }
 
 // tx is the work of one Write: the WriteBatch being built, the values it
@@ -109,8 +115,12 @@ func (t *tx) build(b *store.Batch) ([]store.SaveResult, error) {
 }
 
 // get reads k as this batch left it: nil when it is absent or deleted.
+// Records the last Writes put come from s.recs.
 func (t *tx) get(k []byte) ([]byte, error) {
 	if v, ok := t.over[string(k)]; ok {
+		return v, nil
+	}
+	if v, ok := t.s.recs.get(string(k)); ok {
 		return v, nil
 	}
 	v, err := t.s.db.GetBytes(t.s.ro, k)
