@@ -37,7 +37,11 @@
 // A save reads "m" and "u" (point reads, behind bloom filters in the
 // memtable and the tables). Dead letters of (topic, group) are one range,
 // oldest first by a store-wide sequence; OpReplay finds a letter through
-// "r" with a point read. Every Write removes expired dedup entries, oldest
+// "r" with a point read. A Write buffers its keys and adds them to the
+// WriteBatch sorted by key (batch.go), so that its memtable inserts land
+// next to each other; the record reads of its updates are served from an
+// in-memory cache of the records the last Writes put, when it has them
+// (cache.go). Every Write removes expired dedup entries, oldest
 // first from where the last sweep stopped, at least 1024 plus two per save
 // (a seek and a scan of what it deletes).
 //
@@ -67,8 +71,11 @@
 // a time below which the group's due index holds no key, so that Due seeks
 // past the tombstones acked messages leave until compaction (see
 // dueHints). Also kept: the last dead letter sequence (from the scan) and
-// where the dedup sweep stopped. All of it is bounded by the number of
-// (topic, group) pairs, except the hints (one per group ever asked for).
+// where the dedup sweep stopped, and the record cache (at most 65,536
+// records and 32 MiB, guarded by writeMu, filled only after a successful
+// Write, so a cached record is always the stored one). The rest is bounded
+// by the number of (topic, group) pairs, except the hints (one per group
+// ever asked for).
 //
 // # Caveats
 //
