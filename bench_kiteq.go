@@ -133,60 +133,7 @@ func benchKiteQRun(c benchConfig) (benchResult, error) {
 			return benchResult{}, errors.New("bench: the KiteQ consumers did not join their groups")
 		}
 	}
-	return w.runKiteQ(addr)
-}
-
-// runKiteQ is benchWatch.run with KiteQ publishers: it publishes the
-// workload and waits until every group got every acknowledged message.
-func (w *benchWatch) runKiteQ(addr string) (benchResult, error) {
-	var wg sync.WaitGroup
-	errs := make(chan error, w.c.Pubs)
-	var stopAt time.Time
-	w.start = time.Now()
-	if w.c.Duration > 0 {
-		stopAt = w.start.Add(w.c.Duration)
-	}
-	for p := 0; p < w.c.Pubs; p++ {
-		n := w.c.Msgs / w.c.Pubs
-		if p == 0 {
-			n += w.c.Msgs % w.c.Pubs
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := w.kiteqPublisher(addr, n, stopAt); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	progressDone := make(chan struct{})
-	var pwg sync.WaitGroup
-	pwg.Add(1)
-	go func() { defer pwg.Done(); w.progress(progressDone) }()
-	stopProgress := func() { close(progressDone); pwg.Wait() }
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		stopProgress()
-		return benchResult{}, err
-	}
-	want := w.sent.Load() * int64(w.c.Groups)
-	deadline := time.Now().Add(w.c.Timeout)
-	for w.received.Load() < want && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	elapsed := time.Since(w.start)
-	stopProgress()
-	if f := w.failed.Load(); f > 0 {
-		return benchResult{}, fmt.Errorf("bench %s: %d publishes refused", w.name, f)
-	}
-	if got := w.received.Load(); got < want {
-		return benchResult{}, fmt.Errorf("bench %s: %d of %d deliveries within %s", w.name, got, want, w.c.Timeout)
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return benchResult{Name: w.name, Msgs: int(w.received.Load()), Elapsed: elapsed, Size: w.c.Size,
-		AckLat: w.ackLat, DeliverLat: w.dlvLat}, nil
+	return w.drive(func(n int, stopAt time.Time) error { return w.kiteqPublisher(addr, n, stopAt) }, false)
 }
 
 // kiteqBenchConn is one KiteQ connection of the benchmark, after its
