@@ -18,4 +18,4 @@ echo "installing ${missing[*]} ..." >&2
 $sudo apt-get update -qq
 # policy-rc.d keeps the packages from starting system services: tests start
 # private instances on 127.0.0.1 themselves.
-DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq "${missing[@]}" >&2
