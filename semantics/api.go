@@ -256,7 +256,11 @@ type Stat struct {
 	Nacked        int64             `json:"nacked"`
 	Timeouts      int64             `json:"timeouts"`
 	Undeliverable int64             `json:"undeliverable"`
-	WriteQueue    int               `json:"writeQueue"`
+	// IntakeDropped counts messages the NATS server dropped before the
+	// broker took them (its intake subscription fell behind): fire-and-forget
+	// publishes are at most once under overload.
+	IntakeDropped int64 `json:"intakeDropped"`
+	WriteQueue    int   `json:"writeQueue"`
 }
 
 // GroupStat counts the messages of one (topic, group).
@@ -295,6 +299,9 @@ func (b *Broker) Stat(ctx context.Context) (*Stat, error) {
 	}
 	if s.Topics == nil {
 		s.Topics = []store.TopicStat{}
+	}
+	if dc, ok := b.tr.(interface{ Dropped() int64 }); ok {
+		s.IntakeDropped = dc.Dropped()
 	}
 	rows := make(map[[2]string]*GroupStat)
 	for _, g := range st.Groups {
