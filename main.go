@@ -3,6 +3,8 @@
 // Usage:
 //
 //	kitenats [serve] [-nats ADDR] [-bind ADDR] [-pport PORT] [-db URI] [-configPath FILE -clusterName NAME]
+//	kitenats pub   [-s URL] [-group G] [-id ID] [-H k=v] TOPIC TYPE BODY
+//	kitenats sub   [-s URL] -group G -topic T [-type M | -regx P | -fanout] [-nak]
 //	kitenats bench [flags]      measure the broker (see kitenats bench -h)
 //	kitenats stat  [-s URL]     print $KQ.API.STAT
 //	kitenats dlq   [-s URL] -topic T -group G [-replay ID]
@@ -41,10 +43,14 @@ func main() {
 		err = dlqCmd(args)
 	case "tx":
 		err = txCmd(args)
+	case "pub":
+		err = pubCmd(args)
+	case "sub":
+		err = subCmd(args)
 	case "help":
-		fmt.Println("usage: kitenats [serve|bench|stat|dlq|tx] [flags]; kitenats CMD -h for the flags")
+		fmt.Println("usage: kitenats [serve|pub|sub|bench|stat|dlq|tx] [flags]; kitenats CMD -h for the flags")
 	default:
-		err = fmt.Errorf("unknown command %q (want serve, bench, stat, dlq or tx)", cmd)
+		err = fmt.Errorf("unknown command %q (want serve, pub, sub, bench, stat, dlq or tx)", cmd)
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "kitenats:", err)
