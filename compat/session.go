@@ -102,7 +102,7 @@ func (s *session) readLoop() {
 	}
 	s.close()
 	switch {
-	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		s.log.Debug("compat: connection closed")
 	default:
 		s.log.Info("compat: closing connection", "group", s.group, "err", err)
@@ -112,7 +112,8 @@ func (s *session) readLoop() {
 	}
 }
 
-// readFrames is the read loop proper. A nil or io.EOF error is a clean end.
+// readFrames is the read loop proper. It returns why it ended, never nil:
+// io.EOF (or net.ErrClosed) is a clean end.
 func (s *session) readFrames() error {
 	br := bufio.NewReaderSize(s.conn, socketBuffer)
 	if err := s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.HandshakeTimeout)); err != nil {

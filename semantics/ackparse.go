@@ -43,9 +43,6 @@ type Ack struct {
 	Reason string        // AckTerm
 }
 
-// terminal reports whether the ack uses up its delivery id.
-func (a Ack) terminal() bool { return a.Kind == AckOK || a.Kind == AckNak || a.Kind == AckTerm }
-
 // ParseAck reads an ack payload. It never fails: what it does not understand
 // is AckUnknown.
 func ParseAck(p []byte) Ack {

@@ -164,15 +164,6 @@ func (g *group) allowed(topic string, now time.Time) bool {
 	return l == nil || l.AllowN(now, 1)
 }
 
-// tokens is how many deliveries the watermark of topic allows at now.
-func (g *group) tokens(topic string, now time.Time, ceiling int) int {
-	l := g.limiters[topic]
-	if l == nil {
-		return ceiling
-	}
-	return min(ceiling, int(l.TokensAt(now)))
-}
-
 // capacity is how many more deliveries the group's consumers can take.
 func (g *group) capacity() int {
 	n := 0
