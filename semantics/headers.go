@@ -216,18 +216,26 @@ func DedupID(topic, natsMsgID string) string {
 // DeliveryHeaders builds the headers of a delivery of m as attempt number
 // attempt (NATS-PROTOCOL.md §4); a transaction check carries them too.
 func DeliveryHeaders(m *store.Message, attempt int) map[string][]string {
-	h := make(map[string][]string, 9+len(m.Properties))
-	for _, p := range m.Properties {
-		h[p.Key] = []string{p.Value}
+	n := 9 + len(m.Properties)
+	h := make(map[string][]string, n)
+	// One backing array for every value: a delivery is on the hot path, and
+	// nine one-element slices were nine allocations.
+	vals := make([]string, 0, n)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	h[HdrMsgID] = []string{m.ID}
-	h[HdrTopic] = []string{m.Topic}
-	h[HdrMessageType] = []string{m.MessageType}
-	h[HdrGroup] = []string{m.Group}
-	h[HdrDeliverCount] = []string{strconv.Itoa(attempt)}
-	h[HdrCreated] = []string{strconv.FormatInt(m.Created.Unix(), 10)}
-	h[HdrExpires] = []string{strconv.FormatInt(m.Expires.Unix(), 10)}
-	h[HdrDeliverLimit] = []string{strconv.Itoa(m.DeliverLimit)}
-	h[HdrBodyType] = []string{m.BodyType.String()}
+	for _, p := range m.Properties {
+		set(p.Key, p.Value)
+	}
+	set(HdrMsgID, m.ID)
+	set(HdrTopic, m.Topic)
+	set(HdrMessageType, m.MessageType)
+	set(HdrGroup, m.Group)
+	set(HdrDeliverCount, strconv.Itoa(attempt))
+	set(HdrCreated, strconv.FormatInt(m.Created.Unix(), 10))
+	set(HdrExpires, strconv.FormatInt(m.Expires.Unix(), 10))
+	set(HdrDeliverLimit, strconv.Itoa(m.DeliverLimit))
+	set(HdrBodyType, m.BodyType.String())
 	return h
 }
