@@ -25,3 +25,14 @@ func TestSemanticsErrorTable(t *testing.T) {
 	require.ErrorIs(t, e, cause)
 	require.Equal(t, CodeInternal, AsError(cause).Code)
 }
+
+func TestPubAckJSONMatchesEncodingJSON(t *testing.T) {
+	for _, a := range []PubAck{
+		{Stream: "trade", Seq: 1, ID: "0123456789abcdef0123456789ABCDEF"},
+		{Stream: "pay%2Esucc%20200", Seq: 1795627989609051, Duplicate: true, ID: "00000000000000000000000000000000"},
+	} {
+		want, err := json.Marshal(a)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(a.appendJSON(nil)))
+	}
+}

@@ -1,7 +1,7 @@
 package semantics
 
 import (
-	"encoding/json"
+	"strconv"
 	"time"
 
 	"github.com/kitenats/kitenats/store"
@@ -13,6 +13,21 @@ type PubAck struct {
 	Seq       uint64 `json:"seq"`
 	Duplicate bool   `json:"duplicate"`
 	ID        string `json:"id"`
+}
+
+// appendJSON appends a's JSON, as encoding/json writes it, without
+// reflection: it is written once per publish. Stream is a subject token and
+// ID hex digits, so neither needs escaping.
+func (a PubAck) appendJSON(b []byte) []byte {
+	b = append(b, `{"stream":"`...)
+	b = append(b, a.Stream...)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendUint(b, a.Seq, 10)
+	b = append(b, `,"duplicate":`...)
+	b = strconv.AppendBool(b, a.Duplicate)
+	b = append(b, `,"id":"`...)
+	b = append(b, a.ID...)
+	return append(b, `"}`...)
 }
 
 // handlePublish takes one NATS publish on kq.<topic>.<messageType>.
@@ -28,8 +43,7 @@ func (b *Broker) handlePublish(msg *Msg) {
 			return
 		}
 		if msg.Reply != "" {
-			body, _ := json.Marshal(ack)
-			b.reply(msg.Reply, body)
+			b.reply(msg.Reply, ack.appendJSON(make([]byte, 0, 96)))
 		}
 	})
 }
