@@ -94,20 +94,28 @@ func bench(args []string) error {
 	}
 	fmt.Fprintf(c.Out, "workload: %s, %d B, %d publisher(s) with %d in flight, %d group(s) x %d consumer(s), explicit acks, store %s\n",
 		c.amount(), c.Size, c.Pubs, c.Pending, c.Groups, c.Consumers, c.DB)
-	var results []benchResult
-	r, err := benchBroker(c)
-	if err != nil {
-		return err
-	}
-	results = append(results, r)
+	return runTargets(c, benchBroker)
+}
+
+// benchTarget runs the workload against one target and measures it.
+type benchTarget func(benchConfig) (benchResult, error)
+
+// runTargets runs the workload against first and, with --compare, against
+// the references in the same run, then prints the table and the ratios to
+// first.
+func runTargets(c benchConfig, first benchTarget, others ...benchTarget) error {
+	targets := []benchTarget{first}
 	if c.Compare {
-		for _, run := range []func(benchConfig) (benchResult, error){benchJetStream, benchCoreNATS} {
-			r, err := run(c)
-			if err != nil {
-				return err
-			}
-			results = append(results, r)
+		targets = append(targets, others...)
+		targets = append(targets, benchJetStream, benchCoreNATS)
+	}
+	results := make([]benchResult, 0, len(targets))
+	for _, run := range targets {
+		r, err := run(c)
+		if err != nil {
+			return err
 		}
+		results = append(results, r)
 	}
 	printResults(os.Stdout, results)
 	return nil

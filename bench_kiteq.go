@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"time"
 
@@ -54,22 +53,7 @@ func benchKiteQ(c benchConfig, fs *flag.FlagSet) error {
 	c.Pending = 1
 	fmt.Fprintf(c.Out, "workload: %s, %d B BytesMessage %s/%s, %d synchronous KiteQ publisher(s), %d group(s) x %d KiteQ consumer(s) acking, store %s\n",
 		c.amount(), c.Size, kiteqBenchTopic, kiteqBenchType, c.Pubs, c.Groups, c.Consumers, c.DB)
-	r, err := benchKiteQRun(c)
-	if err != nil {
-		return err
-	}
-	results := []benchResult{r}
-	if c.Compare {
-		for _, run := range []func(benchConfig) (benchResult, error){benchBroker, benchJetStream, benchCoreNATS} {
-			r, err := run(c)
-			if err != nil {
-				return err
-			}
-			results = append(results, r)
-		}
-	}
-	printResults(os.Stdout, results)
-	return nil
+	return runTargets(c, benchKiteQRun, benchBroker)
 }
 
 // benchKiteQRun runs the workload against the KiteQ adapter of a fresh
