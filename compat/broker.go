@@ -87,14 +87,13 @@ type Ack struct {
 // Endpoint receives the deliveries of one consumer: a KiteQ connection.
 type Endpoint interface {
 	// Deliver queues d for writing and returns at once: nil once the
-	// frame is queued, ErrQueueFull or ErrTooLarge otherwise (a failed
-	// attempt; the broker redelivers). On a connection that is closing it
-	// drops d and returns nil, as if the frame were lost with the
-	// connection: Leave follows at once and hands the consumer's
-	// unacknowledged deliveries to the group's other consumers, whereas an
-	// error would make the broker retry at once, possibly on this same
-	// departing consumer, and use up the message's attempts. d.Message is
-	// read, never modified. Safe for concurrent use.
+	// frame is queued, ErrQueueFull or ErrTooLarge otherwise (the send is
+	// refused; the broker offers the message again after a pause, without
+	// counting an attempt). On a connection that is closing it drops d and
+	// returns nil, as if the frame were lost with the connection: Leave
+	// follows at once and hands the consumer's unacknowledged deliveries
+	// to the group's other consumers at once. d.Message is read, never
+	// modified. Safe for concurrent use.
 	Deliver(d Delivery) error
 }
 

@@ -48,8 +48,8 @@ func refusal(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Description: "kq: " + fmt.Sprintf(format, args...)}
 }
 
-// Errors returned by Endpoint.Deliver. The broker treats either as a failed
-// attempt and redelivers.
+// Errors returned by Endpoint.Deliver. The broker treats either as a
+// refused send: not an attempt, offered again after a pause.
 var (
 	// ErrQueueFull is returned when the connection's write queue
 	// (Config.WriteQueue frames) is full: the client does not read fast

@@ -21,7 +21,8 @@ type Delivery struct {
 
 // Endpoint pushes deliveries to one consumer: a NATS deliver subject, or a
 // KiteQ connection through the compat adapter. Deliver must not block for
-// long; an error counts as a failed attempt.
+// long; an error is a refused send: it uses no attempt, and the group is
+// offered the message again after undeliverPause.
 type Endpoint interface {
 	Deliver(d *Delivery) error
 }
