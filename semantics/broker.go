@@ -165,8 +165,10 @@ func (c *Config) Validate() error {
 // one consumer of every matching group, tracks acknowledgements, and
 // redelivers on the schedule until the deliver limit or expiry.
 //
-// Lock order: Broker.mu is the only lock of the package; it is never held
-// across store I/O or a Transport call.
+// Locks: Broker.mu guards the broker's state (see doc.go); it is never held
+// across store I/O or Endpoint.Deliver, but an ack's reply may be published
+// while it is held. The id generator's lock (tokens) is a leaf: nothing is
+// called while it is held.
 type Broker struct {
 	cfg    Config
 	log    *slog.Logger

@@ -24,16 +24,17 @@
 //
 // # Time
 //
-// Every timing decision reads Config.Now, and the timed work happens in
-// Tick, so tests drive redelivery, ack waits, warmup and the limiters with a
-// fake clock and explicit ticks.
+// Every delivery timing decision (leases, ack waits, redelivery, expiry,
+// warmup, the limiters) reads Config.Now, and the timed work happens in
+// Tick, so tests drive them with a fake clock and explicit ticks. Only the
+// shutdown drain waits on the wall clock.
 //
 // # Concurrency
 //
-// Broker.mu is the package's only lock and guards groups, consumers and
-// deliveries in flight. It is never held across store I/O or
-// Endpoint.Deliver; replies to acks may be published while it is held, so a
-// Transport must never call back into the Broker synchronously. Store
-// callbacks run on the Batcher's goroutine. Run owns every goroutine the
+// Broker.mu guards groups, consumers, deliveries in flight and the writes
+// still settling. It is never held across store I/O or Endpoint.Deliver;
+// replies to acks may be published while it is held, so a Transport must
+// never call back into the Broker synchronously. The id generator has its
+// own leaf lock. Store callbacks run on the Batcher's callback goroutine. Run owns every goroutine the
 // broker starts and returns after they ended.
 package semantics
