@@ -3,6 +3,8 @@ package semantics
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -33,10 +35,23 @@ func TestFaultFailedWriteNeverAcks(t *testing.T) {
 
 	h.bind("s-trade", dlv, 1, "", direct("trade", "pay", true))
 	fs.fail.Store(true)
-	reply := h.publish("kq.trade.pay", nil, "x")
+	withID := map[string][]string{HdrMsgID: {"0123456789abcdef0123456789abcdef"}}
+	reply := h.publish("kq.trade.pay", withID, "x")
 	require.Equal(t, 503, errCode(t, reply), "a failed write is an error reply, never a success ack: %s", reply)
-	require.Empty(t, h.deliveries(dlv), "nothing is delivered that was not stored")
+	require.Empty(t, h.deliveries(dlv), "a message with the publisher's id is delivered only once stored")
 	require.Zero(t, h.groupStat("trade", "s-trade").Inflight, "the reserved consumer slot is released")
+
+	// A message with a broker-made id is delivered while its save waits;
+	// when the save fails, the publisher gets the error and the delivery is
+	// forgotten: its ack changes nothing and nothing stays pending.
+	reply = h.publish("kq.trade.pay", nil, "early")
+	require.Equal(t, 503, errCode(t, reply), "a failed write is an error reply, never a success ack: %s", reply)
+	early := h.deliveries(dlv)
+	require.Len(t, early, 1)
+	require.Zero(t, h.groupStat("trade", "s-trade").Inflight, "the early delivery is forgotten")
+	fs.fail.Store(false)
+	require.Equal(t, 409, errCode(t, h.ack(early[0], "+ACK")), "the forgotten delivery's id is unknown")
+	require.Zero(t, h.groupStat("trade", "s-trade").Pending)
 
 	fs.fail.Store(false)
 	require.Zero(t, errCode(t, h.publish("kq.trade.pay", nil, "y")))
@@ -84,12 +99,32 @@ func TestFaultRefusingEndpointBurnsNoAttempts(t *testing.T) {
 type gatedStore struct {
 	store.Store
 	gate atomic.Pointer[chan struct{}] // nil: open
+
+	mu      sync.Mutex
+	batches []gatedBatch // what each Write carried
+}
+
+type gatedBatch struct {
+	saves []string // message ids
+	acks  []string // message ids of OpAck updates
 }
 
 func (s *gatedStore) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, error) {
 	if g := s.gate.Load(); g != nil {
 		<-*g
 	}
+	var gb gatedBatch
+	for _, m := range b.Saves {
+		gb.saves = append(gb.saves, m.ID)
+	}
+	for _, u := range b.Updates {
+		if u.Op == store.OpAck {
+			gb.acks = append(gb.acks, u.ID)
+		}
+	}
+	s.mu.Lock()
+	s.batches = append(s.batches, gb)
+	s.mu.Unlock()
 	return s.Store.Write(ctx, b)
 }
 
@@ -131,4 +166,57 @@ func TestRecoverTrustsNoStaleDue(t *testing.T) {
 	h.tick()
 	require.Empty(t, h.deliveries("$KQ.DLV.s-trade.b"))
 	require.Zero(t, h.groupStat("trade", "s-trade").Pending)
+}
+
+// TestEarlyDeliveryJoinsSaveAndAck pins when a message is delivered: one
+// with a broker-made id at once, while its save waits for the writer, so
+// that its ack joins the save in one batch; one with the publisher's id
+// only once stored. The publisher's ack waits for the write either way.
+func TestEarlyDeliveryJoinsSaveAndAck(t *testing.T) {
+	var gs *gatedStore
+	h := newHarnessOver(t, nil, func(s store.Store) store.Store { gs = &gatedStore{Store: s}; return gs })
+	h.bind("s-trade", dlv, 1, "", direct("trade", "pay", true))
+
+	// Keep the writer busy with a write of its own while we publish.
+	gs.hold()
+	t.Cleanup(func() {
+		if gs.gate.Load() != nil {
+			gs.release()
+		}
+	})
+	busy := make(chan error, 1)
+	require.NoError(t, h.b.w.Update(store.Update{Op: store.OpAck, Topic: "\x00", ID: "\x00"}, func(err error) { busy <- err }))
+
+	h.b.handlePublish(&Msg{Subject: "kq.trade.pay", Reply: "_INBOX.early", Data: []byte("early")})
+	ds := h.deliveries(dlv)
+	require.Len(t, ds, 1, "a message with a broker-made id is delivered before its save is written")
+	require.Empty(t, h.tr.take("_INBOX.early"), "but its publisher is answered only once it is durable")
+	h.b.handleAck(&Msg{Subject: ds[0].Reply, Reply: "_INBOX.ack", Data: []byte("+ACK")})
+	require.Empty(t, h.tr.take("_INBOX.ack"), "the ack is answered once durable")
+
+	withID := map[string][]string{HdrMsgID: {"0123456789abcdef0123456789abcdef"}}
+	h.b.handlePublish(&Msg{Subject: "kq.trade.pay", Reply: "_INBOX.late", Header: withID, Data: []byte("late")})
+	require.Empty(t, h.deliveries(dlv), "a message with the publisher's id waits for its save")
+
+	gs.release()
+	<-busy
+	h.settle()
+	require.Zero(t, errCode(t, h.tr.take("_INBOX.early")[0].Data))
+	require.Empty(t, h.tr.take("_INBOX.ack")[0].Data, "the ack succeeded")
+	require.Zero(t, errCode(t, h.tr.take("_INBOX.late")[0].Data))
+	late := h.deliveries(dlv)
+	require.Len(t, late, 1)
+	require.Equal(t, "late", string(late[0].Data))
+
+	id := ds[0].Header[HdrMsgID][0]
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	joined := false
+	for _, b := range gs.batches {
+		if slices.Contains(b.saves, id) && slices.Contains(b.acks, id) {
+			joined = true
+		}
+	}
+	require.True(t, joined, "the save and the ack of %s were written in one batch: %+v", id, gs.batches)
+	require.Equal(t, int64(1), h.groupStat("trade", "s-trade").Pending, "only the late message is pending")
 }

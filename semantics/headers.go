@@ -39,6 +39,9 @@ type Publication struct {
 	Message *store.Message
 	Fly     bool // deliver without persisting
 	Prepare bool // two-phase: store, deliver nothing until commit
+	// NewID is set when the broker made the message id: no publish before
+	// this one can have used it, so the save cannot be a duplicate.
+	NewID bool
 }
 
 // publishHeaders lists the Kq-* headers a publisher may send.
@@ -93,6 +96,7 @@ func ParsePublish(topic, messageType string, hdr map[string][]string, body []byt
 		m.ID = DedupID(topic, v[0])
 	} else {
 		m.ID = newID()
+		p.NewID = true
 	}
 	if v, ok := hdr[HdrGroup]; ok && len(v) > 0 {
 		m.Group = v[0]

@@ -118,6 +118,14 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 	} else {
 		flights = b.plan(m, now)
 	}
+	// A message whose id the broker made cannot be a duplicate, so it is
+	// delivered at once, while its save waits for the writer: under load
+	// the consumers' acks then join the save in one group-committed write
+	// (a store drops a record saved and deleted in the same batch). The
+	// publisher's ack still waits for the save to be durable; should the
+	// save fail, the publisher gets the error and the deliveries already
+	// sent are forgotten (at least once: its retry delivers again).
+	early := p.NewID && len(flights) > 0
 	err := b.w.Save(m, func(res store.SaveResult, err error) {
 		if err == nil {
 			err = res.Err
@@ -142,7 +150,9 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 			b.counters.published.Add(1)
 			done(ack, nil)
 			b.tap(m)
-			b.send(flights)
+			if !early {
+				b.send(flights)
+			}
 		}
 	})
 	if err != nil {
@@ -152,6 +162,10 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 		}
 		b.mu.Unlock()
 		done(PubAck{}, storeError(err))
+		return
+	}
+	if early {
+		b.send(flights)
 	}
 }
 

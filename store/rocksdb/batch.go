@@ -41,8 +41,17 @@ type op struct {
 // atomically, and every key ends in the state of its last write. (A
 // pattern-defeating sort with the position as tie-break is cheaper than
 // slices.SortStableFunc, whose merges move entries many times.)
+//
+// Keys put by this batch that were absent before it ("fresh": a new
+// message's record and due keys) collapse: if the batch also deletes one,
+// none of its writes reach RocksDB, since the key ends as it began; if it
+// puts one several times, only the last put does. A message saved and
+// acked in the same group-committed batch (the broker delivers a message
+// with a broker-made id while its save waits for the writer, so under load
+// the ack often joins the save) then costs its dedup entry only.
 type opBatch struct {
-	ops []op
+	ops   []op
+	fresh map[string]struct{} // keys known absent before the batch
 }
 
 func (b *opBatch) add(kind opKind, k, v []byte) {
@@ -50,26 +59,61 @@ func (b *opBatch) add(kind opKind, k, v []byte) {
 }
 
 func (b *opBatch) Put(k, v []byte)       { b.add(opPut, k, v) }
+
+// PutFresh puts k, which the caller knows was absent before this batch.
+func (b *opBatch) PutFresh(k, v []byte) {
+	if b.fresh == nil {
+		b.fresh = make(map[string]struct{})
+	}
+	b.fresh[string(k)] = struct{}{}
+	b.add(opPut, k, v)
+}
+
 func (b *opBatch) Delete(k []byte)       { b.add(opDelete, k, nil) }
+// isFresh reports whether k was put with PutFresh.
+func (b *opBatch) isFresh(k []byte) bool {
+	_, ok := b.fresh[string(k)]
+	return ok
+}
+
 func (b *opBatch) SingleDelete(k []byte) { b.add(opSingleDelete, k, nil) }
 func (b *opBatch) Count() int            { return len(b.ops) }
 
-// writeTo sorts the buffered writes by key and adds them to wb.
-func (b *opBatch) writeTo(wb *grocksdb.WriteBatch) {
+// writeTo sorts the buffered writes by key, collapses the writes of fresh
+// keys, and adds them to wb. It returns how many writes it added.
+func (b *opBatch) writeTo(wb *grocksdb.WriteBatch) int {
 	slices.SortFunc(b.ops, func(x, y op) int {
 		if c := bytes.Compare(x.k, y.k); c != 0 {
 			return c
 		}
 		return int(x.pos - y.pos)
 	})
-	for _, o := range b.ops {
-		switch o.kind {
-		case opPut:
-			wb.Put(o.k, o.v)
-		case opDelete:
-			wb.Delete(o.k)
-		case opSingleDelete:
-			wb.SingleDelete(o.k)
+	n := 0
+	for i := 0; i < len(b.ops); {
+		j := i + 1
+		for j < len(b.ops) && bytes.Equal(b.ops[j].k, b.ops[i].k) {
+			j++
+		}
+		run := b.ops[i:j]
+		i = j
+		if _, ok := b.fresh[string(run[0].k)]; ok {
+			if last := run[len(run)-1]; last.kind == opPut {
+				run = run[len(run)-1:]
+			} else {
+				continue // absent before, absent after
+			}
+		}
+		for _, o := range run {
+			switch o.kind {
+			case opPut:
+				wb.Put(o.k, o.v)
+			case opDelete:
+				wb.Delete(o.k)
+			case opSingleDelete:
+				wb.SingleDelete(o.k)
+			}
+			n++
 		}
 	}
+	return n
 }

@@ -63,7 +63,16 @@ func (t *tx) load(topic, id string) (*store.Message, error) {
 // insert stores m, which is not stored yet, with its index keys: a check
 // key when prepared, else one due key per group.
 func (t *tx) insert(m *store.Message) {
-	t.put(msgKey(m.Topic, m.ID), encodeMessage(m))
+	k := msgKey(m.Topic, m.ID)
+	if _, seen := t.over[string(k)]; !seen {
+		// Not stored (the caller read it) and not deleted by this batch:
+		// absent before the batch, and so are its index keys.
+		v := encodeMessage(m)
+		t.wb.PutFresh(k, v)
+		t.over[string(k)] = v
+	} else {
+		t.put(k, encodeMessage(m))
+	}
 	if m.Prepared {
 		t.wb.Put(checkKey(timeKey(m.NextCheck), m.Topic, m.ID), nil)
 	} else {
@@ -91,7 +100,11 @@ func (t *tx) remove(m *store.Message) {
 // once (groups are unique per message), which is what SingleDelete needs.
 func (t *tx) putDue(m *store.Message, g store.GroupState) {
 	tk := timeKey(g.NextAttempt)
-	t.wb.Put(dueKey(g.Group, tk, m.Topic, m.ID), nil)
+	if t.wb.isFresh(msgKey(m.Topic, m.ID)) {
+		t.wb.PutFresh(dueKey(g.Group, tk, m.Topic, m.ID), nil)
+	} else {
+		t.wb.Put(dueKey(g.Group, tk, m.Topic, m.ID), nil)
+	}
 	if cur, ok := t.duePuts[g.Group]; !ok || tk < cur {
 		t.duePuts[g.Group] = tk
 	}

@@ -36,7 +36,10 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, 
 	if t.wb.Count() > 0 {
 		wb := grocksdb.NewWriteBatch()
 		defer wb.Destroy()
-		t.wb.writeTo(wb)
+		if t.wb.writeTo(wb) == 0 {
+			s.commit(t)
+			return res, nil
+		}
 		if err := s.db.Write(s.wo, wb); err != nil {
 			s.recs.clear() // whatever RocksDB made of the batch, read it back
 			return nil, fmt.Errorf("rocksdb: write: %w", err)
