@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -98,7 +99,8 @@ func TestFaultRefusingEndpointBurnsNoAttempts(t *testing.T) {
 // broker while its writes are queued but not yet durable.
 type gatedStore struct {
 	store.Store
-	gate atomic.Pointer[chan struct{}] // nil: open
+	gate    atomic.Pointer[chan struct{}] // nil: open
+	waiting atomic.Int32                  // writes held at the gate
 
 	mu      sync.Mutex
 	batches []gatedBatch // what each Write carried
@@ -111,7 +113,9 @@ type gatedBatch struct {
 
 func (s *gatedStore) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, error) {
 	if g := s.gate.Load(); g != nil {
+		s.waiting.Add(1)
 		<-*g
+		s.waiting.Add(-1)
 	}
 	var gb gatedBatch
 	for _, m := range b.Saves {
@@ -186,6 +190,8 @@ func TestEarlyDeliveryJoinsSaveAndAck(t *testing.T) {
 	})
 	busy := make(chan error, 1)
 	require.NoError(t, h.b.w.Update(store.Update{Op: store.OpAck, Topic: "\x00", ID: "\x00"}, func(err error) { busy <- err }))
+	require.Eventually(t, func() bool { return gs.waiting.Load() == 1 }, 5*time.Second, time.Millisecond,
+		"the writer took its write and waits at the gate")
 
 	h.b.handlePublish(&Msg{Subject: "kq.trade.pay", Reply: "_INBOX.early", Data: []byte("early")})
 	ds := h.deliveries(dlv)
