@@ -125,6 +125,7 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 	// publisher's ack still waits for the save to be durable; should the
 	// save fail, the publisher gets the error and the deliveries already
 	// sent are forgotten (at least once: its retry delivers again).
+	m.NewID = p.NewID
 	early := p.NewID && len(flights) > 0
 	err := b.w.Save(m, func(res store.SaveResult, err error) {
 		if err == nil {

@@ -53,6 +53,11 @@ type Message struct {
 	// duplicate publish is answered with the original's Seq.
 	Seq uint64
 
+	// NewID marks an id the broker made for this publish: no stored
+	// message or dedup entry can hold it, so a store may skip its duplicate
+	// check. It is not stored.
+	NewID bool
+
 	// Prepared marks a two-phase message that is stored but not yet committed:
 	// it has no Groups and is never delivered until an OpCommit.
 	Prepared bool

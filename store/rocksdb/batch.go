@@ -14,6 +14,7 @@ const (
 	opPut opKind = iota
 	opDelete
 	opSingleDelete
+	opDeleteRange // k..v
 )
 
 // op is one buffered write of a Write's batch.
@@ -70,6 +71,9 @@ func (b *opBatch) PutFresh(k, v []byte) {
 }
 
 func (b *opBatch) Delete(k []byte)       { b.add(opDelete, k, nil) }
+// DeleteRange deletes every key from start up to, not including, end.
+func (b *opBatch) DeleteRange(start, end []byte) { b.add(opDeleteRange, start, end) }
+
 // isFresh reports whether k was put with PutFresh.
 func (b *opBatch) isFresh(k []byte) bool {
 	_, ok := b.fresh[string(k)]
@@ -111,6 +115,8 @@ func (b *opBatch) writeTo(wb *grocksdb.WriteBatch) int {
 				wb.Delete(o.k)
 			case opSingleDelete:
 				wb.SingleDelete(o.k)
+			case opDeleteRange:
+				wb.DeleteRange(o.k, o.v)
 			}
 			n++
 		}

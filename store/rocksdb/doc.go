@@ -22,28 +22,33 @@
 //	                             committed message, tk = its NextAttempt
 //	c tk topic id         → ""   check index: one key per prepared message,
 //	                             tk = its NextCheck
-//	u topic id            → until tk, seq    dedup entry
-//	x tk topic id         → ""   dedup expiry index, tk = until
+//	w bk topic id         → until tk, seq    dedup entry, bk = until
+//	                             rounded down to its one-minute bucket
 //	l topic group seq     → dead letter record (group, reason, at, message)
 //	r topic group id      → seq…  the letters of (topic, group, id)
 //	b group               → binding document
-//	v                     → format version ("1"); Open refuses another
+//	v                     → format version ("2"); Open migrates "1"
+//	                             (dedup entries were "u topic id" with an
+//	                             "x tk topic id" expiry index) and refuses
+//	                             any other
 //
 // Records are a version byte then varints and length-prefixed bytes
 // (record.go); record times are exact (seconds and nanoseconds).
 //
 // Due(group, now, limit) seeks to "d group" and scans while tk <= now,
 // reading one record per key: O(returned). DueChecks does the same on "c".
-// A save reads "m" and "u" (point reads, behind bloom filters in the
-// memtable and the tables). Dead letters of (topic, group) are one range,
+// A save reads "m" and the "w" buckets its window spans (point reads,
+// behind bloom filters in the memtable and the tables); a save of an id
+// the broker made (store.Message.NewID) reads nothing. Dead letters of (topic, group) are one range,
 // oldest first by a store-wide sequence; OpReplay finds a letter through
 // "r" with a point read. A Write buffers its keys and adds them to the
 // WriteBatch sorted by key (batch.go), so that its memtable inserts land
 // next to each other; the record reads of its updates are served from an
 // in-memory cache of the records the last Writes put, when it has them
-// (cache.go). Every Write removes expired dedup entries, oldest
-// first from where the last sweep stopped, at least 1024 plus two per save
-// (a seek and a scan of what it deletes).
+// (cache.go). Keys a Write puts that were absent before it and that it
+// also deletes (a message saved and acked in one group-committed batch)
+// never reach RocksDB (batch.go). The first Write in each new minute drops
+// the dedup buckets that ended with one range delete.
 //
 // # Durability
 //
@@ -71,7 +76,7 @@
 // a time below which the group's due index holds no key, so that Due seeks
 // past the tombstones acked messages leave until compaction (see
 // dueHints). Also kept: the last dead letter sequence (from the scan) and
-// where the dedup sweep stopped, and the record cache (at most 65,536
+// the last dedup bucket dropped, and the record cache (at most 65,536
 // records and 32 MiB, guarded by writeMu, filled only after a successful
 // Write, so a cached record is always the stored one). The rest is bounded
 // by the number of (topic, group) pairs, except the hints (one per group
@@ -85,9 +90,9 @@
 //     on disk; record and dedup deletes are ordinary tombstones that
 //     compaction drops.
 //   - DeadLetters costs O(offset + limit): paging skips, it does not seek.
-//   - A dedup entry written with an expiry below where the sweep already
-//     stopped (the batch clock went backwards, or a shorter window) is
-//     swept after the next Open. It never causes a false duplicate: a save
+//   - A save looks for entries in the buckets its own window spans: an
+//     entry written under a longer window (since shortened) that expires
+//     past them is not found. It never causes a false duplicate: a save
 //     compares the entry's expiry with the batch time.
 //   - Open costs one scan of the stored messages and dead letters.
 //   - Times in index keys are clamped to 1678–2262, so a NextAttempt past

@@ -116,23 +116,35 @@ func TestStoreRocksDBDedupSweep(t *testing.T) {
 	saves = append(saves, testMsg("z"))
 	mustWrite(t, s, &store.Batch{Now: t0, DedupWindow: time.Minute, Saves: saves})
 	require.Equal(t, n+1, countKeys(t, s, prefixDedup))
-	require.Equal(t, n+1, countKeys(t, s, prefixDedupExp))
+	res := mustWrite(t, s, &store.Batch{Now: t0.Add(59 * time.Second), DedupWindow: time.Minute, Saves: []*store.Message{testMsg("z")}})
+	require.True(t, res[0].Duplicate, "in force until t0+1min")
+	require.Equal(t, n+1, countKeys(t, s, prefixDedup), "no bucket ended yet")
 
-	// A write after the window sweeps a bounded number of entries, oldest
-	// first; "z" (last in key order) is not swept yet, but expired, so it
-	// may be published again, which renews its entry.
-	later := t0.Add(2 * time.Minute)
-	res := mustWrite(t, s, &store.Batch{Now: later, DedupWindow: time.Minute, Saves: []*store.Message{testMsg("z")}})
+	// Once the buckets holding them ended, the first write drops every
+	// expired entry with one range delete; "z", published again, gets a
+	// new entry.
+	later := t0.Add(3 * time.Minute)
+	res = mustWrite(t, s, &store.Batch{Now: later, DedupWindow: time.Minute, Saves: []*store.Message{testMsg("z")}})
 	require.False(t, res[0].Duplicate)
-	swept := sweepBudget + 2
-	require.Equal(t, n+1-swept+1, countKeys(t, s, prefixDedupExp))
-	for countKeys(t, s, prefixDedupExp) > 1 {
-		mustWrite(t, s, &store.Batch{Now: later})
-	}
 	require.Equal(t, 1, countKeys(t, s, prefixDedup), "only the renewed entry is left")
 	res = mustWrite(t, s, &store.Batch{Now: later.Add(time.Second), Saves: []*store.Message{testMsg("z"), testMsg("a-0001")}})
 	require.True(t, res[0].Duplicate, "the renewed entry survived the sweep of the old one")
 	require.False(t, res[1].Duplicate)
+}
+
+// TestStoreRocksDBDedupAcrossBuckets: an entry is found whichever bucket
+// its expiry fell in, for windows longer than a bucket too.
+func TestStoreRocksDBDedupAcrossBuckets(t *testing.T) {
+	s := openTest(t, t.TempDir(), Async)
+	defer func() { require.NoError(t, s.Close()) }()
+	for i, w := range []time.Duration{time.Second, 90 * time.Second, 10 * time.Minute} {
+		id := fmt.Sprintf("w%d", i)
+		mustWrite(t, s, &store.Batch{Now: t0, DedupWindow: w, Saves: []*store.Message{testMsg(id)}})
+		for _, at := range []time.Duration{0, w / 2, w - time.Nanosecond} {
+			res := mustWrite(t, s, &store.Batch{Now: t0.Add(at), DedupWindow: w, Saves: []*store.Message{testMsg(id)}})
+			require.True(t, res[0].Duplicate, "window %s, %s later", w, at)
+		}
+	}
 }
 
 func TestStoreRocksDBDuplicateGroupsKeptOnce(t *testing.T) {

@@ -17,7 +17,6 @@ type dbState struct {
 	dead    map[string]store.DeadLetter // by dead letter key
 	refs    map[string][]uint64         // by reference key
 	dedup   map[string]bool
-	expiry  map[string]bool
 	unknown []string
 }
 
@@ -27,7 +26,7 @@ func readState(t testing.TB, s *Store) dbState {
 	st := dbState{
 		msgs: map[string]*store.Message{}, due: map[string]bool{}, checks: map[string]bool{},
 		dead: map[string]store.DeadLetter{}, refs: map[string][]uint64{},
-		dedup: map[string]bool{}, expiry: map[string]bool{},
+		dedup: map[string]bool{},
 	}
 	v := s.newView(true)
 	defer v.close()
@@ -47,8 +46,6 @@ func readState(t testing.TB, s *Store) dbState {
 			st.refs[ks], err = decodeSeqs(val)
 		case prefixDedup:
 			st.dedup[ks] = true
-		case prefixDedupExp:
-			st.expiry[ks] = true
 		case prefixBinding, prefixMeta:
 		default:
 			st.unknown = append(st.unknown, ks)

@@ -14,17 +14,29 @@ const (
 	prefixMessage  = 'm' // m topic id                  → message record
 	prefixDue      = 'd' // d group tk(next) topic id   → empty
 	prefixCheck    = 'c' // c tk(nextCheck) topic id    → empty
-	prefixDedup    = 'u' // u topic id                  → tk(until) seq
-	prefixDedupExp = 'x' // x tk(until) topic id        → empty
+	prefixDedup    = 'w' // w bucket(until) topic id    → tk(until) seq
 	prefixDead     = 'l' // l topic group seq           → dead letter record
 	prefixDeadRef  = 'r' // r topic group id            → seq…
 	prefixBinding  = 'b' // b group                     → binding document
 	prefixMeta     = 'v' // v                           → format version
+
+	// Format 1 kept dedup entries unbucketed, with an expiry index; Open
+	// migrates them (migrate.go).
+	prefixDedupV1    = 'u' // u topic id           → tk(until) seq
+	prefixDedupExpV1 = 'x' // x tk(until) topic id → empty
 )
 
 // formatVersion is the layout version stored under the meta key. Open
 // refuses a directory written with another one.
-const formatVersion = 1
+const formatVersion = 2
+
+// dedupBucket is the width of a dedup bucket: a dedup entry's key starts
+// with the time key of its expiry rounded down to a multiple of it, so that
+// whole buckets of expired entries are dropped with one range delete.
+const dedupBucket = uint64(time.Minute)
+
+// bucketKey rounds time key tk down to its dedup bucket.
+func bucketKey(tk uint64) uint64 { return tk - tk%dedupBucket }
 
 // errCorrupt reports a key or value this package cannot decode.
 var errCorrupt = errors.New("corrupt data")
@@ -125,7 +137,6 @@ func key(prefix byte, parts ...string) []byte {
 }
 
 func msgKey(topic, id string) []byte   { return key(prefixMessage, topic, id) }
-func dedupKey(topic, id string) []byte { return key(prefixDedup, topic, id) }
 func bindingKey(group string) []byte   { return key(prefixBinding, group) }
 func metaKey() []byte                  { return []byte{prefixMeta} }
 
@@ -144,8 +155,10 @@ func checkKey(tk uint64, topic, id string) []byte {
 	return appendStr(appendStr(b, topic), id)
 }
 
-func dedupExpKey(tk uint64, topic, id string) []byte {
-	b := appendU64([]byte{prefixDedupExp}, tk)
+// dedupKey is the key of the dedup entry of (topic, id) expiring at time
+// key untilK.
+func dedupKey(untilK uint64, topic, id string) []byte {
+	b := appendU64([]byte{prefixDedup}, bucketKey(untilK))
 	return appendStr(appendStr(b, topic), id)
 }
 

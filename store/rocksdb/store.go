@@ -41,11 +41,11 @@ type Store struct {
 	closed bool
 
 	// writeMu serializes Write. It guards deadSeq (the last dead letter
-	// sequence number given out) and sweepFrom (dedup expiry keys below it
-	// are already swept).
+	// sequence number given out) and swept (the dedup buckets below it are
+	// already dropped).
 	writeMu   sync.Mutex
 	deadSeq   uint64
-	sweepFrom []byte
+	swept     uint64
 	recs      recordCache // records the last Writes put; see recordCache
 
 	counters counters // in-memory statistics; own lock
@@ -70,7 +70,6 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{
 		cfg:       cfg,
 		log:       cfg.Logger.With("store", "rocksdb://"+cfg.Dir),
-		sweepFrom: []byte{prefixDedupExp},
 		recs:      newRecordCache(cacheEntries, cacheBytes),
 		counters:  newCounters(),
 		hints:     newDueHints(),
@@ -136,8 +135,12 @@ func (s *Store) load() error {
 		if err := s.db.Put(s.wo, metaKey(), []byte(strconv.Itoa(formatVersion))); err != nil {
 			return fmt.Errorf("rocksdb: open: write format: %w", err)
 		}
+	case string(v) == "1":
+		if err := s.migrateV1(); err != nil {
+			return fmt.Errorf("rocksdb: open %s: migrate format 1: %w", s.cfg.Dir, err)
+		}
 	case string(v) != strconv.Itoa(formatVersion):
-		return fmt.Errorf("rocksdb: open %s: format version %q, want %d", s.cfg.Dir, v, formatVersion)
+		return fmt.Errorf("rocksdb: open %s: format version %q, want %d (or 1, migrated)", s.cfg.Dir, v, formatVersion)
 	}
 	return s.rebuild()
 }

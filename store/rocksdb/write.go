@@ -1,7 +1,6 @@
 package rocksdb
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -53,9 +52,7 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, 
 // written. caller must hold s.writeMu
 func (s *Store) commit(t *tx) {
 	s.deadSeq = t.deadSeq
-	if t.sweepFrom != nil {
-		s.sweepFrom = t.sweepFrom
-	}
+	s.swept = max(s.swept, t.swept)
 	s.counters.merge(t.delta)
 	s.hints.lower(t.duePuts)
 	for k, v := range t.over {
@@ -81,7 +78,7 @@ type tx struct {
 	delta     counts
 	duePuts   map[string]uint64 // group → lowest due time key put
 	deadSeq   uint64            // last dead letter sequence used
-	sweepFrom []byte            // new s.sweepFrom, if the sweep moved
+	swept     uint64            // new s.swept, if the sweep moved
 }
 
 // newTx starts a tx. caller must hold s.writeMu
@@ -98,9 +95,7 @@ func (s *Store) newTx(now time.Time) *tx {
 // build adds the whole batch to the WriteBatch: expired dedup entries
 // first, then the saves, then the updates, in order.
 func (t *tx) build(b *store.Batch) ([]store.SaveResult, error) {
-	if err := t.sweep(sweepBudget + 2*len(b.Saves)); err != nil {
-		return nil, err
-	}
+	t.sweep()
 	res := make([]store.SaveResult, len(b.Saves))
 	for i, m := range b.Saves {
 		r, err := t.save(m, b.DedupWindow)
@@ -140,37 +135,53 @@ func (t *tx) del(k []byte)    { t.wb.Delete(k); t.over[string(k)] = nil }
 
 // save stores m unless it is a duplicate; see store.Batch.
 func (t *tx) save(m *store.Message, window time.Duration) (store.SaveResult, error) {
-	rec, err := t.get(msgKey(m.Topic, m.ID))
-	if err != nil {
-		return store.SaveResult{}, fmt.Errorf("rocksdb: write: save %s/%s: %w", m.Topic, m.ID, err)
-	}
-	if rec != nil {
-		seq, err := recordSeq(rec)
-		if err != nil {
-			return store.SaveResult{}, fmt.Errorf("rocksdb: write: save %s/%s: stored record: %w", m.Topic, m.ID, err)
-		}
-		return store.SaveResult{Duplicate: true, Seq: seq}, nil
-	}
-	dk := dedupKey(m.Topic, m.ID)
-	dv, err := t.get(dk)
-	if err != nil {
-		return store.SaveResult{}, fmt.Errorf("rocksdb: write: save %s/%s: %w", m.Topic, m.ID, err)
-	}
-	if dv != nil {
-		until, seq, err := decodeDedup(dv)
-		if err == nil && until > t.nowK {
-			return store.SaveResult{Duplicate: true, Seq: seq}, nil
-		}
-	}
 	untilK := timeKey(t.now.Add(window))
-	t.put(dk, encodeDedup(untilK, m.Seq))
-	t.wb.Put(dedupExpKey(untilK, m.Topic, m.ID), nil)
+	if !m.NewID {
+		if dup, seq, err := t.duplicate(m, untilK); err != nil || dup {
+			return store.SaveResult{Duplicate: dup, Seq: seq}, err
+		}
+	}
+	t.put(dedupKey(untilK, m.Topic, m.ID), encodeDedup(untilK, m.Seq))
 	if len(m.Groups) > 0 || m.Prepared {
 		c := *m
 		c.Groups = uniqueGroups(m.Groups)
 		t.insert(&c)
 	}
 	return store.SaveResult{Seq: m.Seq}, nil
+}
+
+// duplicate reports whether m's id is stored, or within its dedup window,
+// and the original's seq. untilK is the expiry a save now would get: an
+// entry still in force expires after now and by then (give or take a
+// bucket, should the batch clock have gone back), so it is in one of the
+// buckets from now's to untilK's plus one.
+func (t *tx) duplicate(m *store.Message, untilK uint64) (bool, uint64, error) {
+	rec, err := t.get(msgKey(m.Topic, m.ID))
+	if err != nil {
+		return false, 0, fmt.Errorf("rocksdb: write: save %s/%s: %w", m.Topic, m.ID, err)
+	}
+	if rec != nil {
+		seq, err := recordSeq(rec)
+		if err != nil {
+			return false, 0, fmt.Errorf("rocksdb: write: save %s/%s: stored record: %w", m.Topic, m.ID, err)
+		}
+		return true, seq, nil
+	}
+	first := bucketKey(t.nowK)
+	n := (bucketKey(untilK)-first)/dedupBucket + 2
+	for b := first; n > 0 && b >= first; b, n = b+dedupBucket, n-1 { // b < first: wrapped
+		dv, err := t.get(dedupKey(b, m.Topic, m.ID))
+		if err != nil {
+			return false, 0, fmt.Errorf("rocksdb: write: save %s/%s: %w", m.Topic, m.ID, err)
+		}
+		if dv != nil {
+			until, seq, err := decodeDedup(dv)
+			if err == nil && until > t.nowK {
+				return true, seq, nil
+			}
+		}
+	}
+	return false, 0, nil
 }
 
 // uniqueGroups drops the later states of a group named twice: the store
@@ -198,58 +209,13 @@ func dedupGroups(gs []store.GroupState) []store.GroupState {
 	return out
 }
 
-// sweepBudget is the least number of expired dedup entries a Write
-// removes; it also removes two per save, so the sweep keeps up with any
-// publish rate.
-const sweepBudget = 1024
-
-// sweep deletes up to budget dedup entries whose window ended by now,
-// oldest first, from where the last sweep stopped: a seek and a scan of
-// what it deletes.
-func (t *tx) sweep(budget int) error {
-	upper := afterTime([]byte{prefixDedupExp}, t.nowK)
-	if bytes.Compare(t.s.sweepFrom, upper) >= 0 {
-		return nil
+// sweep drops, with one range delete, every dedup bucket that ended by
+// now, once per bucket: every entry in them expired.
+func (t *tx) sweep() {
+	b := bucketKey(t.nowK)
+	if b <= t.s.swept {
+		return
 	}
-	v := t.s.newView(false)
-	defer v.close()
-	var expired [][]byte
-	err := v.scan(t.s.sweepFrom, upper, func(k, _ []byte) error {
-		expired = append(expired, bytes.Clone(k))
-		if len(expired) >= budget {
-			return errStop
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("rocksdb: write: sweep dedup: %w", err)
-	}
-	for _, k := range expired {
-		if err := t.expire(k); err != nil {
-			return fmt.Errorf("rocksdb: write: sweep dedup: %w", err)
-		}
-	}
-	if n := len(expired); n > 0 {
-		t.sweepFrom = append(expired[n-1], 0x00) // the least key after it
-	}
-	return nil
-}
-
-// expire deletes one dedup expiry key, and its dedup entry unless a later
-// save of the same id renewed it.
-func (t *tx) expire(xk []byte) error {
-	t.wb.Delete(xk)
-	tk, topic, id, err := timeIndexKey(xk[1:])
-	if err != nil {
-		return nil // not ours to read; deleting it is all we can do
-	}
-	dk := dedupKey(topic, id)
-	dv, err := t.get(dk)
-	if err != nil || dv == nil {
-		return err
-	}
-	if until, _, err := decodeDedup(dv); err != nil || until == tk {
-		t.del(dk)
-	}
-	return nil
+	t.wb.DeleteRange([]byte{prefixDedup}, appendU64([]byte{prefixDedup}, b))
+	t.swept = b
 }

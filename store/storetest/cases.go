@@ -93,6 +93,24 @@ func testDuplicateInOneBatch(t *testing.T, f Factory) {
 	require.Equal(t, m.Seq, get(t, s, m.Topic, m.ID).Seq)
 }
 
+// testNewIDSave: a save marked NewID (the broker made the id) may skip the
+// duplicate check, but its dedup entry is written like any other: a later
+// publish of that id is a duplicate.
+func testNewIDSave(t *testing.T, f Factory) {
+	s, _ := f.New(t)
+	m := msg("trade", "s-a")
+	m.NewID = true
+	save(t, s, m)
+	require.Equal(t, m.Seq, get(t, s, m.Topic, m.ID).Seq)
+	update(t, s, t0, store.Update{Op: store.OpAck, Topic: m.Topic, ID: m.ID, Group: "s-a"})
+	again := m.Clone()
+	again.NewID = false
+	again.Seq = m.Seq + 1
+	res := write(t, s, at(time.Minute), []*store.Message{again})
+	require.True(t, res[0].Duplicate, "the NewID save left its dedup entry")
+	require.Equal(t, m.Seq, res[0].Seq)
+}
+
 func testNoGroups(t *testing.T, f Factory) {
 	s, _ := f.New(t)
 	m := msg("trade") // nobody is bound: only the dedup entry is kept

@@ -39,6 +39,7 @@ func Run(t *testing.T, f Factory) {
 		{"DuplicateOutlivesMessage", testDuplicateOutlivesMessage},
 		{"DuplicateExpires", testDuplicateExpires},
 		{"DuplicateInOneBatch", testDuplicateInOneBatch},
+		{"NewIDSave", testNewIDSave},
 		{"NoGroupsStoresNothing", testNoGroups},
 		{"DuePerGroup", testDuePerGroup},
 		{"DueOrderAndLimit", testDueOrderAndLimit},
