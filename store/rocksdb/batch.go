@@ -59,18 +59,24 @@ func (b *opBatch) add(kind opKind, k, v []byte) {
 	b.ops = append(b.ops, op{kind: kind, pos: int32(len(b.ops)), k: k, v: v})
 }
 
-func (b *opBatch) Put(k, v []byte)       { b.add(opPut, k, v) }
+func (b *opBatch) Put(k, v []byte) { b.add(opPut, k, v) }
 
 // PutFresh puts k, which the caller knows was absent before this batch.
 func (b *opBatch) PutFresh(k, v []byte) {
+	b.markFresh(k)
+	b.add(opPut, k, v)
+}
+
+// markFresh records that k was absent before this batch.
+func (b *opBatch) markFresh(k []byte) {
 	if b.fresh == nil {
 		b.fresh = make(map[string]struct{})
 	}
 	b.fresh[string(k)] = struct{}{}
-	b.add(opPut, k, v)
 }
 
-func (b *opBatch) Delete(k []byte)       { b.add(opDelete, k, nil) }
+func (b *opBatch) Delete(k []byte) { b.add(opDelete, k, nil) }
+
 // DeleteRange deletes every key from start up to, not including, end.
 func (b *opBatch) DeleteRange(start, end []byte) { b.add(opDeleteRange, start, end) }
 

@@ -19,7 +19,8 @@
 //
 //	m topic id            → message record (state of every pending group)
 //	d group tk topic id   → ""   due index: one key per pending group of a
-//	                             committed message, tk = its NextAttempt
+//	                             committed message, tk = its NextAttempt,
+//	                             unless deferred (below)
 //	c tk topic id         → ""   check index: one key per prepared message,
 //	                             tk = its NextCheck
 //	w bk topic id         → until tk, seq    dedup entry, bk = until
@@ -66,6 +67,16 @@
 //     acknowledged writes (never part of a Write).
 //
 // SaveBindings has the same promise. Close syncs the WAL in both modes.
+//
+// # Deferred due keys
+//
+// A state not due yet when written (a delivery's lease, a retry window) is
+// nearly always written again before it is due, so its due key goes to an
+// in-memory index (deferred.go, at most 65,536 keys) instead of the "d"
+// range, and its record gets a flag in the same WriteBatch. Due reads both.
+// Open writes the "d" key of every flagged record and clears the flag, so
+// a crash loses no due state. An acked delivery then costs no due key
+// write at all.
 //
 // # In-memory state
 //

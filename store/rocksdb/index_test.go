@@ -182,3 +182,44 @@ func TestStoreRocksDBUnknownOpIsNoop(t *testing.T) {
 	require.Equal(t, []string{"x"}, dueIDs(t, s, "g", t0, 10))
 	checkInvariants(t, s)
 }
+
+// TestStoreRocksDBDeferredDue: a state not due yet when written (a lease)
+// gets no "d" key but is due from memory at its time, through a reopen
+// (which writes its key), and leaves nothing when acked.
+func TestStoreRocksDBDeferredDue(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Async)
+	m := testMsg("lease", "g")
+	m.Groups[0].NextAttempt = t0.Add(10 * time.Second)
+	due := testMsg("now", "g") // due at once: written to the index
+	mustWrite(t, s, &store.Batch{Now: t0, Saves: []*store.Message{m, due}})
+	require.Equal(t, 1, countKeys(t, s, prefixDue), "only the state due at once has a key")
+	require.Equal(t, 1, s.deferred.size())
+	require.Equal(t, []string{"now"}, dueIDs(t, s, "g", t0.Add(5*time.Second), 10))
+	require.Equal(t, []string{"now", "lease"}, dueIDs(t, s, "g", t0.Add(11*time.Second), 10))
+	require.Equal(t, []string{"now"}, dueIDs(t, s, "g", t0.Add(11*time.Second), 1), "earliest first")
+	checkInvariants(t, s)
+	require.NoError(t, s.Close())
+
+	s = openTest(t, dir, Async)
+	defer func() { require.NoError(t, s.Close()) }()
+	require.Zero(t, s.deferred.size())
+	require.Equal(t, 2, countKeys(t, s, prefixDue), "Open wrote the deferred key")
+	require.Equal(t, []string{"now", "lease"}, dueIDs(t, s, "g", t0.Add(11*time.Second), 10))
+	checkInvariants(t, s)
+
+	// A retry defers again; the ack then drops the deferred key without a
+	// write, and the record and the old key go.
+	mustWrite(t, s, &store.Batch{Now: t0, Updates: []store.Update{{Op: store.OpRetry, Topic: "t", ID: "lease", Group: "g", Attempts: 1, Next: t0.Add(time.Minute)}}})
+	require.Equal(t, 1, countKeys(t, s, prefixDue))
+	require.Equal(t, 1, s.deferred.size())
+	checkInvariants(t, s)
+	mustWrite(t, s, &store.Batch{Now: t0, Updates: []store.Update{
+		{Op: store.OpAck, Topic: "t", ID: "lease", Group: "g"},
+		{Op: store.OpAck, Topic: "t", ID: "now", Group: "g"},
+	}})
+	require.Zero(t, s.deferred.size())
+	require.Zero(t, countKeys(t, s, prefixDue))
+	require.Empty(t, dueIDs(t, s, "g", t0.Add(time.Hour), 10))
+	checkInvariants(t, s)
+}

@@ -2,6 +2,7 @@ package rocksdb
 
 import (
 	"bytes"
+	"maps"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -17,6 +18,7 @@ type dbState struct {
 	dead    map[string]store.DeadLetter // by dead letter key
 	refs    map[string][]uint64         // by reference key
 	dedup   map[string]bool
+	flagged map[string]bool // records with flagDeferred
 	unknown []string
 }
 
@@ -26,7 +28,7 @@ func readState(t testing.TB, s *Store) dbState {
 	st := dbState{
 		msgs: map[string]*store.Message{}, due: map[string]bool{}, checks: map[string]bool{},
 		dead: map[string]store.DeadLetter{}, refs: map[string][]uint64{},
-		dedup: map[string]bool{},
+		dedup: map[string]bool{}, flagged: map[string]bool{},
 	}
 	v := s.newView(true)
 	defer v.close()
@@ -36,6 +38,7 @@ func readState(t testing.TB, s *Store) dbState {
 		switch k[0] {
 		case prefixMessage:
 			st.msgs[ks], err = decodeMessage(val)
+			st.flagged[ks] = recordDeferred(val)
 		case prefixDue:
 			st.due[ks] = true
 		case prefixCheck:
@@ -87,7 +90,21 @@ func checkInvariants(t testing.TB, s *Store) {
 		}
 		want.addMessage(m, +1)
 	}
-	require.Equal(t, wantDue, st.due, "due index = pending states of committed messages")
+	// The due index is the "d" keys plus the deferred ones, never both, and
+	// a record with a deferred key is flagged.
+	due := maps.Clone(st.due)
+	s.deferred.mu.Lock()
+	for _, g := range s.deferred.groups {
+		for k, r := range g.keys {
+			require.False(t, st.due[k], "due key %q both written and deferred", k)
+			require.Equal(t, string(dueKey(r.group, r.tk, r.topic, r.id)), k)
+			require.True(t, st.flagged[string(msgKey(r.topic, r.id))], "record of deferred key %q flagged", k)
+			require.GreaterOrEqual(t, r.tk, g.min, "group min is a lower bound")
+			due[k] = true
+		}
+	}
+	s.deferred.mu.Unlock()
+	require.Equal(t, wantDue, due, "due index = pending states of committed messages")
 	require.Equal(t, wantChecks, st.checks, "check index = prepared messages")
 	checkDead(t, s, st, &want)
 	s.counters.mu.Lock()
@@ -124,4 +141,22 @@ func checkDead(t testing.TB, s *Store, st dbState, want *counts) {
 		require.LessOrEqual(t, seq, s.deadSeq)
 		want.dead[tgKey{topic, group}]++
 	}
+}
+
+// logicalState is readState with the deferred due keys counted as written
+// and no record flagged: what a reopen turns the store into.
+func logicalState(t testing.TB, s *Store) dbState {
+	t.Helper()
+	st := readState(t, s)
+	s.deferred.mu.Lock()
+	defer s.deferred.mu.Unlock()
+	for _, g := range s.deferred.groups {
+		for k := range g.keys {
+			st.due[k] = true
+		}
+	}
+	for k := range st.flagged {
+		st.flagged[k] = false
+	}
+	return st
 }

@@ -11,14 +11,14 @@ import (
 // Key prefixes: one byte each, all in the default column family. doc.go
 // describes every key and its value.
 const (
-	prefixMessage  = 'm' // m topic id                  → message record
-	prefixDue      = 'd' // d group tk(next) topic id   → empty
-	prefixCheck    = 'c' // c tk(nextCheck) topic id    → empty
-	prefixDedup    = 'w' // w bucket(until) topic id    → tk(until) seq
-	prefixDead     = 'l' // l topic group seq           → dead letter record
-	prefixDeadRef  = 'r' // r topic group id            → seq…
-	prefixBinding  = 'b' // b group                     → binding document
-	prefixMeta     = 'v' // v                           → format version
+	prefixMessage = 'm' // m topic id                  → message record
+	prefixDue     = 'd' // d group tk(next) topic id   → empty
+	prefixCheck   = 'c' // c tk(nextCheck) topic id    → empty
+	prefixDedup   = 'w' // w bucket(until) topic id    → tk(until) seq
+	prefixDead    = 'l' // l topic group seq           → dead letter record
+	prefixDeadRef = 'r' // r topic group id            → seq…
+	prefixBinding = 'b' // b group                     → binding document
+	prefixMeta    = 'v' // v                           → format version
 
 	// Format 1 kept dedup entries unbucketed, with an expiry index; Open
 	// migrates them (migrate.go).
@@ -136,9 +136,9 @@ func key(prefix byte, parts ...string) []byte {
 	return b
 }
 
-func msgKey(topic, id string) []byte   { return key(prefixMessage, topic, id) }
-func bindingKey(group string) []byte   { return key(prefixBinding, group) }
-func metaKey() []byte                  { return []byte{prefixMeta} }
+func msgKey(topic, id string) []byte { return key(prefixMessage, topic, id) }
+func bindingKey(group string) []byte { return key(prefixBinding, group) }
+func metaKey() []byte                { return []byte{prefixMeta} }
 
 func deadRefKey(topic, group, id string) []byte { return key(prefixDeadRef, topic, group, id) }
 

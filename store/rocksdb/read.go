@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/kitenats/kitenats/store"
@@ -62,10 +63,37 @@ func (s *Store) Due(ctx context.Context, group string, now time.Time, limit int)
 		}
 		return m, nil
 	}
-	out, bound, err := v.scanTimeIndex(ctx, duePrefix(group), from, timeKey(now), limit, pick)
+	nowK := timeKey(now)
+	out, bound, err := v.scanTimeIndex(ctx, duePrefix(group), from, nowK, limit, pick)
 	s.hints.end(sc, bound, err == nil)
 	if err != nil {
 		return nil, fmt.Errorf("rocksdb: due %s: %w", group, err)
+	}
+	// Due keys kept in memory (deferredIndex), read at the same snapshot.
+	refs := s.deferred.due(group, nowK, limit)
+	for _, r := range refs {
+		rec, err := v.get(msgKey(r.topic, r.id))
+		if err != nil {
+			return nil, fmt.Errorf("rocksdb: due %s: %w", group, err)
+		}
+		if rec == nil {
+			continue // written after the snapshot
+		}
+		m, err := pick(r.tk, rec)
+		if err != nil {
+			return nil, fmt.Errorf("rocksdb: due %s: record %s/%s: %w", group, r.topic, r.id, err)
+		}
+		if m != nil {
+			out = append(out, m)
+		}
+	}
+	if len(refs) > 0 {
+		slices.SortStableFunc(out, func(a, b *store.Message) int {
+			x, _ := a.State(group)
+			y, _ := b.State(group)
+			return x.NextAttempt.Compare(y.NextAttempt)
+		})
+		out = out[:min(len(out), limit)]
 	}
 	return out, nil
 }

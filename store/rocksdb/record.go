@@ -11,7 +11,12 @@ import (
 // can change without a migration of what is already stored.
 const recordVersion = 1
 
-const flagPrepared = 1 << 0
+const (
+	flagPrepared = 1 << 0
+	// flagDeferred marks a record with a due key kept in memory only
+	// (deferredIndex); Open writes the key and clears the flag.
+	flagDeferred = 1 << 1
+)
 
 // encodeMessage encodes m as a message record:
 //
@@ -24,11 +29,17 @@ const flagPrepared = 1 << 0
 // nanoseconds+1 then varint Unix seconds, or a single 0 for the zero time,
 // so every time.Time round-trips exactly. Seq comes first: the duplicate
 // check reads only it.
-func encodeMessage(m *store.Message) []byte {
+func encodeMessage(m *store.Message) []byte { return encodeRecord(m, false) }
+
+// encodeRecord is encodeMessage with flagDeferred set when deferred is.
+func encodeRecord(m *store.Message, deferred bool) []byte {
 	b := make([]byte, 0, 96+len(m.Topic)+len(m.ID)+len(m.MessageType)+len(m.Group)+len(m.Body)+24*len(m.Groups))
 	var flags byte
 	if m.Prepared {
 		flags |= flagPrepared
+	}
+	if deferred {
+		flags |= flagDeferred
 	}
 	b = append(b, recordVersion, flags)
 	b = binary.AppendUvarint(b, m.Seq)
@@ -74,6 +85,11 @@ func decodeMessage(b []byte) (*store.Message, error) {
 		return nil, errCorrupt
 	}
 	return m, nil
+}
+
+// recordDeferred reports whether a message record has flagDeferred.
+func recordDeferred(b []byte) bool {
+	return len(b) >= 2 && b[0] == recordVersion && b[1]&flagDeferred != 0
 }
 
 // recordSeq reads only the Seq of a message record.

@@ -1,6 +1,7 @@
 package rocksdb
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -138,12 +139,16 @@ func (s *Store) rebuild() error {
 	v := s.newView(true)
 	defer v.close()
 	c := newCounts()
+	var flagged [][]byte
 	err := v.scan([]byte{prefixMessage}, []byte{prefixMessage + 1}, func(k, val []byte) error {
 		m, err := decodeMessage(val)
 		if err != nil {
 			return fmt.Errorf("message key %q: %w", k, err)
 		}
 		c.addMessage(m, +1)
+		if recordDeferred(val) {
+			flagged = append(flagged, bytes.Clone(k))
+		}
 		return nil
 	})
 	if err != nil {
@@ -162,6 +167,9 @@ func (s *Store) rebuild() error {
 		return fmt.Errorf("rocksdb: open: rebuild: %w", err)
 	}
 	s.counters.c = c
+	if err := s.undefer(flagged); err != nil {
+		return fmt.Errorf("rocksdb: open: write deferred due keys: %w", err)
+	}
 	return nil
 }
 

@@ -43,10 +43,11 @@ type Store struct {
 	// writeMu serializes Write. It guards deadSeq (the last dead letter
 	// sequence number given out) and swept (the dedup buckets below it are
 	// already dropped).
-	writeMu   sync.Mutex
-	deadSeq   uint64
-	swept     uint64
-	recs      recordCache // records the last Writes put; see recordCache
+	writeMu  sync.Mutex
+	deadSeq  uint64
+	swept    uint64
+	deferred *deferredIndex // due keys not written yet; see deferredIndex
+	recs     recordCache    // records the last Writes put; see recordCache
 
 	counters counters // in-memory statistics; own lock
 	hints    dueHints // where each group's due scan may start; own lock
@@ -68,12 +69,13 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("rocksdb: open: %w", err)
 	}
 	s := &Store{
-		cfg:       cfg,
-		log:       cfg.Logger.With("store", "rocksdb://"+cfg.Dir),
-		recs:      newRecordCache(cacheEntries, cacheBytes),
-		counters:  newCounters(),
-		hints:     newDueHints(),
-		stop:      make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger.With("store", "rocksdb://"+cfg.Dir),
+		recs:     newRecordCache(cacheEntries, cacheBytes),
+		deferred: newDeferredIndex(),
+		counters: newCounters(),
+		hints:    newDueHints(),
+		stop:     make(chan struct{}),
 	}
 	s.newOptions()
 	db, err := grocksdb.OpenDb(s.opts, cfg.Dir)

@@ -64,14 +64,11 @@ func (t *tx) load(topic, id string) (*store.Message, error) {
 // key when prepared, else one due key per group.
 func (t *tx) insert(m *store.Message) {
 	k := msgKey(m.Topic, m.ID)
-	if _, seen := t.over[string(k)]; !seen {
+	_, seen := t.over[string(k)]
+	if !seen {
 		// Not stored (the caller read it) and not deleted by this batch:
 		// absent before the batch, and so are its index keys.
-		v := encodeMessage(m)
-		t.wb.PutFresh(k, v)
-		t.over[string(k)] = v
-	} else {
-		t.put(k, encodeMessage(m))
+		t.wb.markFresh(k)
 	}
 	if m.Prepared {
 		t.wb.Put(checkKey(timeKey(m.NextCheck), m.Topic, m.ID), nil)
@@ -80,7 +77,31 @@ func (t *tx) insert(m *store.Message) {
 			t.putDue(m, g)
 		}
 	}
+	t.put(k, t.encode(m))
 	t.delta.addMessage(m, +1)
+}
+
+// encode encodes m's record, flagged when one of its due keys is deferred.
+func (t *tx) encode(m *store.Message) []byte {
+	return encodeRecord(m, t.anyDeferred(m))
+}
+
+// anyDeferred reports whether a due key of m is deferred, as this batch
+// leaves the deferred index.
+func (t *tx) anyDeferred(m *store.Message) bool {
+	if m.Prepared || (t.s.deferred.size() == 0 && len(t.deferAdds) == 0) {
+		return false
+	}
+	for _, g := range m.Groups {
+		k := string(dueKey(g.Group, timeKey(g.NextAttempt), m.Topic, m.ID))
+		if _, ok := t.deferAdds[k]; ok {
+			return true
+		}
+		if _, gone := t.deferDels[k]; !gone && t.s.deferred.has(g.Group, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // remove deletes the stored m and its index keys.
@@ -96,10 +117,20 @@ func (t *tx) remove(m *store.Message) {
 	t.delta.addMessage(m, -1)
 }
 
-// putDue adds the due key of (m, g). Each due key is put once and deleted
-// once (groups are unique per message), which is what SingleDelete needs.
+// putDue adds the due key of (m, g): to the deferred index when the state
+// is not due yet and the index has room, else to the batch. Each due key in
+// the batch is put once and deleted once (groups are unique per message),
+// which is what SingleDelete needs.
 func (t *tx) putDue(m *store.Message, g store.GroupState) {
 	tk := timeKey(g.NextAttempt)
+	if tk > t.nowK && t.s.deferred.size()+len(t.deferAdds) < deferCap {
+		r := dueRef{group: g.Group, tk: tk, topic: m.Topic, id: m.ID}
+		if t.deferAdds == nil {
+			t.deferAdds = make(map[string]dueRef)
+		}
+		t.deferAdds[r.key()] = r
+		return
+	}
 	if t.wb.isFresh(msgKey(m.Topic, m.ID)) {
 		t.wb.PutFresh(dueKey(g.Group, tk, m.Topic, m.ID), nil)
 	} else {
@@ -110,8 +141,24 @@ func (t *tx) putDue(m *store.Message, g store.GroupState) {
 	}
 }
 
+// delDue removes the due key of (m, g), from wherever putDue put it.
 func (t *tx) delDue(m *store.Message, g store.GroupState) {
-	t.wb.SingleDelete(dueKey(g.Group, timeKey(g.NextAttempt), m.Topic, m.ID))
+	r := dueRef{group: g.Group, tk: timeKey(g.NextAttempt), topic: m.Topic, id: m.ID}
+	k := r.key()
+	if _, ok := t.deferAdds[k]; ok {
+		// Deferred by this batch, never written. (Had it been deferred
+		// before, the batch deleted that first: it is in deferDels.)
+		delete(t.deferAdds, k)
+		return
+	}
+	if _, gone := t.deferDels[k]; !gone && t.s.deferred.has(g.Group, k) {
+		if t.deferDels == nil {
+			t.deferDels = make(map[string]dueRef)
+		}
+		t.deferDels[k] = r
+		return
+	}
+	t.wb.SingleDelete([]byte(k))
 }
 
 func groupIndex(m *store.Message, group string) int {
@@ -137,7 +184,7 @@ func (t *tx) retry(m *store.Message, u store.Update) {
 		t.delDue(m, old)
 		t.putDue(m, m.Groups[i])
 	}
-	t.put(msgKey(m.Topic, m.ID), encodeMessage(m))
+	t.put(msgKey(m.Topic, m.ID), t.encode(m))
 }
 
 // finish ends the pending group of an OpAck or OpDead, recording the dead
@@ -162,7 +209,7 @@ func (t *tx) finish(m *store.Message, u store.Update) error {
 		t.remove(m)
 		return nil
 	}
-	t.put(msgKey(m.Topic, m.ID), encodeMessage(m))
+	t.put(msgKey(m.Topic, m.ID), t.encode(m))
 	return nil
 }
 
@@ -179,7 +226,7 @@ func (t *tx) check(m *store.Message, u store.Update) {
 		t.wb.Delete(checkKey(oldK, m.Topic, m.ID))
 		t.wb.Put(checkKey(newK, m.Topic, m.ID), nil)
 	}
-	t.put(msgKey(m.Topic, m.ID), encodeMessage(m))
+	t.put(msgKey(m.Topic, m.ID), t.encode(m))
 }
 
 // addDead records the dead letter of (m, u.Group) at the batch's time under
@@ -249,7 +296,7 @@ func (t *tx) revive(u store.Update, letter []byte) error {
 			t.putDue(m, g)
 		}
 		t.delta.pending[tgKey{u.Topic, u.Group}]++
-		t.put(msgKey(m.Topic, m.ID), encodeMessage(m))
+		t.put(msgKey(m.Topic, m.ID), t.encode(m))
 		return nil
 	}
 	dl, err := decodeDead(letter)

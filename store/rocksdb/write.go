@@ -54,6 +54,7 @@ func (s *Store) commit(t *tx) {
 	s.deadSeq = t.deadSeq
 	s.swept = max(s.swept, t.swept)
 	s.counters.merge(t.delta)
+	s.deferred.apply(t.deferAdds, t.deferDels)
 	s.hints.lower(t.duePuts)
 	for k, v := range t.over {
 		if k[0] == prefixMessage {
@@ -79,6 +80,8 @@ type tx struct {
 	duePuts   map[string]uint64 // group → lowest due time key put
 	deadSeq   uint64            // last dead letter sequence used
 	swept     uint64            // new s.swept, if the sweep moved
+	deferAdds map[string]dueRef // due keys this batch deferred
+	deferDels map[string]dueRef // deferred due keys this batch dropped
 }
 
 // newTx starts a tx. caller must hold s.writeMu
