@@ -27,8 +27,8 @@ type daemon struct {
 	log    *slog.Logger
 	st     store.Store
 	br     *bridge.Server
-	nc     *nats.Conn // subscriptions: publishes, acks, API calls
-	out    *nats.Conn // what the broker sends
+	nc     *nats.Conn        // subscriptions: publishes, acks, API calls
+	out    *bridge.Publisher // what the broker sends
 	tr     *natsTransport
 	broker *semantics.Broker
 	admin  *admin.Server  // nil when -pport is -1
@@ -69,8 +69,9 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 		return nil, err
 	}
 	// Outbound traffic (replies, deliveries) gets its own connection, so
-	// that its flushes never hold up the reader of publishes and acks.
-	if d.out, err = d.br.ConnectLoopback("kitenats-broker-out"); err != nil {
+	// that its flushes never hold up the reader of publishes and acks; it
+	// writes the client protocol itself, with pre-encoded headers.
+	if d.out, err = d.br.ConnectPublisher("kitenats-broker-out"); err != nil {
 		return nil, err
 	}
 	d.tr = &natsTransport{nc: d.nc, out: d.out}
@@ -248,7 +249,7 @@ func (d *daemon) close() {
 		d.nc.Close()
 	}
 	if d.out != nil {
-		d.out.Close()
+		_ = d.out.Close()
 	}
 	if d.br != nil {
 		_ = d.br.Close()
@@ -270,13 +271,17 @@ func (d *daemon) close() {
 // connection.
 type natsTransport struct {
 	nc   *nats.Conn
-	out  *nats.Conn
+	out  *bridge.Publisher
 	mu   sync.Mutex
 	subs []*nats.Subscription
 }
 
 func (t *natsTransport) Publish(m *semantics.Msg) error {
-	return t.out.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: m.Reply, Header: nats.Header(m.Header), Data: m.Data})
+	hdr := m.RawHeader
+	if hdr == nil {
+		hdr = semantics.EncodeHeader(m.Header)
+	}
+	return t.out.Publish(m.Subject, m.Reply, hdr, m.Data)
 }
 
 func (t *natsTransport) Subscribe(subject, queue string, fn func(*semantics.Msg)) (func() error, error) {
@@ -305,7 +310,7 @@ func (t *natsTransport) Subscribe(subject, queue string, fn func(*semantics.Msg)
 }
 
 func (t *natsTransport) Flush() error {
-	if err := t.out.Flush(); err != nil {
+	if err := t.out.Flush(5 * time.Second); err != nil {
 		return err
 	}
 	return t.nc.Flush()

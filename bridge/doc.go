@@ -14,6 +14,10 @@
 //     allowed). External clients always land in the client account ($G).
 //   - In-process connections for the broker's own clients (Connect): no TCP,
 //     full permissions, never seen by the Authorizer.
+//   - The broker's outbound connection (ConnectPublisher): a publish-only
+//     client over loopback that writes the client protocol itself, so that
+//     deliveries go out with pre-encoded header blocks (publisher.go). Its
+//     owner closes it.
 //   - Connection events (Events): connect and disconnect of external
 //     clients, read from the system account's $SYS.ACCOUNT.<acc>.CONNECT and
 //     DISCONNECT advisories through a private in-process connection.
@@ -39,8 +43,9 @@
 //
 // # Concurrency
 //
-// All Server methods are safe for concurrent use. The bridge starts no
-// goroutine of its own: nats-server and nats.go own theirs, and Close stops
+// All Server and Publisher methods are safe for concurrent use. A
+// Publisher owns two goroutines (its writer and its reader), which Close
+// stops and waits for. Otherwise the bridge starts no goroutine of its own: nats-server and nats.go own theirs, and Close stops
 // and waits for them (nats-server's WaitForShutdown; closing every in-process
 // connection). Events runs on the caller's goroutine and calls fn there, one
 // event at a time; only one Events call may run at a time. Events are

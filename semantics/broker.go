@@ -23,7 +23,10 @@ type Msg struct {
 	Subject string
 	Reply   string
 	Header  map[string][]string
-	Data    []byte
+	// RawHeader, on a message the broker publishes, is its header block
+	// already encoded (see EncodeHeader); it takes the place of Header.
+	RawHeader []byte
+	Data      []byte
 }
 
 // Transport is the broker's own NATS connection (satisfied by an adapter

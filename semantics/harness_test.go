@@ -3,6 +3,7 @@ package semantics
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -43,10 +44,33 @@ type fakeTransport struct {
 }
 
 func (t *fakeTransport) Publish(m *Msg) error {
+	if m.RawHeader != nil {
+		c := *m
+		c.Header = decodeHeader(m.RawHeader)
+		m = &c
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.out = append(t.out, m)
 	return nil
+}
+
+// decodeHeader reads a header block as a NATS client does: every value of
+// every key, in order.
+func decodeHeader(b []byte) map[string][]string {
+	lines := strings.Split(strings.TrimSuffix(string(b), "\r\n\r\n"), "\r\n")
+	if len(lines) == 0 || lines[0] != "NATS/1.0" {
+		panic(fmt.Sprintf("bad header block %q", b))
+	}
+	h := map[string][]string{}
+	for _, l := range lines[1:] {
+		k, v, ok := strings.Cut(l, ": ")
+		if !ok {
+			panic(fmt.Sprintf("bad header line %q in %q", l, b))
+		}
+		h[k] = append(h[k], v)
+	}
+	return h
 }
 
 func (t *fakeTransport) Flush() error { return nil }

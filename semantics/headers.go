@@ -3,6 +3,7 @@ package semantics
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -242,4 +243,101 @@ func DeliveryHeaders(m *store.Message, attempt int) map[string][]string {
 	set(HdrDeliverLimit, strconv.Itoa(m.DeliverLimit))
 	set(HdrBodyType, m.BodyType.String())
 	return h
+}
+
+// appendDeliveryHeader appends the NATS header block of a delivery of m as
+// attempt number attempt: the headers of DeliveryHeaders, encoded straight
+// into b (the hot path builds no map). Where two properties share a key the
+// later one is kept, and a property never shadows a Kq- header, as in the
+// map.
+func appendDeliveryHeader(b []byte, m *store.Message, attempt int) []byte {
+	b = append(b, "NATS/1.0\r\n"...)
+	b = appendHeaderLine(b, HdrMsgID, m.ID)
+	b = appendHeaderLine(b, HdrTopic, m.Topic)
+	b = appendHeaderLine(b, HdrMessageType, m.MessageType)
+	b = appendHeaderLine(b, HdrGroup, m.Group)
+	b = strconv.AppendInt(append(b, HdrDeliverCount+": "...), int64(attempt), 10)
+	b = strconv.AppendInt(append(b, "\r\n"+HdrCreated+": "...), m.Created.Unix(), 10)
+	b = strconv.AppendInt(append(b, "\r\n"+HdrExpires+": "...), m.Expires.Unix(), 10)
+	b = strconv.AppendInt(append(b, "\r\n"+HdrDeliverLimit+": "...), int64(m.DeliverLimit), 10)
+	b = append(append(b, "\r\n"+HdrBodyType+": "...), m.BodyType.String()...)
+	b = append(b, "\r\n"...)
+	for i, p := range m.Properties {
+		if deliveryHeader[p.Key] || shadowed(m.Properties[i+1:], p.Key) {
+			continue
+		}
+		b = appendHeaderLine(b, p.Key, p.Value)
+	}
+	return append(b, "\r\n"...)
+}
+
+// deliveryHeader names the headers the broker sets on every delivery.
+var deliveryHeader = map[string]bool{
+	HdrMsgID: true, HdrTopic: true, HdrMessageType: true, HdrGroup: true, HdrDeliverCount: true,
+	HdrCreated: true, HdrExpires: true, HdrDeliverLimit: true, HdrBodyType: true,
+}
+
+func shadowed(later []store.Property, k string) bool {
+	for _, p := range later {
+		if p.Key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// EncodeHeader returns the NATS header block of h ("NATS/1.0\r\n", one
+// "Key: Value\r\n" line per value, "\r\n"), keys sorted, or nil when h is
+// empty. It encodes as nats.go does (through net/http): a key that is not
+// a valid header field name is dropped, CR and LF in a value become
+// spaces, and leading and trailing blanks are trimmed.
+func EncodeHeader(h map[string][]string) []byte {
+	if len(h) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b := []byte("NATS/1.0\r\n")
+	for _, k := range keys {
+		for _, v := range h[k] {
+			b = appendHeaderLine(b, k, v)
+		}
+	}
+	return append(b, "\r\n"...)
+}
+
+// appendHeaderLine appends "k: v\r\n" under EncodeHeader's rules.
+func appendHeaderLine(b []byte, k, v string) []byte {
+	if !fieldName(k) {
+		return b
+	}
+	b = append(append(b, k...), ": "...)
+	v = strings.Trim(v, " \t")
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return append(b, "\r\n"...)
+}
+
+// fieldName reports whether k is a valid header field name (an RFC 7230
+// token).
+func fieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }

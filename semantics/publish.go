@@ -239,9 +239,9 @@ type natsEndpoint struct {
 
 func (e natsEndpoint) Deliver(d *Delivery) error {
 	return e.b.tr.Publish(&Msg{
-		Subject: e.subject,
-		Reply:   "$KQ.ACK." + EncodeToken(d.Group) + "." + e.b.cfg.BrokerID + "." + d.Consumer + "." + d.ID,
-		Header:  DeliveryHeaders(d.Message, d.Attempt),
-		Data:    d.Message.Body,
+		Subject:   e.subject,
+		Reply:     "$KQ.ACK." + EncodeToken(d.Group) + "." + e.b.cfg.BrokerID + "." + d.Consumer + "." + d.ID,
+		RawHeader: appendDeliveryHeader(make([]byte, 0, 320), d.Message, d.Attempt),
+		Data:      d.Message.Body,
 	})
 }
