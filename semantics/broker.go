@@ -3,6 +3,7 @@ package semantics
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -339,8 +340,19 @@ func (b *Broker) wake() {
 // broker and, since it starts at the clock in microseconds, across restarts.
 func (b *Broker) nextSeq() uint64 { return b.seq.Add(1) }
 
-// newMessageID makes a random message id of 32 lower-case hex digits.
-func newMessageID() string { return randomToken(16) }
+// newMessageID makes a message id of 32 lower-case hex digits: the clock in
+// nanoseconds, then 64 random bits. Ids made later sort later, so the
+// store's keys for a topic's messages (record, dedup entry) are inserted
+// next to each other, not all over its index: in RocksDB that was 9 % of
+// the CPU of a message.
+func newMessageID() string {
+	var buf [16]byte
+	binary.BigEndian.PutUint64(buf[:8], uint64(time.Now().UnixNano()))
+	tokens.Lock()
+	_, _ = tokens.r.Read(buf[8:])
+	tokens.Unlock()
+	return hex.EncodeToString(buf[:])
+}
 
 // tokens is the source of ids: ChaCha8 (a cryptographically strong
 // generator) seeded once from the OS, so that the hot path makes no
