@@ -56,6 +56,8 @@ func TestBindingsListAndDelete(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(h.api("BINDINGS.LIST", ""), &p))
 	require.Equal(t, 2, p.Total)
+	h.publish("kq.trade.refund", nil, "before")
+	require.Len(t, h.deliveries(dlv), 1, "bound: delivered (and the match remembered)")
 	require.Zero(t, errCode(t, h.api("BINDINGS.DELETE.s-trade", `{"topic":"trade","messageType":"refund"}`)))
 	require.Equal(t, 404, errCode(t, h.api("BINDINGS.DELETE.s-trade", `{"topic":"trade","messageType":"refund"}`)))
 	h.publish("kq.trade.refund", nil, "x")

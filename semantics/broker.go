@@ -194,7 +194,8 @@ type Broker struct {
 	mu        sync.Mutex // guards everything below
 	rnd       *mrand.Rand
 	groups    map[string]*group
-	routes    map[string][]route // topic → bindings of every group on it
+	routes    map[string][]route          // topic → bindings of every group on it
+	matches   map[string]map[string]match // topic → messageType → matching's answer
 	consumers map[string]*consumer
 	byConn    map[uint64][]*consumer
 	inflight  map[string]*flight    // delivery id → flight

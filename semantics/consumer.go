@@ -108,10 +108,12 @@ func (g *group) setBindings(bs []registry.Binding) {
 	}
 }
 
-// rebuildRoutes recomputes the topic index from every group's bindings.
+// rebuildRoutes recomputes the topic index from every group's bindings,
+// and forgets the matches computed from the old one.
 // caller must hold b.mu
 func (b *Broker) rebuildRoutes() {
 	b.routes = make(map[string][]route)
+	b.matches = make(map[string]map[string]match)
 	names := make([]string, 0, len(b.groups))
 	for n := range b.groups {
 		names = append(names, n)
@@ -125,10 +127,46 @@ func (b *Broker) rebuildRoutes() {
 	}
 }
 
+// match is what matching found for one (topic, messageType).
+type match struct {
+	gs         []*group
+	persistent []bool
+}
+
+// maxMatchTypes bounds the messageTypes whose matches are remembered per
+// topic: publishers choose messageTypes, so the cache must not grow with
+// whatever they send.
+const maxMatchTypes = 1024
+
+// maxMatchTopics bounds the topics whose matches are remembered, for the
+// same reason (every topic is served unless topics are configured).
+const maxMatchTopics = 1024
+
 // matching returns each group with a binding matching (topic, type) once,
-// and whether that group has a persistent matching binding.
+// and whether that group has a persistent matching binding. The answer is
+// remembered until the bindings change (a regx binding is then matched once
+// per messageType, not once per message). The slices are shared: callers
+// must not modify them.
 // caller must hold b.mu
 func (b *Broker) matching(topic, messageType string) ([]*group, []bool) {
+	byType := b.matches[topic]
+	if m, ok := byType[messageType]; ok {
+		return m.gs, m.persistent
+	}
+	gs, persistent := b.match(topic, messageType)
+	if byType == nil && len(b.matches) < maxMatchTopics {
+		byType = make(map[string]match)
+		b.matches[topic] = byType
+	}
+	if byType != nil && len(byType) < maxMatchTypes {
+		byType[messageType] = match{gs, persistent}
+	}
+	return gs, persistent
+}
+
+// match computes matching's answer from the topic index.
+// caller must hold b.mu
+func (b *Broker) match(topic, messageType string) ([]*group, []bool) {
 	var gs []*group
 	var persistent []bool
 	for _, r := range b.routes[topic] {
@@ -149,14 +187,15 @@ func (b *Broker) matching(topic, messageType string) ([]*group, []bool) {
 
 // binds reports whether g still has a binding matching (topic, type), and
 // whether one of them is persistent.
-func (g *group) binds(topic, messageType string) (match, persistent bool) {
-	for _, bd := range g.bindings {
-		if registry.Compile(bd).Matches(topic, messageType) {
-			match = true
-			persistent = persistent || bd.Persistent
+// caller must hold b.mu
+func (b *Broker) binds(g *group, topic, messageType string) (match, persistent bool) {
+	gs, ps := b.matching(topic, messageType)
+	for i, x := range gs {
+		if x == g {
+			return true, ps[i]
 		}
 	}
-	return match, persistent
+	return false, false
 }
 
 // allowed takes a watermark token for topic at now.

@@ -107,7 +107,7 @@ func (b *Broker) redeliver(g *group, due []*store.Message, now time.Time, gen ui
 			b.update(store.Update{Op: store.OpDead, Topic: m.Topic, ID: m.ID, Group: g.name, Reason: reason}, nil)
 			continue
 		}
-		match, persistent := g.binds(m.Topic, m.MessageType)
+		match, persistent := b.binds(g, m.Topic, m.MessageType)
 		if !match || (!persistent && len(g.consumers) == 0) {
 			// The group no longer binds it: it is done for this group.
 			b.update(store.Update{Op: store.OpAck, Topic: m.Topic, ID: m.ID, Group: g.name}, nil)
