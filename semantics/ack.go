@@ -9,8 +9,8 @@ import (
 // handleAck takes a consumer's reply on
 // $KQ.ACK.<group>.<broker>.<consumer>.<delivery>.
 func (b *Broker) handleAck(msg *Msg) {
-	tok := strings.Split(msg.Subject, ".")
-	if len(tok) != 6 {
+	var tok [6]string
+	if !splitTokens(msg.Subject, tok[:]) {
 		return
 	}
 	group, err := DecodeToken(tok[2])
@@ -102,4 +102,21 @@ func (b *Broker) Ack(group, consumerID, id string, a Ack, done func(error)) {
 	if wake {
 		b.wake() // capacity was freed while the store may hold due messages
 	}
+}
+
+// splitTokens splits subject at its dots into exactly len(tok) tokens, in
+// place; it reports false for any other number of tokens.
+func splitTokens(subject string, tok []string) bool {
+	for i := range tok[:len(tok)-1] {
+		j := strings.IndexByte(subject, '.')
+		if j < 0 {
+			return false
+		}
+		tok[i], subject = subject[:j], subject[j+1:]
+	}
+	if strings.IndexByte(subject, '.') >= 0 {
+		return false
+	}
+	tok[len(tok)-1] = subject
+	return true
 }

@@ -1,6 +1,8 @@
 package semantics
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,4 +49,15 @@ func FuzzAckParse(f *testing.F) {
 			t.Fatalf("stray fields %+v from %q", a, p)
 		}
 	})
+}
+
+func TestSplitTokens(t *testing.T) {
+	for _, s := range []string{"$KQ.ACK.g.b.c.d", "a.b.c.d.e.f", "......", "a.b", "a.b.c.d.e.f.g", "", "a..b.c.d.e"} {
+		var tok [6]string
+		want := strings.Split(s, ".")
+		ok := splitTokens(s, tok[:])
+		if ok != (len(want) == 6) || ok && !slices.Equal(tok[:], want) {
+			t.Errorf("splitTokens(%q) = %q, %v; strings.Split: %q", s, tok, ok, want)
+		}
+	}
 }
