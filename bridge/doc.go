@@ -15,7 +15,7 @@
 //   - In-process connections for the broker's own clients (Connect): no TCP,
 //     full permissions, never seen by the Authorizer.
 //   - The broker's outbound connection (ConnectPublisher): a publish-only
-//     client over loopback that writes the client protocol itself, so that
+//     in-process client that writes the client protocol itself, so that
 //     deliveries go out with pre-encoded header blocks (publisher.go). Its
 //     owner closes it.
 //   - Connection events (Events): connect and disconnect of external

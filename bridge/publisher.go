@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// Publisher is a publish-only client connection to the embedded server over
-// loopback, for the broker's outbound traffic (deliveries and replies). It
+// Publisher is a publish-only client connection to the embedded server, for
+// the broker's outbound traffic (deliveries and replies). It
 // speaks the client protocol itself: a message's headers go out as the
 // pre-encoded block the caller built, with no header map and no sorting,
 // and frames are appended to one buffer that a writer goroutine flushes
@@ -47,17 +47,20 @@ var (
 // DefaultMaxPending bounds the bytes a Publisher buffers.
 const DefaultMaxPending = 64 << 20
 
+// writeTimeout bounds one write to the server.
+const writeTimeout = 30 * time.Second
+
 // ConnectPublisher opens a Publisher as the internal user (full
-// permissions, not seen by the Authorizer nor reported by Events).
+// permissions, not seen by the Authorizer nor reported by Events), over an
+// in-process pipe: a pipe write waits for the server to read it, which only
+// the Publisher's own writer goroutine ever waits for, and it costs no
+// system call (measured: -5 % CPU per message against loopback TCP).
 func (s *Server) ConnectPublisher(name string) (*Publisher, error) {
-	if _, err := s.running(); err != nil {
+	srv, err := s.running()
+	if err != nil {
 		return nil, err
 	}
-	ta, ok := s.Addr().(*net.TCPAddr)
-	if !ok || !(ta.IP.IsLoopback() || ta.IP.IsUnspecified()) {
-		return nil, fmt.Errorf("bridge: publisher %q: listener %v is not reachable over loopback", name, s.Addr())
-	}
-	conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ta.Port)), 5*time.Second)
+	conn, err := srv.InProcessConn()
 	if err != nil {
 		return nil, fmt.Errorf("bridge: publisher %q: %w", name, err)
 	}
@@ -257,6 +260,9 @@ func (p *Publisher) writeLoop() {
 		broken := p.err != nil
 		p.mu.Unlock()
 		if len(out) > 0 && !broken {
+			// A server that reads nothing for writeTimeout is stuck: fail
+			// rather than hold Close forever.
+			_ = p.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if _, err := p.conn.Write(out); err != nil {
 				p.fail(err)
 			}
