@@ -365,3 +365,15 @@ func TestE2ESecretsMode(t *testing.T) {
 	request(t, admin, "$KQ.API.STAT", nil, &st)
 	require.Len(t, st.Consumers, 1)
 }
+
+// TestHealthSeesBrokerConnections: /healthz's source is healthy while the
+// broker's own connections serve, and says which one broke otherwise.
+func TestHealthSeesBrokerConnections(t *testing.T) {
+	d := startTestDaemon(t, nil)
+	src := adminSource{d}
+	require.NoError(t, src.Health())
+	require.NoError(t, d.out.Close())
+	err := src.Health()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "outbound")
+}

@@ -106,7 +106,7 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 	}
 	if cfg.AdminPort > 0 {
 		addr := net.JoinHostPort(host, strconv.Itoa(cfg.AdminPort))
-		if d.admin, err = admin.New(admin.Config{Addr: addr, Logger: log}, adminSource{d.broker}); err != nil {
+		if d.admin, err = admin.New(admin.Config{Addr: addr, Logger: log}, adminSource{d}); err != nil {
 			return nil, err
 		}
 	}
@@ -139,10 +139,22 @@ func (d *daemon) bindings() (semantics.BindingKeeper, map[string][]registry.Bind
 }
 
 // adminSource lets the admin endpoints read the broker.
-type adminSource struct{ b *semantics.Broker }
+type adminSource struct{ d *daemon }
 
-func (a adminSource) Stat(ctx context.Context) (any, error) { return a.b.Stat(ctx) }
-func (a adminSource) Bindings() any                         { return a.b.Bindings() }
+func (a adminSource) Stat(ctx context.Context) (any, error) { return a.d.broker.Stat(ctx) }
+func (a adminSource) Bindings() any                         { return a.d.broker.Bindings() }
+
+// Health reports the broker's own NATS connections: without them it takes
+// no publish and sends nothing.
+func (a adminSource) Health() error {
+	if err := a.d.out.Err(); err != nil {
+		return fmt.Errorf("broker's outbound connection: %w", err)
+	}
+	if st := a.d.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("broker's inbound connection: %s", st)
+	}
+	return nil
+}
 
 // run serves until ctx ends, then shuts down in order (ARCHITECTURE.md
 // A.3): withdraw the registry advertisement, stop the KiteQ listener and

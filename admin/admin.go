@@ -17,6 +17,9 @@ type Source interface {
 	Stat(ctx context.Context) (any, error)
 	// Bindings returns every group's bindings.
 	Bindings() any
+	// Health returns nil while the broker can serve, else why it cannot
+	// (a broken connection of its own to the NATS server, say).
+	Health() error
 }
 
 // Config configures the admin server.
@@ -44,7 +47,13 @@ func New(cfg Config, src Source) (*Server, error) {
 		return nil, fmt.Errorf("admin: listen %s: %w", cfg.Addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := src.Health(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	mux.HandleFunc("GET /stat", func(w http.ResponseWriter, r *http.Request) {
 		st, err := src.Stat(r.Context())
 		if err != nil {

@@ -15,12 +15,13 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-type fakeSource struct{ err error }
+type fakeSource struct{ err, sick error }
 
 func (f fakeSource) Stat(context.Context) (any, error) {
 	return map[string]int{"published": 3}, f.err
 }
-func (fakeSource) Bindings() any { return map[string][]string{"s-trade": {"trade/pay"}} }
+func (fakeSource) Bindings() any   { return map[string][]string{"s-trade": {"trade/pay"}} }
+func (f fakeSource) Health() error { return f.sick }
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -37,9 +38,12 @@ func TestAdminEndpoints(t *testing.T) {
 		src        fakeSource
 		statCode   int
 		statSubstr string
+		healthCode int
+		healthBody string
 	}{
-		{fakeSource{}, 200, `"published": 3`},
-		{fakeSource{err: errors.New("store down")}, 503, "store down"},
+		{fakeSource{}, 200, `"published": 3`, 200, "ok\n"},
+		{fakeSource{err: errors.New("store down")}, 503, "store down", 200, "ok\n"},
+		{fakeSource{sick: errors.New("publisher: connection lost")}, 200, `"published": 3`, 503, "publisher: connection lost\n"},
 	} {
 		s, err := admin.New(admin.Config{Addr: "127.0.0.1:0"}, tt.src)
 		require.NoError(t, err)
@@ -48,8 +52,8 @@ func TestAdminEndpoints(t *testing.T) {
 		go func() { done <- s.Run(ctx) }()
 		base := "http://" + s.Addr().String()
 		code, body := get(t, base+"/healthz")
-		require.Equal(t, 200, code)
-		require.Equal(t, "ok\n", body)
+		require.Equal(t, tt.healthCode, code)
+		require.Equal(t, tt.healthBody, body)
 		code, body = get(t, base+"/stat")
 		require.Equal(t, tt.statCode, code)
 		require.Contains(t, body, tt.statSubstr)

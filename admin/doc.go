@@ -1,5 +1,6 @@
 // Package admin serves the broker's admin HTTP endpoints on KiteQ's -pport:
-// /healthz, /stat (the $KQ.API.STAT counters as JSON) and /binds (every
+// /healthz (200 "ok", or 503 with the reason when the broker cannot serve:
+// one of its own NATS connections broke), /stat (the $KQ.API.STAT counters as JSON) and /binds (every
 // group's bindings). It imports nothing of this module: it reads state
 // through the small Source interface that main satisfies.
 //

@@ -21,8 +21,9 @@ import (
 //
 // Publish never blocks on the network: past MaxPending buffered bytes it
 // fails with ErrSlow. Any connection error is sticky: every later Publish
-// returns it (the daemon's health check sees it; the broker's connection
-// does not come back by itself, since the server is in this process).
+// returns it, and so does Err (the daemon's /healthz reports it; the
+// connection does not come back by itself, since the server is in this
+// process).
 type Publisher struct {
 	conn       net.Conn
 	maxPending int
@@ -190,10 +191,14 @@ func (p *Publisher) Flush(timeout time.Duration) error {
 	}
 }
 
-// Err returns the error that broke the connection, if any.
+// Err returns the error that broke the connection, or ErrClosed after
+// Close; nil while it serves.
 func (p *Publisher) Err() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.err == nil && p.closed {
+		return ErrClosed
+	}
 	return p.err
 }
 

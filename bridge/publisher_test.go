@@ -81,6 +81,7 @@ func TestPublisherAnswersPings(t *testing.T) {
 	require.NoError(t, p.Err())
 	require.NoError(t, p.Flush(5*time.Second))
 	require.NoError(t, p.Close())
+	require.ErrorIs(t, p.Err(), ErrClosed)
 	require.NoError(t, p.Close(), "idempotent")
 	require.ErrorIs(t, p.Publish("x", "", nil, nil), ErrClosed)
 }
