@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,9 +49,30 @@ type benchResult struct {
 	Size       int
 	AckLat     []time.Duration // publish → store ack
 	DeliverLat []time.Duration // publish → delivery
+	// CPU is the process's CPU time (user + system, every thread: broker,
+	// server, RocksDB and the benchmark's own clients) during the run.
+	CPU time.Duration
 }
 
 func (r benchResult) rate() float64 { return float64(r.Msgs) / r.Elapsed.Seconds() }
+
+// cpuPerMsg is the CPU time the whole process spent per delivered message:
+// steadier than msgs/s on a machine whose load changes between runs.
+func (r benchResult) cpuPerMsg() time.Duration {
+	if r.Msgs == 0 {
+		return 0
+	}
+	return r.CPU / time.Duration(r.Msgs)
+}
+
+// processCPU returns the user plus system CPU time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 func bench(args []string) error {
 	fs := flag.NewFlagSet("kitenats bench", flag.ContinueOnError)
@@ -269,6 +291,7 @@ func (w *benchWatch) drive(publish func(n int, stopAt time.Time) error, atMostOn
 	errs := make(chan error, w.c.Pubs)
 	var stopAt time.Time
 	w.start = time.Now()
+	cpu0 := processCPU()
 	if w.c.Duration > 0 {
 		stopAt = w.start.Add(w.c.Duration)
 	}
@@ -314,7 +337,7 @@ func (w *benchWatch) drive(publish func(n int, stopAt time.Time) error, atMostOn
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return benchResult{Name: w.name, Msgs: int(w.received.Load()), Elapsed: elapsed, Size: w.c.Size,
+	return benchResult{Name: w.name, Msgs: int(w.received.Load()), Elapsed: elapsed, Size: w.c.Size, CPU: processCPU() - cpu0,
 		AckLat: w.ackLat, DeliverLat: w.dlvLat}, nil
 }
 
@@ -428,17 +451,29 @@ func fmtLat(ds []time.Duration, p float64) string {
 	return percentile(ds, p).Round(time.Microsecond).String()
 }
 
-// printResults writes the results table, then each row's ratio to the
-// first (the broker under test).
+// printResults writes the results table, then each row's ratios to the
+// first (the broker under test): of msgs/s, and of CPU per message.
 func printResults(out io.Writer, rs []benchResult) {
-	fmt.Fprintf(out, "\n%-28s %10s %12s %9s %12s %12s %12s %12s\n", "target", "msgs", "msgs/s", "MB/s", "ack p50", "ack p99", "deliver p50", "deliver p99")
+	fmt.Fprintf(out, "\n%-28s %10s %12s %9s %12s %12s %12s %12s %10s\n", "target", "msgs", "msgs/s", "MB/s", "ack p50", "ack p99", "deliver p50", "deliver p99", "CPU/msg")
 	for _, r := range rs {
-		fmt.Fprintf(out, "%-28s %10d %12.0f %9.1f %12s %12s %12s %12s\n", r.Name, r.Msgs, r.rate(),
-			r.rate()*float64(r.Size)/1e6, fmtLat(r.AckLat, .5), fmtLat(r.AckLat, .99), fmtLat(r.DeliverLat, .5), fmtLat(r.DeliverLat, .99))
+		fmt.Fprintf(out, "%-28s %10d %12.0f %9.1f %12s %12s %12s %12s %10s\n", r.Name, r.Msgs, r.rate(),
+			r.rate()*float64(r.Size)/1e6, fmtLat(r.AckLat, .5), fmtLat(r.AckLat, .99), fmtLat(r.DeliverLat, .5), fmtLat(r.DeliverLat, .99),
+			fmtCPU(r.cpuPerMsg()))
 	}
 	for _, r := range rs[1:] {
-		fmt.Fprintf(out, "ratio %s / %s: %.3f\n", rs[0].Name, r.Name, rs[0].rate()/r.rate())
+		fmt.Fprintf(out, "ratio %s / %s: %.3f", rs[0].Name, r.Name, rs[0].rate()/r.rate())
+		if c0, c := rs[0].cpuPerMsg(), r.cpuPerMsg(); c0 > 0 && c > 0 {
+			fmt.Fprintf(out, " (CPU per message: %.2f×)", float64(c0)/float64(c))
+		}
+		fmt.Fprintln(out)
 	}
+}
+
+func fmtCPU(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
 }
 
 // benchJetStream runs the workload against an embedded JetStream server: a
