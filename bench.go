@@ -36,7 +36,8 @@ type benchConfig struct {
 	Pending   int // publishes awaiting their ack, per publisher
 	DB        string
 	Compare   bool
-	Backlog   int // messages stored for an offline group before the run
+	Backlog   int  // messages stored for an offline group before the run
+	MsgIDs    bool // every publish carries a unique Nats-Msg-Id (deduplicated)
 	Timeout   time.Duration
 	Out       io.Writer // progress
 }
@@ -87,6 +88,7 @@ func bench(args []string) error {
 	fs.StringVar(&c.DB, "db", "memory://", "store of the broker under test (memory://, rocksdb://DIR?durability=async|sync)")
 	fs.BoolVar(&c.Compare, "compare", false, "also run the workload, in this run, against an embedded JetStream file-store stream (durable consumer, explicit acks) and raw core NATS pub/sub, and print ratios")
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "give up on a run after this long")
+	fs.BoolVar(&c.MsgIDs, "msgid", false, "give every publish a unique Nats-Msg-Id, so that each target deduplicates it (kitenats then delivers once the save is durable)")
 	fs.IntVar(&c.Backlog, "backlog", 0, "first store this many messages for a group with no consumer, then run the workload beside that backlog")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	protocol := fs.String("protocol", "nats", "clients' protocol: nats, or kiteq (the KiteQ TCP adapter with kiteq-client-go's benchmark workload: 2 KiB, synchronous publishes)")
@@ -114,8 +116,12 @@ func bench(args []string) error {
 	default:
 		return fmt.Errorf("bench: -protocol %q: want nats or kiteq", *protocol)
 	}
-	fmt.Fprintf(c.Out, "workload: %s, %d B, %d publisher(s) with %d in flight, %d group(s) x %d consumer(s), explicit acks, store %s\n",
-		c.amount(), c.Size, c.Pubs, c.Pending, c.Groups, c.Consumers, c.DB)
+	ids := ""
+	if c.MsgIDs {
+		ids = ", a Nats-Msg-Id each"
+	}
+	fmt.Fprintf(c.Out, "workload: %s, %d B%s, %d publisher(s) with %d in flight, %d group(s) x %d consumer(s), explicit acks, store %s\n",
+		c.amount(), c.Size, ids, c.Pubs, c.Pending, c.Groups, c.Consumers, c.DB)
 	return runTargets(c, benchBroker)
 }
 
@@ -378,6 +384,7 @@ func (w *benchWatch) publisher(url, subject string, n int, stopAt time.Time, wit
 		}
 	}
 	body := make([]byte, w.c.Size)
+	idPrefix := nats.NewInbox() + "-" // unique per publisher and run
 	for i := 0; stopAt.IsZero() && i < n || !stopAt.IsZero() && time.Now().Before(stopAt); i++ {
 		now := time.Now()
 		binary.BigEndian.PutUint64(body, uint64(now.UnixNano()))
@@ -386,7 +393,11 @@ func (w *benchWatch) publisher(url, subject string, n int, stopAt time.Time, wit
 			reply := inbox + "." + strconv.Itoa(i)
 			starts.Store(reply, now)
 			inflight.Add(1)
-			if err := nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply, Data: body}); err != nil {
+			msg := &nats.Msg{Subject: subject, Reply: reply, Data: body}
+			if w.c.MsgIDs {
+				msg.Header = nats.Header{"Nats-Msg-Id": []string{idPrefix + strconv.Itoa(i)}}
+			}
+			if err := nc.PublishMsg(msg); err != nil {
 				return err
 			}
 		} else if err := nc.Publish(subject, body); err != nil {

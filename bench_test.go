@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"testing"
 	"time"
 
@@ -32,4 +33,19 @@ func TestProcessCPUAdvances(t *testing.T) {
 		_ = x * x
 	}
 	require.Greater(t, processCPU(), before, "CPU time grows while the process computes")
+}
+
+// TestBenchBrokerMsgIDs runs the NATS workload against the broker, with
+// and without a Nats-Msg-Id on every publish: every publish is acked and
+// every message delivered once to each group.
+func TestBenchBrokerMsgIDs(t *testing.T) {
+	for _, ids := range []bool{false, true} {
+		c := benchConfig{Msgs: 300, Size: 64, Pubs: 1, Consumers: 2, Groups: 2, Pending: 32,
+			DB: "memory://", MsgIDs: ids, Timeout: time.Minute, Out: io.Discard}
+		r, err := benchBroker(c)
+		require.NoError(t, err, "msgid %v", ids)
+		require.Equal(t, c.Msgs*c.Groups, r.Msgs, "msgid %v: every group got every message", ids)
+		require.Len(t, r.AckLat, c.Msgs, "msgid %v: one store ack per publish", ids)
+		require.Positive(t, r.CPU)
+	}
 }

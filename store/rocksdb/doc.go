@@ -38,9 +38,10 @@
 //
 // Due(group, now, limit) seeks to "d group" and scans while tk <= now,
 // reading one record per key: O(returned). DueChecks does the same on "c".
-// A save reads "m" and the "w" buckets its window spans (point reads,
-// behind bloom filters in the memtable and the tables); a save of an id
-// the broker made (store.Message.NewID) reads nothing. Dead letters of (topic, group) are one range,
+// A save reads "m" and those of the "w" buckets its window spans that an
+// in-memory Bloom filter per bucket says may hold its id (filter.go: almost
+// never); a save of an id the broker made (store.Message.NewID) reads
+// nothing. Dead letters of (topic, group) are one range,
 // oldest first by a store-wide sequence; OpReplay finds a letter through
 // "r" with a point read. A Write buffers its keys and adds them to the
 // WriteBatch sorted by key (batch.go), so that its memtable inserts land
@@ -87,7 +88,9 @@
 // a time below which the group's due index holds no key, so that Due seeks
 // past the tombstones acked messages leave until compaction (see
 // dueHints). Also kept: the last dead letter sequence (from the scan) and
-// the last dedup bucket dropped, and the record cache (at most 65,536
+// the last dedup bucket dropped, a Bloom filter per dedup bucket in force
+// (about 1.25 bytes per entry, rebuilt by Open with a scan of the "w"
+// range), and the record cache (at most 65,536
 // records and 32 MiB, guarded by writeMu, filled only after a successful
 // Write, so a cached record is always the stored one). The rest is bounded
 // by the number of (topic, group) pairs, except the hints (one per group
@@ -105,7 +108,8 @@
 //     entry written under a longer window (since shortened) that expires
 //     past them is not found. It never causes a false duplicate: a save
 //     compares the entry's expiry with the batch time.
-//   - Open costs one scan of the stored messages and dead letters.
+//   - Open costs one scan of the stored messages, dead letters and dedup
+//     entries.
 //   - Times in index keys are clamped to 1678–2262, so a NextAttempt past
 //     2262 sorts as 2262; records keep the exact time.
 //

@@ -47,6 +47,7 @@ type Store struct {
 	deadSeq  uint64
 	swept    uint64
 	deferred *deferredIndex // due keys not written yet; see deferredIndex
+	filters  dedupFilters   // which dedup buckets may hold an id; guarded by writeMu
 	recs     recordCache    // records the last Writes put; see recordCache
 
 	counters counters // in-memory statistics; own lock
@@ -73,6 +74,7 @@ func Open(cfg Config) (*Store, error) {
 		log:      cfg.Logger.With("store", "rocksdb://"+cfg.Dir),
 		recs:     newRecordCache(cacheEntries, cacheBytes),
 		deferred: newDeferredIndex(),
+		filters:  newDedupFilters(),
 		counters: newCounters(),
 		hints:    newDueHints(),
 		stop:     make(chan struct{}),
@@ -144,7 +146,10 @@ func (s *Store) load() error {
 	case string(v) != strconv.Itoa(formatVersion):
 		return fmt.Errorf("rocksdb: open %s: format version %q, want %d (or 1, migrated)", s.cfg.Dir, v, formatVersion)
 	}
-	return s.rebuild()
+	if err := s.rebuild(); err != nil {
+		return err
+	}
+	return s.loadDedupFilters()
 }
 
 // syncLoop syncs the WAL every SyncInterval while something was written

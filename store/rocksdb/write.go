@@ -52,7 +52,10 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, 
 // written. caller must hold s.writeMu
 func (s *Store) commit(t *tx) {
 	s.deadSeq = t.deadSeq
-	s.swept = max(s.swept, t.swept)
+	if t.swept > s.swept {
+		s.swept = t.swept
+		s.filters.drop(s.swept)
+	}
 	s.counters.merge(t.delta)
 	s.deferred.apply(t.deferAdds, t.deferDels)
 	s.hints.lower(t.duePuts)
@@ -145,6 +148,7 @@ func (t *tx) save(m *store.Message, window time.Duration) (store.SaveResult, err
 		}
 	}
 	t.put(dedupKey(untilK, m.Topic, m.ID), encodeDedup(untilK, m.Seq))
+	t.s.filters.add(bucketKey(untilK), m.Topic, m.ID)
 	if len(m.Groups) > 0 || m.Prepared {
 		c := *m
 		c.Groups = uniqueGroups(m.Groups)
@@ -173,6 +177,9 @@ func (t *tx) duplicate(m *store.Message, untilK uint64) (bool, uint64, error) {
 	first := bucketKey(t.nowK)
 	n := (bucketKey(untilK)-first)/dedupBucket + 2
 	for b := first; n > 0 && b >= first; b, n = b+dedupBucket, n-1 { // b < first: wrapped
+		if !t.s.filters.mayHave(b, m.Topic, m.ID) {
+			continue
+		}
 		dv, err := t.get(dedupKey(b, m.Topic, m.ID))
 		if err != nil {
 			return false, 0, fmt.Errorf("rocksdb: write: save %s/%s: %w", m.Topic, m.ID, err)
