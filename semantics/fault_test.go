@@ -42,16 +42,20 @@ func TestFaultFailedWriteNeverAcks(t *testing.T) {
 	require.Empty(t, h.deliveries(dlv), "a message with the publisher's id is delivered only once stored")
 	require.Zero(t, h.groupStat("trade", "s-trade").Inflight, "the reserved consumer slot is released")
 
-	// A message with a broker-made id is delivered while its save waits;
-	// when the save fails, the publisher gets the error and the delivery is
-	// forgotten: its ack changes nothing and nothing stays pending.
+	// A message with a broker-made id is delivered while its save waits
+	// (unless the write failed first: TestEarlyDeliveryJoinsSaveAndAck
+	// pins the order); when the save fails, the publisher gets the error
+	// and a delivery already sent is forgotten: its ack changes nothing and
+	// nothing stays pending.
 	reply = h.publish("kq.trade.pay", nil, "early")
 	require.Equal(t, 503, errCode(t, reply), "a failed write is an error reply, never a success ack: %s", reply)
 	early := h.deliveries(dlv)
-	require.Len(t, early, 1)
+	require.LessOrEqual(t, len(early), 1)
 	require.Zero(t, h.groupStat("trade", "s-trade").Inflight, "the early delivery is forgotten")
 	fs.fail.Store(false)
-	require.Equal(t, 409, errCode(t, h.ack(early[0], "+ACK")), "the forgotten delivery's id is unknown")
+	for _, d := range early {
+		require.Equal(t, 409, errCode(t, h.ack(d, "+ACK")), "the forgotten delivery's id is unknown")
+	}
 	require.Zero(t, h.groupStat("trade", "s-trade").Pending)
 
 	fs.fail.Store(false)
