@@ -74,10 +74,13 @@ func TestPublisherRefusesOneMessage(t *testing.T) {
 // server's ping intervals (it answers every PING), and the server never
 // reports it as a client (it is the internal user).
 func TestPublisherAnswersPings(t *testing.T) {
-	s := startServer(t, func(c *Config) { c.PingInterval, c.MaxPingsOut = 20*time.Millisecond, 1 })
+	// Pings every 50 ms, a client gone after 3 unanswered: 500 ms is
+	// several intervals, and a stall of 150 ms (a loaded CI machine) is
+	// not mistaken for a dead publisher.
+	s := startServer(t, func(c *Config) { c.PingInterval, c.MaxPingsOut = 50*time.Millisecond, 3 })
 	p, err := s.ConnectPublisher("test-out")
 	require.NoError(t, err)
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
 	require.NoError(t, p.Err())
 	require.NoError(t, p.Flush(5*time.Second))
 	require.NoError(t, p.Close())
