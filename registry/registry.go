@@ -35,3 +35,26 @@ type Event struct {
 	Bindings map[string][]Binding
 	Err      error
 }
+
+// SendLatest delivers ev on ch without blocking, as a Watch channel wants:
+// it takes back what the reader has not read yet, keeps an unread Err when
+// ev is a state (so that a lost session is never hidden), and puts that Err
+// and ev back. The caller must be ch's only sender and ch must hold at
+// least two events, so that once drained it has room for both.
+func SendLatest(ch chan Event, ev Event) {
+	var keep *Event
+	for drained := false; !drained; {
+		select {
+		case old := <-ch:
+			if old.Err != nil && ev.Err == nil {
+				keep = &old
+			}
+		default:
+			drained = true
+		}
+	}
+	if keep != nil {
+		ch <- *keep
+	}
+	ch <- ev
+}

@@ -175,7 +175,7 @@ func (f *Fake) LoseSession(err error) {
 	defer f.mu.Unlock()
 	f.lost = err
 	for w := range f.watches {
-		send(w.out, registry.Event{Topic: w.topic, Err: err})
+		registry.SendLatest(w.out, registry.Event{Topic: w.topic, Err: err})
 	}
 }
 
@@ -185,7 +185,7 @@ func (f *Fake) RestoreSession() {
 	defer f.mu.Unlock()
 	f.lost = nil
 	for w := range f.watches {
-		send(w.out, registry.Event{Topic: w.topic, Bindings: f.stateLocked(w.topic)})
+		registry.SendLatest(w.out, registry.Event{Topic: w.topic, Bindings: f.stateLocked(w.topic)})
 	}
 }
 
@@ -275,31 +275,9 @@ func (f *Fake) notifyLocked(topic string) {
 	}
 	for w := range f.watches {
 		if w.topic == topic {
-			send(w.out, registry.Event{Topic: topic, Bindings: f.stateLocked(topic)})
+			registry.SendLatest(w.out, registry.Event{Topic: topic, Bindings: f.stateLocked(topic)})
 		}
 	}
-}
-
-// send delivers ev without blocking: it takes back what the reader has
-// not read, keeps an unread Err when ev is a state, and puts that Err and
-// ev back. Callers hold f.mu, so they are the channel's only sender and
-// the drained channel has room for both.
-func send(ch chan registry.Event, ev registry.Event) {
-	var keep *registry.Event
-	for drained := false; !drained; {
-		select {
-		case old := <-ch:
-			if old.Err != nil && ev.Err == nil {
-				keep = &old
-			}
-		default:
-			drained = true
-		}
-	}
-	if keep != nil {
-		ch <- *keep
-	}
-	ch <- ev
 }
 
 // checkAddr is registry/zk's rule: host:port with a routable host.

@@ -248,31 +248,10 @@ func (w *watcher) data(group, path string) ([]byte, error) {
 	return data, nil
 }
 
-// send delivers ev without blocking (see WatchBuffer): it takes back what
-// the reader has not read, keeps an unread Err when ev is a state, and
-// puts that Err and ev back. The watcher is the only sender, so once
-// drained the channel has room for both.
+// send delivers ev without blocking (see WatchBuffer and
+// registry.SendLatest); the watcher is w.out's only sender.
 func (w *watcher) send(ev registry.Event) {
-	sendLatest(w.out, ev)
-}
-
-// sendLatest is send for any channel of capacity >= 2 with one sender.
-func sendLatest(ch chan registry.Event, ev registry.Event) {
-	var keep *registry.Event
-	for drained := false; !drained; {
-		select {
-		case old := <-ch:
-			if old.Err != nil && ev.Err == nil {
-				keep = &old
-			}
-		default:
-			drained = true
-		}
-	}
-	if keep != nil {
-		ch <- *keep
-	}
-	ch <- ev
+	registry.SendLatest(w.out, ev)
 }
 
 func sorted(s []string) []string {
