@@ -349,9 +349,7 @@ func (b *Broker) nextSeq() uint64 { return b.seq.Add(1) }
 func newMessageID() string {
 	var buf [16]byte
 	binary.BigEndian.PutUint64(buf[:8], uint64(time.Now().UnixNano()))
-	tokens.Lock()
-	_, _ = tokens.r.Read(buf[8:])
-	tokens.Unlock()
+	randomFill(buf[8:])
 	return hex.EncodeToString(buf[:])
 }
 
@@ -371,10 +369,15 @@ func seed32() (s [32]byte) {
 // randomToken returns n random bytes as lower-case hex.
 func randomToken(n int) string {
 	buf := make([]byte, n)
-	tokens.Lock()
-	_, _ = tokens.r.Read(buf)
-	tokens.Unlock()
+	randomFill(buf)
 	return hex.EncodeToString(buf)
+}
+
+// randomFill fills b from tokens.
+func randomFill(b []byte) {
+	tokens.Lock()
+	_, _ = tokens.r.Read(b)
+	tokens.Unlock()
 }
 
 func tokenOK(s string) bool {

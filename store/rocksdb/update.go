@@ -70,18 +70,21 @@ func (t *tx) insert(m *store.Message) {
 		// absent before the batch, and so are its index keys.
 		t.wb.markFresh(k)
 	}
+	deferred := false
 	if m.Prepared {
 		t.wb.Put(checkKey(timeKey(m.NextCheck), m.Topic, m.ID), nil)
 	} else {
 		for _, g := range m.Groups {
-			t.putDue(m, g)
+			deferred = t.putDue(m, g) || deferred
 		}
 	}
-	t.put(k, t.encode(m))
+	// An inserted message had no due keys: its deferred ones are those just put.
+	t.put(k, encodeRecord(m, deferred))
 	t.delta.addMessage(m, +1)
 }
 
-// encode encodes m's record, flagged when one of its due keys is deferred.
+// encode encodes the record of a stored m, flagged when one of its due
+// keys is deferred.
 func (t *tx) encode(m *store.Message) []byte {
 	return encodeRecord(m, t.anyDeferred(m))
 }
@@ -118,10 +121,10 @@ func (t *tx) remove(m *store.Message) {
 }
 
 // putDue adds the due key of (m, g): to the deferred index when the state
-// is not due yet and the index has room, else to the batch. Each due key in
-// the batch is put once and deleted once (groups are unique per message),
-// which is what SingleDelete needs.
-func (t *tx) putDue(m *store.Message, g store.GroupState) {
+// is not due yet and the index has room (it then reports true), else to
+// the batch. Each due key in the batch is put once and deleted once (groups
+// are unique per message), which is what SingleDelete needs.
+func (t *tx) putDue(m *store.Message, g store.GroupState) bool {
 	tk := timeKey(g.NextAttempt)
 	if tk > t.nowK && t.s.deferred.size()+len(t.deferAdds) < deferCap {
 		r := dueRef{group: g.Group, tk: tk, topic: m.Topic, id: m.ID}
@@ -129,7 +132,7 @@ func (t *tx) putDue(m *store.Message, g store.GroupState) {
 			t.deferAdds = make(map[string]dueRef)
 		}
 		t.deferAdds[r.key()] = r
-		return
+		return true
 	}
 	if t.wb.isFresh(msgKey(m.Topic, m.ID)) {
 		t.wb.PutFresh(dueKey(g.Group, tk, m.Topic, m.ID), nil)
@@ -139,6 +142,7 @@ func (t *tx) putDue(m *store.Message, g store.GroupState) {
 	if cur, ok := t.duePuts[g.Group]; !ok || tk < cur {
 		t.duePuts[g.Group] = tk
 	}
+	return false
 }
 
 // delDue removes the due key of (m, g), from wherever putDue put it.
