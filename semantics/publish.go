@@ -119,9 +119,10 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 		flights = b.plan(m, now)
 	}
 	// A message whose id the broker made cannot be a duplicate, so it is
-	// delivered at once, while its save waits for the writer: under load
-	// the consumers' acks then join the save in one group-committed write
-	// (a store drops a record saved and deleted in the same batch). The
+	// delivered at once, while its save waits for the writer; an ack that
+	// comes before the writer takes the save joins it in one
+	// group-committed write (a store drops a record saved and deleted in
+	// the same batch). The
 	// publisher's ack still waits for the save to be durable; should the
 	// save fail, the publisher gets the error and the deliveries already
 	// sent are forgotten (at least once: its retry delivers again).

@@ -48,8 +48,8 @@ type op struct {
 // none of its writes reach RocksDB, since the key ends as it began; if it
 // puts one several times, only the last put does. A message saved and
 // acked in the same group-committed batch (the broker delivers a message
-// with a broker-made id while its save waits for the writer, so under load
-// the ack often joins the save) then costs its dedup entry only.
+// with a broker-made id while its save waits for the writer, so its ack
+// can join the save) then costs its dedup entry only.
 type opBatch struct {
 	ops   []op
 	fresh map[string]struct{} // keys known absent before the batch
