@@ -157,14 +157,7 @@ func (s *Store) Due(ctx context.Context, group string, now time.Time, limit int)
 	if limit <= 0 {
 		return nil, nil
 	}
-	var parts []string
-	var args []any
-	for h := range shardSeed {
-		parts = append(parts, "("+s.dueSQL(h)+")")
-		args = append(args, bin(s.cfg.Broker), bin(group), toNS(now), limit)
-	}
-	q := strings.Join(parts, " UNION ALL ") + " ORDER BY at_ns, mid, tp LIMIT ?"
-	ms, err := s.dueMessages(ctx, q, append(args, limit))
+	ms, err := s.dueMessages(ctx, s.dueSQL, limit, bin(s.cfg.Broker), bin(group), toNS(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("mysql: due %s: %w", group, err)
 	}
@@ -183,14 +176,7 @@ func (s *Store) DueChecks(ctx context.Context, now time.Time, limit int) ([]*sto
 	if limit <= 0 {
 		return nil, nil
 	}
-	var parts []string
-	var args []any
-	for h := range shardSeed {
-		parts = append(parts, "("+s.checkSQL(h)+")")
-		args = append(args, bin(s.cfg.Broker), toNS(now), limit)
-	}
-	q := strings.Join(parts, " UNION ALL ") + " ORDER BY at_ns, mid, tp LIMIT ?"
-	ms, err := s.dueMessages(ctx, q, append(args, limit))
+	ms, err := s.dueMessages(ctx, s.checkSQL, limit, bin(s.cfg.Broker), toNS(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("mysql: due checks: %w", err)
 	}
@@ -214,10 +200,19 @@ func (s *Store) checkSQL(h int) string {
 		" WHERE `kite_server`=? AND `next_check_ns`<=? ORDER BY `next_check_ns`,`message_id`,`topic` LIMIT ?"
 }
 
-// dueMessages runs q, which returns (time, id, topic) rows in order, and
-// loads those messages. A message deleted in between is left out.
-func (s *Store) dueMessages(ctx context.Context, q string, args []any) ([]*store.Message, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+// dueMessages runs partSQL (which selects (time, id, topic) rows in order,
+// with partArgs) in every partition, takes the first limit rows of their
+// union in order, and loads those messages. A message deleted in between
+// is left out.
+func (s *Store) dueMessages(ctx context.Context, partSQL func(h int) string, limit int, partArgs ...any) ([]*store.Message, error) {
+	var parts []string
+	var args []any
+	for h := range shardSeed {
+		parts = append(parts, "("+partSQL(h)+")")
+		args = append(args, partArgs...)
+	}
+	q := strings.Join(parts, " UNION ALL ") + " ORDER BY at_ns, mid, tp LIMIT ?"
+	rows, err := s.db.QueryContext(ctx, q, append(args, limit)...)
 	if err != nil {
 		return nil, err
 	}

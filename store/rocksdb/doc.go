@@ -89,7 +89,7 @@
 // past the tombstones acked messages leave until compaction (see
 // dueHints). Also kept: the last dead letter sequence (from the scan) and
 // the last dedup bucket dropped, a Bloom filter per dedup bucket in force
-// (about 1.25 bytes per entry, rebuilt by Open with a scan of the "w"
+// (1.25 to 2.5 bytes per entry, rebuilt by Open with a scan of the "w"
 // range), and the record cache (at most 65,536
 // records and 32 MiB, guarded by writeMu, filled only after a successful
 // Write, so a cached record is always the stored one). The rest is bounded

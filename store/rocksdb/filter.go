@@ -15,8 +15,9 @@ import (
 // dropped only with the bucket itself. A false "maybe" costs the read it
 // would have cost anyway.
 //
-// Memory: about 1.25 bytes per entry (10 bits), for the entries of the
-// buckets in force (the publish rate times the dedup window).
+// Memory: 10 bits per entry a filter has room for, and each filter's last
+// block is up to half empty, so 1.25 to 2.5 bytes per entry of the buckets
+// in force (the publish rate times the dedup window).
 //
 // Used by Write (under writeMu) and by Open only.
 type dedupFilters struct {
