@@ -91,6 +91,7 @@ func bench(args []string) error {
 	fs.BoolVar(&c.MsgIDs, "msgid", false, "give every publish a unique Nats-Msg-Id, so that each target deduplicates it (kitenats then delivers once the save is durable)")
 	fs.IntVar(&c.Backlog, "backlog", 0, "first store this many messages for a group with no consumer, then run the workload beside that backlog")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile (allocations included) at the end of the run to this file")
 	protocol := fs.String("protocol", "nats", "clients' protocol: nats, or kiteq (the KiteQ TCP adapter with kiteq-client-go's benchmark workload: 2 KiB, synchronous publishes)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -105,6 +106,13 @@ func bench(args []string) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		defer func() {
+			if err := writeHeapProfile(*memProfile); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+			}
+		}()
 	}
 	if c.Size < 16 || c.Pubs < 1 || c.Consumers < 1 || c.Groups < 1 || c.Pending < 1 || (c.Msgs < 1 && c.Duration <= 0) {
 		return errors.New("bench: -size >= 16, and -pubs, -consumers, -groups, -pending and -msgs (or -duration) >= 1")
@@ -627,4 +635,18 @@ func rss() string {
 		}
 	}
 	return "unknown"
+}
+
+// writeHeapProfile writes the heap profile, with every allocation sampled
+// since the process started, to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }

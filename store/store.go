@@ -17,7 +17,8 @@ import (
 type Store interface {
 	// Write applies b atomically: all of it or none of it. When Write returns
 	// nil the batch is durable as the backend's durability mode promises. It
-	// returns one SaveResult per b.Saves entry, in order.
+	// returns one SaveResult per b.Saves entry, in order. Write must not
+	// keep b or its slices once it returns: the Batcher reuses them.
 	Write(ctx context.Context, b *Batch) ([]SaveResult, error)
 
 	// Get returns a copy of the stored message, or ErrNotFound.

@@ -55,6 +55,13 @@ type opBatch struct {
 	fresh map[string]struct{} // keys known absent before the batch
 }
 
+// reset empties b, keeping its capacity.
+func (b *opBatch) reset() {
+	clear(b.ops) // drop the keys and values for the GC
+	b.ops = b.ops[:0]
+	clear(b.fresh)
+}
+
 func (b *opBatch) add(kind opKind, k, v []byte) {
 	b.ops = append(b.ops, op{kind: kind, pos: int32(len(b.ops)), k: k, v: v})
 }

@@ -49,6 +49,7 @@ type Store struct {
 	deferred *deferredIndex // due keys not written yet; see deferredIndex
 	filters  dedupFilters   // which dedup buckets may hold an id; guarded by writeMu
 	recs     recordCache    // records the last Writes put; see recordCache
+	spare    *tx            // the last Write's tx, its maps reused by the next; guarded by writeMu
 
 	counters counters // in-memory statistics; own lock
 	hints    dueHints // where each group's due scan may start; own lock

@@ -128,9 +128,6 @@ func (t *tx) putDue(m *store.Message, g store.GroupState) bool {
 	tk := timeKey(g.NextAttempt)
 	if tk > t.nowK && t.s.deferred.size()+len(t.deferAdds) < deferCap {
 		r := dueRef{group: g.Group, tk: tk, topic: m.Topic, id: m.ID}
-		if t.deferAdds == nil {
-			t.deferAdds = make(map[string]dueRef)
-		}
 		t.deferAdds[r.key()] = r
 		return true
 	}
@@ -156,9 +153,6 @@ func (t *tx) delDue(m *store.Message, g store.GroupState) {
 		return
 	}
 	if _, gone := t.deferDels[k]; !gone && t.s.deferred.has(g.Group, k) {
-		if t.deferDels == nil {
-			t.deferDels = make(map[string]dueRef)
-		}
 		t.deferDels[k] = r
 		return
 	}
