@@ -35,32 +35,33 @@ type deferredIndex struct {
 const deferCap = 1 << 16
 
 type deferredGroup struct {
-	keys map[string]dueRef // due key → its parts
-	min  uint64            // no key has a time key below it (may be low)
+	keys map[dueRef]struct{}
+	min  uint64 // no key has a time key below it (may be low)
 }
 
-// dueRef is one due key, split.
+// dueRef is one due key, split: the index's map key, so that a lookup
+// builds no key bytes (dueKey encodes it when it is written).
 type dueRef struct {
 	group     string
 	tk        uint64
 	topic, id string
 }
 
-func (r dueRef) key() string { return string(dueKey(r.group, r.tk, r.topic, r.id)) }
+func (r dueRef) key() []byte { return dueKey(r.group, r.tk, r.topic, r.id) }
 
 func newDeferredIndex() *deferredIndex {
 	return &deferredIndex{groups: make(map[string]*deferredGroup)}
 }
 
-// has reports whether due key k is deferred.
-func (d *deferredIndex) has(group, k string) bool {
+// has reports whether due key r is deferred.
+func (d *deferredIndex) has(r dueRef) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	g := d.groups[group]
+	g := d.groups[r.group]
 	if g == nil {
 		return false
 	}
-	_, ok := g.keys[k]
+	_, ok := g.keys[r]
 	return ok
 }
 
@@ -73,16 +74,16 @@ func (d *deferredIndex) size() int {
 
 // apply adds and removes keys, once the batch that deferred (or dropped)
 // them is written.
-func (d *deferredIndex) apply(adds map[string]dueRef, dels map[string]dueRef) {
+func (d *deferredIndex) apply(adds, dels map[dueRef]struct{}) {
 	if len(adds) == 0 && len(dels) == 0 {
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for k, r := range dels {
+	for r := range dels {
 		if g := d.groups[r.group]; g != nil {
-			if _, ok := g.keys[k]; ok {
-				delete(g.keys, k)
+			if _, ok := g.keys[r]; ok {
+				delete(g.keys, r)
 				d.n--
 			}
 			if len(g.keys) == 0 {
@@ -90,16 +91,16 @@ func (d *deferredIndex) apply(adds map[string]dueRef, dels map[string]dueRef) {
 			}
 		}
 	}
-	for k, r := range adds {
+	for r := range adds {
 		g := d.groups[r.group]
 		if g == nil {
-			g = &deferredGroup{keys: make(map[string]dueRef), min: r.tk}
+			g = &deferredGroup{keys: make(map[dueRef]struct{}), min: r.tk}
 			d.groups[r.group] = g
 		}
-		if _, ok := g.keys[k]; !ok {
+		if _, ok := g.keys[r]; !ok {
 			d.n++
 		}
-		g.keys[k] = r
+		g.keys[r] = struct{}{}
 		g.min = min(g.min, r.tk)
 	}
 }
@@ -117,7 +118,7 @@ func (d *deferredIndex) due(group string, nowK uint64, limit int) []dueRef {
 	}
 	var out []dueRef
 	low := ^uint64(0)
-	for _, r := range g.keys {
+	for r := range g.keys {
 		low = min(low, r.tk)
 		if r.tk <= nowK {
 			out = append(out, r)

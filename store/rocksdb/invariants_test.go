@@ -94,10 +94,11 @@ func checkInvariants(t testing.TB, s *Store) {
 	// a record with a deferred key is flagged.
 	due := maps.Clone(st.due)
 	s.deferred.mu.Lock()
-	for _, g := range s.deferred.groups {
-		for k, r := range g.keys {
+	for name, g := range s.deferred.groups {
+		for r := range g.keys {
+			k := string(r.key())
+			require.Equal(t, name, r.group, "deferred key %q filed under its group", k)
 			require.False(t, st.due[k], "due key %q both written and deferred", k)
-			require.Equal(t, string(dueKey(r.group, r.tk, r.topic, r.id)), k)
 			require.True(t, st.flagged[string(msgKey(r.topic, r.id))], "record of deferred key %q flagged", k)
 			require.GreaterOrEqual(t, r.tk, g.min, "group min is a lower bound")
 			due[k] = true
@@ -151,8 +152,8 @@ func logicalState(t testing.TB, s *Store) dbState {
 	s.deferred.mu.Lock()
 	defer s.deferred.mu.Unlock()
 	for _, g := range s.deferred.groups {
-		for k := range g.keys {
-			st.due[k] = true
+		for r := range g.keys {
+			st.due[string(r.key())] = true
 		}
 	}
 	for k := range st.flagged {

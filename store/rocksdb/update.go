@@ -96,11 +96,11 @@ func (t *tx) anyDeferred(m *store.Message) bool {
 		return false
 	}
 	for _, g := range m.Groups {
-		k := string(dueKey(g.Group, timeKey(g.NextAttempt), m.Topic, m.ID))
-		if _, ok := t.deferAdds[k]; ok {
+		r := dueRef{group: g.Group, tk: timeKey(g.NextAttempt), topic: m.Topic, id: m.ID}
+		if _, ok := t.deferAdds[r]; ok {
 			return true
 		}
-		if _, gone := t.deferDels[k]; !gone && t.s.deferred.has(g.Group, k) {
+		if _, gone := t.deferDels[r]; !gone && t.s.deferred.has(r) {
 			return true
 		}
 	}
@@ -128,7 +128,7 @@ func (t *tx) putDue(m *store.Message, g store.GroupState) bool {
 	tk := timeKey(g.NextAttempt)
 	if tk > t.nowK && t.s.deferred.size()+len(t.deferAdds) < deferCap {
 		r := dueRef{group: g.Group, tk: tk, topic: m.Topic, id: m.ID}
-		t.deferAdds[r.key()] = r
+		t.deferAdds[r] = struct{}{}
 		return true
 	}
 	if t.wb.isFresh(msgKey(m.Topic, m.ID)) {
@@ -145,18 +145,17 @@ func (t *tx) putDue(m *store.Message, g store.GroupState) bool {
 // delDue removes the due key of (m, g), from wherever putDue put it.
 func (t *tx) delDue(m *store.Message, g store.GroupState) {
 	r := dueRef{group: g.Group, tk: timeKey(g.NextAttempt), topic: m.Topic, id: m.ID}
-	k := r.key()
-	if _, ok := t.deferAdds[k]; ok {
+	if _, ok := t.deferAdds[r]; ok {
 		// Deferred by this batch, never written. (Had it been deferred
 		// before, the batch deleted that first: it is in deferDels.)
-		delete(t.deferAdds, k)
+		delete(t.deferAdds, r)
 		return
 	}
-	if _, gone := t.deferDels[k]; !gone && t.s.deferred.has(g.Group, k) {
-		t.deferDels[k] = r
+	if _, gone := t.deferDels[r]; !gone && t.s.deferred.has(r) {
+		t.deferDels[r] = struct{}{}
 		return
 	}
-	t.wb.SingleDelete([]byte(k))
+	t.wb.SingleDelete(r.key())
 }
 
 func groupIndex(m *store.Message, group string) int {

@@ -83,8 +83,8 @@ type tx struct {
 	duePuts   map[string]uint64 // group → lowest due time key put
 	deadSeq   uint64            // last dead letter sequence used
 	swept     uint64            // new s.swept, if the sweep moved
-	deferAdds map[string]dueRef // due keys this batch deferred
-	deferDels map[string]dueRef // deferred due keys this batch dropped
+	deferAdds map[dueRef]struct{} // due keys this batch deferred
+	deferDels map[dueRef]struct{} // deferred due keys this batch dropped
 }
 
 // newTx starts a tx, reusing the maps and buffers of the last one (their
@@ -97,8 +97,8 @@ func (s *Store) newTx(now time.Time) *tx {
 			over:      make(map[string][]byte),
 			delta:     newCounts(),
 			duePuts:   make(map[string]uint64),
-			deferAdds: make(map[string]dueRef),
-			deferDels: make(map[string]dueRef),
+			deferAdds: make(map[dueRef]struct{}),
+			deferDels: make(map[dueRef]struct{}),
 		}
 		s.spare = t
 	} else {
