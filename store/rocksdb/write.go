@@ -80,9 +80,9 @@ type tx struct {
 	over map[string][]byte
 
 	delta     counts
-	duePuts   map[string]uint64 // group → lowest due time key put
-	deadSeq   uint64            // last dead letter sequence used
-	swept     uint64            // new s.swept, if the sweep moved
+	duePuts   map[string]uint64   // group → lowest due time key put
+	deadSeq   uint64              // last dead letter sequence used
+	swept     uint64              // new s.swept, if the sweep moved
 	deferAdds map[dueRef]struct{} // due keys this batch deferred
 	deferDels map[dueRef]struct{} // deferred due keys this batch dropped
 }
