@@ -109,7 +109,11 @@ func TestE2ETxCheckBackOverNATS(t *testing.T) {
 }
 
 func TestE2ETxKiteQProducer(t *testing.T) {
-	k := startKiteQ(t, fastTx)
+	// The first check-back comes well after the 200 ms this test waits
+	// before its spontaneous commit, so that the commit always wins.
+	k := startKiteQ(t, func(c *Config) {
+		c.Tx = TxConfig{FirstCheck: time.Second, Interval: 200 * time.Millisecond, MaxChecks: 3}
+	})
 	k.bind(t, "s-trade", "trade", "pay")
 	_, ch := consume(t, k.url, "s-trade", "", "")
 	p := kiteqClient(t, k.kiteq, "p-trade", 0)
