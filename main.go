@@ -22,24 +22,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 )
-
-// defaultGCPercent is the GC's heap growth target of the daemon (and of
-// bench, which runs one) when GOGC is not set. The broker's live heap is
-// small (RocksDB's memtables and block cache are C memory) while it
-// allocates for every message it moves, so Go's default of 100 runs a
-// collection every few thousand messages. 200 measured 5–8 % more
-// messages per second (BENCHMARKS.md), for ~60 MB more RSS beside a
-// backlog of a million messages.
-const defaultGCPercent = 200
-
-func setGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
-	}
-}
 
 func main() {
 	args := os.Args[1:]
@@ -50,10 +34,8 @@ func main() {
 	var err error
 	switch cmd {
 	case "serve":
-		setGC()
 		err = serve(args)
 	case "bench":
-		setGC()
 		err = bench(args)
 	case "stat":
 		err = statCmd(args)
