@@ -3,31 +3,41 @@ package store_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/kitenats/kitenats/store"
 )
 
-// recordingStore records the batches it is given and blocks each write until
-// released, so tests can see group commit happen.
+// recordingStore records (copies of) the batches it is given and blocks each
+// write until released, so tests can see group commit happen.
 type recordingStore struct {
 	store.Store
 	mu      sync.Mutex
 	batches []*store.Batch
+	entered chan struct{} // capacity 1: a Write has started
 	gate    chan struct{}
 	fail    error
 }
 
 func (s *recordingStore) Write(_ context.Context, b *store.Batch) ([]store.SaveResult, error) {
+	if s.entered != nil {
+		select {
+		case s.entered <- struct{}{}:
+		default:
+		}
+	}
 	if s.gate != nil {
 		<-s.gate
 	}
+	// The Batcher reuses b and its slices once Write returns: keep a copy.
+	c := *b
+	c.Saves, c.Updates = slices.Clone(b.Saves), slices.Clone(b.Updates)
 	s.mu.Lock()
-	s.batches = append(s.batches, b)
+	s.batches = append(s.batches, &c)
 	s.mu.Unlock()
 	if s.fail != nil {
 		return nil, s.fail
@@ -40,7 +50,7 @@ func (s *recordingStore) Write(_ context.Context, b *store.Batch) ([]store.SaveR
 }
 
 func TestBatcherGroupsConcurrentWrites(t *testing.T) {
-	rs := &recordingStore{gate: make(chan struct{})}
+	rs := &recordingStore{entered: make(chan struct{}, 1), gate: make(chan struct{})}
 	b := store.NewBatcher(rs, store.BatcherConfig{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -51,7 +61,7 @@ func TestBatcherGroupsConcurrentWrites(t *testing.T) {
 	// The first save starts a write that blocks on the gate; the next 100
 	// queue up behind it and must share the second write.
 	require.NoError(t, b.Save(&store.Message{Seq: 1}, func(store.SaveResult, error) { wg.Done() }))
-	require.Eventually(t, func() bool { return b.Pending() == 0 }, time.Second, time.Millisecond)
+	<-rs.entered // the first write has its batch: the rest queue behind it
 	for i := 0; i < 100; i++ {
 		seq := uint64(i + 2)
 		require.NoError(t, b.Save(&store.Message{Seq: seq}, func(r store.SaveResult, err error) {
@@ -66,6 +76,7 @@ func TestBatcherGroupsConcurrentWrites(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 	require.Len(t, rs.batches, 2)
+	require.Len(t, rs.batches[0].Saves, 1)
 	require.Len(t, rs.batches[1].Saves, 100)
 }
 
