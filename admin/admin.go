@@ -20,6 +20,8 @@ type Source interface {
 	// Health returns nil while the broker can serve, else why it cannot
 	// (a broken connection of its own to the NATS server, say).
 	Health() error
+	// Metrics returns the broker's counters and gauges for /metrics.
+	Metrics(ctx context.Context) ([]Metric, error)
 }
 
 // Config configures the admin server.
@@ -63,6 +65,17 @@ func New(cfg Config, src Source) (*Server, error) {
 		writeJSON(w, st)
 	})
 	mux.HandleFunc("GET /binds", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, src.Bindings()) })
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := src.Metrics(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", contentType)
+		if err := writeMetrics(w, ms); err != nil {
+			log.Debug("admin: writing /metrics", "err", err)
+		}
+	})
 	return &Server{ln: ln, log: log, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
 }
 

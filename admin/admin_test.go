@@ -22,6 +22,20 @@ func (f fakeSource) Stat(context.Context) (any, error) {
 }
 func (fakeSource) Bindings() any   { return map[string][]string{"s-trade": {"trade/pay"}} }
 func (f fakeSource) Health() error { return f.sick }
+func (f fakeSource) Metrics(context.Context) ([]admin.Metric, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return []admin.Metric{
+		{Name: "kitenats_published_total", Help: "Publishes.\nAll of them, C:\\ too.", Counter: true,
+			Samples: []admin.Sample{{Value: 3}}},
+		{Name: "kitenats_group_pending", Help: "Pending.", Samples: []admin.Sample{
+			{Labels: []admin.Label{{Name: "topic", Value: "trade"}, {Name: "group", Value: "s-trade"}}, Value: 1e15},
+			{Labels: []admin.Label{{Name: "topic", Value: "a\"b\\c\nd"}, {Name: "group", Value: "g"}}, Value: 0.25},
+		}},
+		{Name: "kitenats_empty", Help: "No samples."},
+	}, nil
+}
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -60,7 +74,41 @@ func TestAdminEndpoints(t *testing.T) {
 		code, body = get(t, base+"/binds")
 		require.Equal(t, 200, code)
 		require.Contains(t, body, "trade/pay")
+		code, body = get(t, base+"/metrics")
+		require.Equal(t, tt.statCode, code, "/metrics fails as /stat does")
+		if code == 200 {
+			require.Equal(t, wantMetrics, body)
+		}
 		cancel()
 		require.NoError(t, <-done)
 	}
+}
+
+// wantMetrics is fakeSource's metrics in Prometheus's text format: HELP
+// escapes backslash and newline, label values also the double quote;
+// integers print without an exponent.
+const wantMetrics = `# HELP kitenats_published_total Publishes.\nAll of them, C:\\ too.
+# TYPE kitenats_published_total counter
+kitenats_published_total 3
+# HELP kitenats_group_pending Pending.
+# TYPE kitenats_group_pending gauge
+kitenats_group_pending{topic="trade",group="s-trade"} 1000000000000000
+kitenats_group_pending{topic="a\"b\\c\nd",group="g"} 0.25
+# HELP kitenats_empty No samples.
+# TYPE kitenats_empty gauge
+`
+
+// TestMetricsContentType: /metrics says which exposition format it is.
+func TestMetricsContentType(t *testing.T) {
+	s, err := admin.New(admin.Config{Addr: "127.0.0.1:0"}, fakeSource{})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	resp, err := http.Get("http://" + s.Addr().String() + "/metrics")
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, "text/plain; version=0.0.4; charset=utf-8", resp.Header.Get("Content-Type"))
+	cancel()
+	require.NoError(t, <-done)
 }
