@@ -9,6 +9,7 @@
 //	kitenats stat  [-s URL]     print $KQ.API.STAT
 //	kitenats dlq   [-s URL] -topic T -group G [-replay ID]
 //	kitenats tx    [-s URL] [list] | -commit|-rollback ID -topic T -group G
+//	kitenats adopt -db mysql://…&broker=SURVIVOR -from DEAD
 //
 // main parses flags and config, wires the components, waits for a signal and
 // shuts down in order. It holds no broker logic.
@@ -43,14 +44,16 @@ func main() {
 		err = dlqCmd(args)
 	case "tx":
 		err = txCmd(args)
+	case "adopt":
+		err = adoptCmd(args)
 	case "pub":
 		err = pubCmd(args)
 	case "sub":
 		err = subCmd(args)
 	case "help":
-		fmt.Println("usage: kitenats [serve|pub|sub|bench|stat|dlq|tx] [flags]; kitenats CMD -h for the flags")
+		fmt.Println("usage: kitenats [serve|pub|sub|bench|stat|dlq|tx|adopt] [flags]; kitenats CMD -h for the flags")
 	default:
-		err = fmt.Errorf("unknown command %q (want serve, pub, sub, bench, stat, dlq or tx)", cmd)
+		err = fmt.Errorf("unknown command %q (want serve, pub, sub, bench, stat, dlq, tx or adopt)", cmd)
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "kitenats:", err)

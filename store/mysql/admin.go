@@ -167,7 +167,9 @@ const adoptChunk = 5000
 // Adopt is the takeover hook for clustering: it makes this broker the
 // owner of every message, pending group state, check and dead letter of
 // deadBroker, so that this broker's Due, DueChecks, DeadLetters and Stats
-// see them. It returns the number of messages moved.
+// see them. It returns the number of messages moved. progress, when not
+// nil, is called after each transaction with the rows moved so far (of
+// every table).
 //
 // The caller must be sure deadBroker is gone (its registry session
 // expired): a broker that is still running keeps delivering what it has in
@@ -175,7 +177,7 @@ const adoptChunk = 5000
 // most adoptChunk rows, table by table, delivery state first; a failed
 // Adopt leaves some rows moved and can simply be called again. The cost is
 // one pass over the dead broker's rows and one over the message tables.
-func (s *Store) Adopt(ctx context.Context, deadBroker string) (int, error) {
+func (s *Store) Adopt(ctx context.Context, deadBroker string, progress func(rows int64)) (int, error) {
 	if err := s.begin("adopt"); err != nil {
 		return 0, err
 	}
@@ -186,11 +188,18 @@ func (s *Store) Adopt(ctx context.Context, deadBroker string) (int, error) {
 	case deadBroker == s.cfg.Broker:
 		return 0, fmt.Errorf("mysql: adopt %q: that is this broker", deadBroker)
 	}
-	return s.adopt(ctx, deadBroker, adoptChunk)
+	return s.adopt(ctx, deadBroker, adoptChunk, progress)
 }
 
 // adopt is Adopt in transactions of chunk rows.
-func (s *Store) adopt(ctx context.Context, deadBroker string, chunk int) (int, error) {
+func (s *Store) adopt(ctx context.Context, deadBroker string, chunk int, progress func(int64)) (int, error) {
+	var rows int64
+	report := func(n int64) {
+		rows += n
+		if progress != nil && n > 0 {
+			progress(rows)
+		}
+	}
 	// These tables have an index that starts with kite_server: each
 	// chunk is a range scan, and moved rows leave the range.
 	var indexed []string
@@ -203,6 +212,7 @@ func (s *Store) adopt(ctx context.Context, deadBroker string, chunk int) (int, e
 			if err != nil {
 				return 0, fmt.Errorf("mysql: adopt %q: %s: %w", deadBroker, t, err)
 			}
+			report(n)
 			if n < int64(chunk) {
 				break
 			}
@@ -210,7 +220,7 @@ func (s *Store) adopt(ctx context.Context, deadBroker string, chunk int) (int, e
 	}
 	var moved int64
 	for _, t := range s.n.msg {
-		n, err := s.adoptMessages(ctx, t, deadBroker, chunk)
+		n, err := s.adoptMessages(ctx, t, deadBroker, chunk, report)
 		moved += n
 		if err != nil {
 			return int(moved), fmt.Errorf("mysql: adopt %q: %s: %w", deadBroker, t, err)
@@ -221,7 +231,7 @@ func (s *Store) adopt(ctx context.Context, deadBroker string, chunk int) (int, e
 
 // adoptMessages moves the messages of table t, which has no kite_server
 // index: it walks the primary key in ranges of chunk ids.
-func (s *Store) adoptMessages(ctx context.Context, t, deadBroker string, chunk int) (int64, error) {
+func (s *Store) adoptMessages(ctx context.Context, t, deadBroker string, chunk int, report func(int64)) (int64, error) {
 	var moved int64
 	from, op := "", ">=" // the first range includes the empty id
 	for {
@@ -237,6 +247,7 @@ func (s *Store) adoptMessages(ctx context.Context, t, deadBroker string, chunk i
 		q = "UPDATE " + t + " SET `kite_server`=? WHERE `kite_server`=? AND `message_id`" + op + "? AND `message_id`<=?"
 		n, err := s.adoptExec(ctx, q, deadBroker, bin(from), bin(to.String))
 		moved += n
+		report(n)
 		if err != nil {
 			return moved, err
 		}

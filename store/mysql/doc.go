@@ -5,8 +5,8 @@
 // It owns the shard databases it creates and everything in them. It does
 // not start a server (scripts/mariadb.sh starts a private one for tests),
 // never reads delivery state from the slave, and does not decide when a
-// broker is dead: Adopt moves a dead broker's messages when the cluster
-// layer says so.
+// broker is dead: Adopt moves a dead broker's messages when told to
+// (`kitenats adopt`, by an operator).
 //
 // # Sharding
 //

@@ -3,6 +3,7 @@ package mysql
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -121,8 +122,13 @@ func TestStoreMySQLAdopt(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, nonZeroStats(st).Topics)
 
-	n, err := b.adopt(ctx, "broker-a", 3) // small chunks: several per table
+	var reports []int64
+	n, err := b.adopt(ctx, "broker-a", 3, func(rows int64) { reports = append(reports, rows) }) // small chunks: several per table
 	require.NoError(t, err)
+	require.Greater(t, len(reports), 10, "progress after each transaction")
+	require.True(t, slices.IsSorted(reports), "rows so far only grow: %v", reports)
+	// Rows moved: the messages, their group states, the check row, the letter.
+	require.Equal(t, int64(2*len(pending)+1+1+1), reports[len(reports)-1])
 	require.Equal(t, len(pending)+1, n, "the messages and the prepared one")
 	requireOwned(t, a, later, nil, nil, 0)
 	requireOwned(t, b, later, pending, []string{prep.ID}, 1)
@@ -131,12 +137,12 @@ func TestStoreMySQLAdopt(t *testing.T) {
 	require.Equal(t, []store.TopicStat{{Topic: "trade", Messages: int64(len(pending) + 1), Prepared: 1}}, nonZeroStats(st).Topics)
 
 	// Again: nothing left to move. Nonsense names are refused.
-	n, err = b.Adopt(ctx, "broker-a")
+	n, err = b.Adopt(ctx, "broker-a", nil)
 	require.NoError(t, err)
 	require.Zero(t, n)
-	_, err = b.Adopt(ctx, "broker-b")
+	_, err = b.Adopt(ctx, "broker-b", nil)
 	require.ErrorContains(t, err, "this broker")
-	_, err = b.Adopt(ctx, "")
+	_, err = b.Adopt(ctx, "", nil)
 	require.ErrorContains(t, err, "empty")
 
 	// The survivor acknowledges and commits what it adopted.
@@ -149,7 +155,7 @@ func TestStoreMySQLAdopt(t *testing.T) {
 	requireOwned(t, b, later, []string{prep.ID}, nil, 1)
 
 	require.NoError(t, b.Close())
-	_, err = b.Adopt(ctx, "broker-a")
+	_, err = b.Adopt(ctx, "broker-a", nil)
 	require.ErrorIs(t, err, store.ErrClosed)
 }
 
