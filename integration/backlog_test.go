@@ -24,15 +24,7 @@ func testBacklogDeliveredOnce(t *testing.T, uri string) {
 	b := NewBroker(t, uri)
 	b.Start()
 	const group, n = "s-backlog", 5000
-	bind := []binding{{Topic: "backlog", MessageType: "evt", BindType: "direct", Persistent: true}}
-	startConsumer(t, b.URL(), consumerConfig{Group: group, Bindings: bind}).Close()
-	waitFor(t, 5*time.Second, func() bool { return len(mustStat(t, b.URL()).Consumers) == 0 }, "the binding consumer to leave")
-
-	pubs := newPubLog()
-	stop := startLoad(t, b.URL(), loadConfig{Subject: "kq.backlog.evt", Publishers: 4, Window: 16, Timeout: 5 * time.Second, Max: n, Body: body(64)}, pubs)
-	waitFor(t, 60*time.Second, func() bool { return pubs.ackedCount() >= n }, "%d publish acks", n)
-	stop()
-	attempted, acked := pubs.snapshot()
+	attempted, acked := publishBacklog(t, b.URL(), group, "backlog", n, 4)
 
 	c := startConsumer(t, b.URL(), consumerConfig{Group: group}) // acks every delivery at once
 	c.Drain(2*time.Second, 0, 60*time.Second)
@@ -52,4 +44,20 @@ func testBacklogDeliveredOnce(t *testing.T, uri string) {
 	require.Zero(t, phantom)
 	require.Zero(t, s.Timeouts, "no delivery should time out: the consumer acks at once")
 	require.Zero(t, dups, "a backlog drained by a consumer that acks at once must be delivered once per message, with no failure in between")
+}
+
+// publishBacklog binds group to topic's messageType evt (persistently, with
+// a consumer that leaves at once), then publishes n acknowledged messages
+// on pubs connections while the group has no consumer. It returns the ids
+// attempted and acknowledged.
+func publishBacklog(t *testing.T, url, group, topic string, n, pubs int) (attempted, acked map[string]bool) {
+	t.Helper()
+	bind := []binding{{Topic: topic, MessageType: "evt", BindType: "direct", Persistent: true}}
+	startConsumer(t, url, consumerConfig{Group: group, Bindings: bind}).Close()
+	waitFor(t, 5*time.Second, func() bool { return len(mustStat(t, url).Consumers) == 0 }, "the binding consumer to leave")
+	log := newPubLog()
+	stop := startLoad(t, url, loadConfig{Subject: "kq." + topic + ".evt", Publishers: pubs, Window: 16, Timeout: 5 * time.Second, Max: n, Body: body(64)}, log)
+	waitFor(t, 60*time.Second, func() bool { return log.ackedCount() >= n }, "%d publish acks", n)
+	stop()
+	return log.snapshot()
 }

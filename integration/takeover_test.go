@@ -21,16 +21,9 @@ func TestIntegrationMySQLTakeover(t *testing.T) {
 	a := NewBroker(t, uri+"&broker=broker-a")
 	a.Start()
 	const group, n = "s-takeover", 500
-	bind := []binding{{Topic: "takeover", MessageType: "evt", BindType: "direct", Persistent: true}}
-	startConsumer(t, a.URL(), consumerConfig{Group: group, Bindings: bind}).Close()
-	waitFor(t, 5*time.Second, func() bool { return len(mustStat(t, a.URL()).Consumers) == 0 }, "the binding consumer to leave")
-
-	pubs := newPubLog()
-	stop := startLoad(t, a.URL(), loadConfig{Subject: "kq.takeover.evt", Publishers: 2, Window: 16, Timeout: 5 * time.Second, Max: n, Body: body(64)}, pubs)
-	waitFor(t, 60*time.Second, func() bool { return pubs.ackedCount() >= n }, "%d publish acks", n)
-	stop()
+	attempted, acked := publishBacklog(t, a.URL(), group, "takeover", n, 2)
 	a.Kill()
-	attempted, acked := pubs.snapshot()
+	bind := []binding{{Topic: "takeover", MessageType: "evt", BindType: "direct", Persistent: true}}
 
 	b := NewBroker(t, uri+"&broker=broker-b")
 	b.Start()
