@@ -66,6 +66,17 @@ func (r benchResult) cpuPerMsg() time.Duration {
 	return r.CPU / time.Duration(r.Msgs)
 }
 
+// cores is the CPU time the process used per second of the run: how many
+// cores the target kept busy (every thread of the process counts: the
+// broker or server under test and the benchmark's own clients). Below the
+// machine's core count, a target is bound by its pipeline, not the CPU.
+func (r benchResult) cores() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return r.CPU.Seconds() / r.Elapsed.Seconds()
+}
+
 // processCPU returns the user plus system CPU time of this process so far.
 func processCPU() time.Duration {
 	var ru syscall.Rusage
@@ -473,11 +484,15 @@ func fmtLat(ds []time.Duration, p float64) string {
 // printResults writes the results table, then each row's ratios to the
 // first (the broker under test): of msgs/s, and of CPU per message.
 func printResults(out io.Writer, rs []benchResult) {
-	fmt.Fprintf(out, "\n%-28s %10s %12s %9s %12s %12s %12s %12s %10s\n", "target", "msgs", "msgs/s", "MB/s", "ack p50", "ack p99", "deliver p50", "deliver p99", "CPU/msg")
+	fmt.Fprintf(out, "\n%-28s %10s %12s %9s %12s %12s %12s %12s %10s %6s\n", "target", "msgs", "msgs/s", "MB/s", "ack p50", "ack p99", "deliver p50", "deliver p99", "CPU/msg", "cores")
 	for _, r := range rs {
-		fmt.Fprintf(out, "%-28s %10d %12.0f %9.1f %12s %12s %12s %12s %10s\n", r.Name, r.Msgs, r.rate(),
+		cores := "-"
+		if r.CPU > 0 {
+			cores = fmt.Sprintf("%.2f", r.cores())
+		}
+		fmt.Fprintf(out, "%-28s %10d %12.0f %9.1f %12s %12s %12s %12s %10s %6s\n", r.Name, r.Msgs, r.rate(),
 			r.rate()*float64(r.Size)/1e6, fmtLat(r.AckLat, .5), fmtLat(r.AckLat, .99), fmtLat(r.DeliverLat, .5), fmtLat(r.DeliverLat, .99),
-			fmtCPU(r.cpuPerMsg()))
+			fmtCPU(r.cpuPerMsg()), cores)
 	}
 	for _, r := range rs[1:] {
 		fmt.Fprintf(out, "ratio %s / %s: %.3f", rs[0].Name, r.Name, rs[0].rate()/r.rate())

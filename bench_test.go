@@ -9,20 +9,25 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestPrintResultsRatios: the table has a CPU-per-message column and each
-// reference row gets the ratios of msgs/s and of CPU per message.
+// TestPrintResultsRatios: the table has a CPU-per-message and a cores
+// column, and each reference row gets the ratios of msgs/s and of CPU per
+// message.
 func TestPrintResultsRatios(t *testing.T) {
 	var out bytes.Buffer
 	printResults(&out, []benchResult{
 		{Name: "kitenats", Msgs: 1000, Elapsed: time.Second, Size: 512, CPU: 30 * time.Millisecond},
-		{Name: "JetStream", Msgs: 2000, Elapsed: time.Second, Size: 512, CPU: 30 * time.Millisecond},
+		{Name: "JetStream", Msgs: 2000, Elapsed: 2 * time.Second, Size: 512, CPU: 30 * time.Millisecond},
 		{Name: "no cpu", Msgs: 1000, Elapsed: time.Second, Size: 512},
 	})
 	s := out.String()
 	require.Contains(t, s, "CPU/msg")
+	require.Regexp(t, `cores\n`, s)
+	require.Regexp(t, `30\.0µs +0\.03\n`, s, "kitenats: 30 ms of CPU in 1 s")
+	require.Regexp(t, `15\.0µs +0\.01\n`, s, "JetStream: 30 ms of CPU in 2 s")
+	require.Regexp(t, `no cpu .* - +-\n`, s)
 	require.Contains(t, s, "30.0µs")
 	require.Contains(t, s, "15.0µs")
-	require.Contains(t, s, "ratio kitenats / JetStream: 0.500 (CPU per message: 2.00×)\n")
+	require.Contains(t, s, "ratio kitenats / JetStream: 1.000 (CPU per message: 2.00×)\n")
 	require.Contains(t, s, "ratio kitenats / no cpu: 1.000\n", "no CPU figure, no CPU ratio")
 }
 
