@@ -38,6 +38,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzBindingMatch -fuzztime 20s ./registry/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeFrame -fuzztime 20s ./compat/wire/
 	$(GO) test -run '^$$' -fuzz FuzzCompatSession -fuzztime 20s ./compat/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeProperties -fuzztime 20s ./store/mysql/
 
 bench: build
 	./$(BIN) bench --compare

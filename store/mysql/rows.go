@@ -284,60 +284,54 @@ var errHeader = errors.New("malformed header")
 // Fields it does not need are skipped.
 func decodeProperties(b []byte) ([]store.Property, error) {
 	var props []store.Property
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, fmt.Errorf("%w: %w", errHeader, protowire.ParseError(n))
+	err := bytesFields(b, "header", func(num protowire.Number, v []byte) error {
+		if num != hdrProperties {
+			return nil
 		}
-		b = b[n:]
-		if num != hdrProperties || typ != protowire.BytesType {
-			n = protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return nil, fmt.Errorf("%w: field %d: %w", errHeader, num, protowire.ParseError(n))
+		var p store.Property
+		err := bytesFields(v, "property", func(num protowire.Number, v []byte) error {
+			switch num {
+			case entryKey:
+				p.Key = string(v)
+			case entryValue:
+				p.Value = string(v)
 			}
-			b = b[n:]
-			continue
-		}
-		e, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, fmt.Errorf("%w: property: %w", errHeader, protowire.ParseError(n))
-		}
-		b = b[n:]
-		p, err := decodeEntry(e)
-		if err != nil {
-			return nil, err
-		}
+			return nil
+		})
 		props = append(props, p)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return props, nil
 }
 
-func decodeEntry(b []byte) (store.Property, error) {
-	var p store.Property
+// bytesFields calls fn with the number and value of every length-delimited
+// field of the protobuf message b, in order, and skips the other fields.
+// what names the message in errors, which wrap errHeader.
+func bytesFields(b []byte, what string, fn func(num protowire.Number, v []byte) error) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return p, fmt.Errorf("%w: entry: %w", errHeader, protowire.ParseError(n))
+			return fmt.Errorf("%w: %s: %w", errHeader, what, protowire.ParseError(n))
 		}
 		b = b[n:]
-		if typ != protowire.BytesType || (num != entryKey && num != entryValue) {
-			n = protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return p, fmt.Errorf("%w: entry field %d: %w", errHeader, num, protowire.ParseError(n))
+		if typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return fmt.Errorf("%w: %s field %d: %w", errHeader, what, num, protowire.ParseError(n))
 			}
 			b = b[n:]
 			continue
 		}
 		v, n := protowire.ConsumeBytes(b)
 		if n < 0 {
-			return p, fmt.Errorf("%w: entry field %d: %w", errHeader, num, protowire.ParseError(n))
+			return fmt.Errorf("%w: %s field %d: %w", errHeader, what, num, protowire.ParseError(n))
 		}
 		b = b[n:]
-		if num == entryKey {
-			p.Key = string(v)
-		} else {
-			p.Value = string(v)
+		if err := fn(num, v); err != nil {
+			return err
 		}
 	}
-	return p, nil
+	return nil
 }
