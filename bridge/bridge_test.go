@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -381,4 +382,28 @@ func TestBridgeLogsGoToSlog(t *testing.T) {
 	require.True(t, h.has(slog.LevelDebug, "t 3"))
 	require.True(t, h.has(slog.LevelError, "f 4"))
 	require.Equal(t, "f 4", a.lastFatal())
+}
+
+// TestBridgeNoSublistCache pins that the server keeps no subject-match
+// cache: publishes on many distinct subjects (acks, replies) leave none.
+func TestBridgeNoSublistCache(t *testing.T) {
+	s := startServer(t, nil)
+	pub, sub := dial(t, s), dial(t, s)
+	ss, err := sub.SubscribeSync("ack.>")
+	require.NoError(t, err)
+	require.NoError(t, sub.Flush())
+	for i := 0; i < 50; i++ {
+		require.NoError(t, pub.Publish(fmt.Sprintf("ack.%d", i), nil))
+	}
+	require.NoError(t, pub.Flush())
+	for i := 0; i < 50; i++ {
+		_, err := ss.NextMsg(waitTimeout)
+		require.NoError(t, err)
+	}
+	srv, err := s.running()
+	require.NoError(t, err)
+	sz, err := srv.Subsz(&server.SubszOptions{Account: srv.GlobalAccount().Name})
+	require.NoError(t, err)
+	require.NotZero(t, sz.NumMatches, "the publishes were matched")
+	require.Zero(t, sz.NumCache, "subject-match cache entries")
 }
