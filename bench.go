@@ -97,7 +97,7 @@ func bench(args []string) error {
 	fs.IntVar(&c.Groups, "groups", 1, "consumer groups, each bound to the topic")
 	fs.IntVar(&c.Pending, "pending", 1024, "async publishes in flight per publisher (1 = synchronous)")
 	fs.StringVar(&c.DB, "db", "memory://", "store of the broker under test (memory://, rocksdb://DIR?durability=async|sync)")
-	fs.BoolVar(&c.Compare, "compare", false, "also run the workload, in this run, against an embedded JetStream file-store stream (durable consumer, explicit acks) and raw core NATS pub/sub, and print ratios")
+	fs.BoolVar(&c.Compare, "compare", false, "also run the workload, in this run, against an embedded JetStream file-store stream (durable consumer, explicit acks), a memory-store one too when -db is memory://, and raw core NATS pub/sub, and print ratios")
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "give up on a run after this long")
 	fs.BoolVar(&c.MsgIDs, "msgid", false, "give every publish a unique Nats-Msg-Id, so that each target deduplicates it (kitenats then delivers once the save is durable)")
 	fs.IntVar(&c.Backlog, "backlog", 0, "first store this many messages for a group with no consumer, then run the workload beside that backlog")
@@ -154,7 +154,7 @@ func runTargets(c benchConfig, first benchTarget, others ...benchTarget) error {
 	targets := []benchTarget{first}
 	if c.Compare {
 		targets = append(targets, others...)
-		targets = append(targets, benchJetStream, benchCoreNATS)
+		targets = append(targets, references(c.DB)...)
 	}
 	results := make([]benchResult, 0, len(targets))
 	for _, run := range targets {
@@ -510,11 +510,31 @@ func fmtCPU(d time.Duration) string {
 	return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
 }
 
+// references are the targets --compare measures beside the broker on
+// store db: JetStream's file store (the reference for the rocksdb async
+// mode), JetStream's memory store when the broker's store is memory too
+// (like for like: a broker that keeps messages in memory and acks every
+// publish and every delivery, inside the server), and raw core NATS.
+func references(db string) []benchTarget {
+	refs := []benchTarget{benchJetStreamFile}
+	if strings.HasPrefix(db, "memory:") {
+		refs = append(refs, benchJetStreamMemory)
+	}
+	return append(refs, benchCoreNATS)
+}
+
+func benchJetStreamFile(c benchConfig) (benchResult, error) {
+	return benchJetStream(c, jetstream.FileStorage)
+}
+
+func benchJetStreamMemory(c benchConfig) (benchResult, error) {
+	return benchJetStream(c, jetstream.MemoryStorage)
+}
+
 // benchJetStream runs the workload against an embedded JetStream server: a
-// file-store stream, one durable consumer with explicit acks per group,
-// consumed by the group's consumers. JetStream's async-flushed file store
-// is the reference for the rocksdb async mode.
-func benchJetStream(c benchConfig) (benchResult, error) {
+// stream on storage, one durable consumer with explicit acks per group,
+// consumed by the group's consumers.
+func benchJetStream(c benchConfig, storage jetstream.StorageType) (benchResult, error) {
 	dir, err := os.MkdirTemp("", "kitenats-bench-js-")
 	if err != nil {
 		return benchResult{}, err
@@ -540,11 +560,14 @@ func benchJetStream(c benchConfig) (benchResult, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"js.bench"}, Storage: jetstream.FileStorage})
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"js.bench"}, Storage: storage})
 	if err != nil {
 		return benchResult{}, fmt.Errorf("bench: jetstream stream: %w", err)
 	}
 	w := &benchWatch{c: c, name: "JetStream file store"}
+	if storage == jetstream.MemoryStorage {
+		w.name = "JetStream memory store"
+	}
 	var conns []*nats.Conn
 	var consumes []jetstream.ConsumeContext
 	defer func() {

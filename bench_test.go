@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 )
 
@@ -52,5 +53,22 @@ func TestBenchBrokerMsgIDs(t *testing.T) {
 		require.Equal(t, c.Msgs*c.Groups, r.Msgs, "msgid %v: every group got every message", ids)
 		require.Len(t, r.AckLat, c.Msgs, "msgid %v: one store ack per publish", ids)
 		require.Positive(t, r.CPU)
+	}
+}
+
+// TestBenchReferences: --compare measures JetStream's memory store only
+// beside the broker's memory store, and every reference delivers the whole
+// workload once per group (a real embedded JetStream, each storage).
+func TestBenchReferences(t *testing.T) {
+	require.Len(t, references("memory://"), 3)
+	require.Len(t, references("rocksdb://./data"), 2)
+	for _, storage := range []jetstream.StorageType{jetstream.FileStorage, jetstream.MemoryStorage} {
+		c := benchConfig{Msgs: 300, Size: 64, Pubs: 1, Consumers: 2, Groups: 2, Pending: 32,
+			DB: "memory://", Timeout: time.Minute, Out: io.Discard}
+		r, err := benchJetStream(c, storage)
+		require.NoError(t, err, storage)
+		require.Equal(t, c.Msgs*c.Groups, r.Msgs, "%s: every group got every message", storage)
+		require.Len(t, r.AckLat, c.Msgs, "%s: one ack per publish", storage)
+		require.Contains(t, r.Name, map[jetstream.StorageType]string{jetstream.FileStorage: "file", jetstream.MemoryStorage: "memory"}[storage])
 	}
 }
