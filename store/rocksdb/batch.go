@@ -2,6 +2,7 @@ package rocksdb
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 
 	"github.com/linxGnu/grocksdb"
@@ -13,7 +14,6 @@ type opKind uint8
 const (
 	opPut opKind = iota
 	opDelete
-	opSingleDelete
 	opDeleteRange // k..v
 )
 
@@ -93,12 +93,12 @@ func (b *opBatch) isFresh(k []byte) bool {
 	return ok
 }
 
-func (b *opBatch) SingleDelete(k []byte) { b.add(opSingleDelete, k, nil) }
-func (b *opBatch) Count() int            { return len(b.ops) }
+func (b *opBatch) Count() int { return len(b.ops) }
 
-// writeTo sorts the buffered writes by key, collapses the writes of fresh
-// keys, and adds them to wb. It returns how many writes it added.
-func (b *opBatch) writeTo(wb *grocksdb.WriteBatch) int {
+// each sorts the buffered writes by key, collapses the writes of fresh
+// keys, and calls fn with every write that is left, in order. It returns
+// how many it passed.
+func (b *opBatch) each(fn func(o op)) int {
 	slices.SortFunc(b.ops, func(x, y op) int {
 		if c := bytes.Compare(x.k, y.k); c != 0 {
 			return c
@@ -121,18 +121,46 @@ func (b *opBatch) writeTo(wb *grocksdb.WriteBatch) int {
 			}
 		}
 		for _, o := range run {
-			switch o.kind {
-			case opPut:
-				wb.Put(o.k, o.v)
-			case opDelete:
-				wb.Delete(o.k)
-			case opSingleDelete:
-				wb.SingleDelete(o.k)
-			case opDeleteRange:
-				wb.DeleteRange(o.k, o.v)
-			}
+			fn(o)
 			n++
 		}
 	}
 	return n
+}
+
+// addTo adds o to wb.
+func (o op) addTo(wb *grocksdb.WriteBatch) {
+	switch o.kind {
+	case opPut:
+		wb.Put(o.k, o.v)
+	case opDelete:
+		wb.Delete(o.k)
+	case opDeleteRange:
+		wb.DeleteRange(o.k, o.v)
+	}
+}
+
+// appendTo appends o to a journal record.
+func (o op) appendTo(rec []byte) []byte {
+	switch o.kind {
+	case opPut:
+		return appendJop(rec, jPut, o.k, o.v)
+	case opDelete:
+		return appendJop(rec, jDelete, o.k, nil)
+	default:
+		return appendJop(rec, jDeleteRange, o.k, o.v)
+	}
+}
+
+// isRecord reports whether o writes one message record (an "m" key), which
+// goes to hotRecords instead of RocksDB. A range delete never covers
+// records: the store range-deletes dedup buckets only.
+func (o op) isRecord() bool {
+	if o.kind == opDeleteRange {
+		if o.k[0] <= prefixMessage && (len(o.v) == 0 || o.v[0] > prefixMessage) {
+			panic(fmt.Sprintf("rocksdb: a range delete %q..%q covers message records", o.k, o.v))
+		}
+		return false
+	}
+	return isRecordKey(o.k)
 }

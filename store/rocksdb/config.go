@@ -69,15 +69,27 @@ type Config struct {
 	BlockCacheSize int64
 	// WriteBufferSize is the size in bytes of one memtable. Default 64 MiB.
 	WriteBufferSize int64
+	// JournalSegmentSize is the size in bytes at which the journal starts a
+	// new segment: the message records still held in memory then move to
+	// RocksDB, which is flushed, and the old segments are deleted. It bounds
+	// the journal on disk (about twice this), the records held in memory
+	// (at most this) and the replay at Open. Default 64 MiB.
+	JournalSegmentSize int64
 	// Logger receives lifecycle events and WAL sync failures. Default: a
 	// discard logger.
 	Logger *slog.Logger
+
+	// noFlushOnClose (tests) makes Close leave RocksDB's memtables
+	// unflushed, losing what a crash loses: the writes since the last
+	// flush, which only the journal then has.
+	noFlushOnClose bool
 }
 
 const (
 	defaultSyncInterval    = time.Second
 	defaultBlockCacheSize  = 64 << 20
 	defaultWriteBufferSize = 64 << 20
+	defaultSegmentSize     = 64 << 20
 )
 
 // DefaultConfig returns a Config with every default set and Dir "./data".
@@ -96,6 +108,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteBufferSize == 0 {
 		c.WriteBufferSize = defaultWriteBufferSize
+	}
+	if c.JournalSegmentSize == 0 {
+		c.JournalSegmentSize = defaultSegmentSize
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -116,6 +131,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("rocksdb: config: negative BlockCacheSize %d", c.BlockCacheSize)
 	case c.WriteBufferSize < 0:
 		return fmt.Errorf("rocksdb: config: negative WriteBufferSize %d", c.WriteBufferSize)
+	case c.JournalSegmentSize < 0:
+		return fmt.Errorf("rocksdb: config: negative JournalSegmentSize %d", c.JournalSegmentSize)
 	}
 	return nil
 }

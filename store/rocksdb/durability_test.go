@@ -37,7 +37,9 @@ func TestStoreRocksDBCrashChild(t *testing.T) {
 	}
 	var d Durability
 	require.NoError(t, d.UnmarshalText([]byte(os.Getenv(crashEnvMode))))
-	s, err := Open(Config{Dir: dir, Durability: d, SyncInterval: time.Hour})
+	// Small journal segments: the child rotates (moves records to RocksDB,
+	// flushes it, deletes segments) many times before it is killed.
+	s, err := Open(Config{Dir: dir, Durability: d, SyncInterval: time.Hour, JournalSegmentSize: 16 << 10})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, s.Close()) }()
 	stop := time.Now().Add(crashChildLimit)
@@ -58,7 +60,7 @@ func TestStoreRocksDBKill9(t *testing.T) {
 	for _, d := range []Durability{Async, Sync} {
 		t.Run(d.String(), func(t *testing.T) {
 			dir := t.TempDir()
-			last := runAndKill(t, dir, d, 30)
+			last := runAndKill(t, dir, d, 100)
 			s := openTest(t, dir, d)
 			defer func() { require.NoError(t, s.Close()) }()
 			checkInvariants(t, s)

@@ -56,6 +56,18 @@ func readState(t testing.TB, s *Store) dbState {
 		return err
 	})
 	require.NoError(t, err)
+	// The records put since the journal last rotated are in s.hot.
+	s.hot.mu.RLock()
+	defer s.hot.mu.RUnlock()
+	for k, r := range s.hot.m {
+		delete(st.msgs, k)
+		delete(st.flagged, k)
+		if r.val != nil {
+			st.msgs[k], err = decodeMessage(r.val)
+			require.NoError(t, err)
+			st.flagged[k] = recordDeferred(r.val)
+		}
+	}
 	return st
 }
 

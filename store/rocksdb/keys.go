@@ -28,7 +28,7 @@ const (
 
 // formatVersion is the layout version stored under the meta key. Open
 // refuses a directory written with another one.
-const formatVersion = 2
+const formatVersion = 3
 
 // dedupBucket is the width of a dedup bucket: a dedup entry's key starts
 // with the time key of its expiry rounded down to a multiple of it, so that
@@ -137,6 +137,9 @@ func key(prefix byte, parts ...string) []byte {
 }
 
 func msgKey(topic, id string) []byte { return key(prefixMessage, topic, id) }
+
+// isRecordKey reports whether k is a message record's key.
+func isRecordKey(k []byte) bool      { return len(k) > 0 && k[0] == prefixMessage }
 func bindingKey(group string) []byte { return key(prefixBinding, group) }
 func metaKey() []byte                { return []byte{prefixMeta} }
 

@@ -1,6 +1,7 @@
 package rocksdb
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -43,7 +44,7 @@ func TestStoreRocksDBMigratesFormat1(t *testing.T) {
 	require.Zero(t, countKeys(t, s, prefixDedupExpV1))
 	v, err := s.db.GetBytes(s.ro, metaKey())
 	require.NoError(t, err)
-	require.Equal(t, "2", string(v))
+	require.Equal(t, strconv.Itoa(formatVersion), string(v))
 
 	res := mustWrite(t, s, &store.Batch{Now: now, Saves: []*store.Message{testMsg("live"), testMsg("dead"), testMsg("\x00odd\x00")}})
 	require.True(t, res[0].Duplicate, "an entry in force survives the migration")

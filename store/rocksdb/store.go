@@ -1,12 +1,14 @@
 package rocksdb
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/linxGnu/grocksdb"
@@ -26,14 +28,20 @@ type Store struct {
 	log *slog.Logger
 
 	// The RocksDB handles, created by Open and freed by Close under
-	// life.Lock. ro (default read options, for point reads) and wo (sync as
-	// Durability says) are never modified after Open.
+	// life.Lock. ro (default read options, for point reads), wo (RocksDB's
+	// WAL, synced as Durability says: bindings and Open's own writes) and
+	// wj (no WAL: the writes of Write, which the journal holds) are never
+	// modified after Open.
 	db    *grocksdb.DB
 	opts  *grocksdb.Options
 	bbto  *grocksdb.BlockBasedTableOptions
 	cache *grocksdb.Cache
 	ro    *grocksdb.ReadOptions
 	wo    *grocksdb.WriteOptions
+	wj    *grocksdb.WriteOptions
+
+	jrnl *journal    // the write-ahead log of Write; see doc.go, "Journal"
+	hot  *hotRecords // message records put since the journal last rotated
 
 	// life is held shared by every method while it uses db, and exclusively
 	// by Close while it frees the handles. It guards closed.
@@ -48,13 +56,26 @@ type Store struct {
 	swept    uint64
 	deferred *deferredIndex // due keys not written yet; see deferredIndex
 	filters  dedupFilters   // which dedup buckets may hold an id; guarded by writeMu
-	recs     recordCache    // records the last Writes put; see recordCache
 	spare    *tx            // the last Write's tx, its maps reused by the next; guarded by writeMu
+	rec      []byte         // the journal record being built, reused; guarded by writeMu
+	recOps   []op           // the record writes of the batch, reused; guarded by writeMu
+	// failed, once set, fails every Write: a journal append or a write to
+	// RocksDB failed after the record may have reached the journal, so the
+	// memory and the database may disagree until a reopen replays it.
+	// Guarded by writeMu.
+	failed error
+
+	// retired is the last journal segment whose writes RocksDB holds in
+	// memtables (Write moved the records there when it rotated); the
+	// retirer flushes RocksDB and deletes the segments up to it. retire
+	// wakes the retirer.
+	retired atomic.Uint64
+	retire  chan struct{}
 
 	counters counters // in-memory statistics; own lock
 	hints    dueHints // where each group's due scan may start; own lock
 
-	stop      chan struct{} // closed by Close: stops the WAL syncer
+	stop      chan struct{} // closed by Close: stops the WAL syncer and the retirer
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -73,7 +94,8 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{
 		cfg:      cfg,
 		log:      cfg.Logger.With("store", "rocksdb://"+cfg.Dir),
-		recs:     newRecordCache(cacheEntries, cacheBytes),
+		hot:      newHotRecords(),
+		retire:   make(chan struct{}, 1),
 		deferred: newDeferredIndex(),
 		filters:  newDedupFilters(),
 		counters: newCounters(),
@@ -89,6 +111,9 @@ func Open(cfg Config) (*Store, error) {
 	s.db = db
 	start := time.Now()
 	if err := s.load(); err != nil {
+		if s.jrnl != nil {
+			_ = s.jrnl.close()
+		}
 		s.db.Close()
 		s.freeHandles()
 		return nil, err
@@ -97,6 +122,8 @@ func Open(cfg Config) (*Store, error) {
 		s.wg.Add(1)
 		go s.syncLoop()
 	}
+	s.wg.Add(1)
+	go s.retireLoop()
 	s.log.Info("store opened", "durability", cfg.Durability.String(), "took", time.Since(start))
 	return s, nil
 }
@@ -115,9 +142,19 @@ func (s *Store) newOptions() {
 	s.opts.SetMemTablePrefixBloomSizeRatio(0.05)
 	s.opts.SetMemtableWholeKeyFiltering(true)
 	s.opts.SetKeepLogFileNum(4)
+	if s.cfg.noFlushOnClose {
+		o, err := grocksdb.GetOptionsFromString(s.opts, "avoid_flush_during_shutdown=true")
+		if err != nil {
+			panic(err) // a constant option string
+		}
+		s.opts.Destroy()
+		s.opts = o
+	}
 	s.ro = grocksdb.NewDefaultReadOptions()
 	s.wo = grocksdb.NewDefaultWriteOptions()
 	s.wo.SetSync(s.cfg.Durability == Sync)
+	s.wj = grocksdb.NewDefaultWriteOptions()
+	s.wj.DisableWAL(true)
 }
 
 // freeHandles frees every handle but the DB. caller must hold life.Lock
@@ -125,6 +162,7 @@ func (s *Store) newOptions() {
 func (s *Store) freeHandles() {
 	s.ro.Destroy()
 	s.wo.Destroy()
+	s.wj.Destroy()
 	s.opts.Destroy()
 	s.bbto.Destroy()
 	s.cache.Destroy()
@@ -144,8 +182,16 @@ func (s *Store) load() error {
 		if err := s.migrateV1(); err != nil {
 			return fmt.Errorf("rocksdb: open %s: migrate format 1: %w", s.cfg.Dir, err)
 		}
+	case string(v) == "2":
+		// Format 2 is format 3 without a journal: only the version moves.
+		if err := s.db.Put(s.wo, metaKey(), []byte(strconv.Itoa(formatVersion))); err != nil {
+			return fmt.Errorf("rocksdb: open %s: migrate format 2: %w", s.cfg.Dir, err)
+		}
 	case string(v) != strconv.Itoa(formatVersion):
-		return fmt.Errorf("rocksdb: open %s: format version %q, want %d (or 1, migrated)", s.cfg.Dir, v, formatVersion)
+		return fmt.Errorf("rocksdb: open %s: format version %q, want %d (or 1 or 2, migrated)", s.cfg.Dir, v, formatVersion)
+	}
+	if err := s.replay(); err != nil {
+		return err
 	}
 	if err := s.rebuild(); err != nil {
 		return err
@@ -166,6 +212,9 @@ func (s *Store) syncLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
+			if err := s.jrnl.sync(); err != nil {
+				s.log.Error("journal sync failed: acknowledged writes are not yet safe from a power loss", "err", err)
+			}
 			seq := s.db.GetLatestSequenceNumber()
 			if seq == synced {
 				continue
@@ -194,7 +243,10 @@ func (s *Store) close() error {
 	defer s.life.Unlock()
 	s.closed = true
 	var err error
-	if e := s.db.FlushWAL(true); e != nil {
+	if e := s.jrnl.close(); e != nil {
+		err = fmt.Errorf("rocksdb: close: sync journal: %w", e)
+	}
+	if e := s.db.FlushWAL(true); e != nil && err == nil {
 		err = fmt.Errorf("rocksdb: close: sync WAL: %w", e)
 	}
 	s.db.Close()
@@ -208,6 +260,7 @@ func errClosed(op string) error { return fmt.Errorf("rocksdb: %s: %w", op, store
 
 // view reads the database, at one snapshot or at its latest state.
 type view struct {
+	hot  *hotRecords
 	db   *grocksdb.DB
 	snap *grocksdb.Snapshot // nil: latest state
 	ro   *grocksdb.ReadOptions
@@ -215,7 +268,7 @@ type view struct {
 
 // newView returns a view; the caller must hold life shared and call close.
 func (s *Store) newView(snapshot bool) *view {
-	v := &view{db: s.db, ro: grocksdb.NewDefaultReadOptions()}
+	v := &view{hot: s.hot, db: s.db, ro: grocksdb.NewDefaultReadOptions()}
 	if snapshot {
 		v.snap = s.db.NewSnapshot()
 		v.ro.SetSnapshot(v.snap)
@@ -230,8 +283,18 @@ func (v *view) close() {
 	}
 }
 
-// get returns a copy of the value of k, or nil when there is none.
-func (v *view) get(k []byte) ([]byte, error) { return v.db.GetBytes(v.ro, k) }
+// get returns a copy of the value of k, or nil when there is none. A
+// message record comes from hotRecords when it is there, at its latest
+// state even in a snapshot view: the queries check a record
+// against the index key that led to it.
+func (v *view) get(k []byte) ([]byte, error) {
+	if isRecordKey(k) {
+		if val, ok := v.hot.get(k); ok {
+			return bytes.Clone(val), nil // a decoded message may alias it
+		}
+	}
+	return v.db.GetBytes(v.ro, k)
+}
 
 // errStop ends a scan early without an error.
 var errStop = errors.New("stop scan")

@@ -122,8 +122,7 @@ func (t *tx) remove(m *store.Message) {
 
 // putDue adds the due key of (m, g): to the deferred index when the state
 // is not due yet and the index has room (it then reports true), else to
-// the batch. Each due key in the batch is put once and deleted once (groups
-// are unique per message), which is what SingleDelete needs.
+// the batch.
 func (t *tx) putDue(m *store.Message, g store.GroupState) bool {
 	tk := timeKey(g.NextAttempt)
 	if tk > t.nowK && t.s.deferred.size()+len(t.deferAdds) < deferCap {
@@ -155,7 +154,7 @@ func (t *tx) delDue(m *store.Message, g store.GroupState) {
 		t.deferDels[r] = struct{}{}
 		return
 	}
-	t.wb.SingleDelete(r.key())
+	t.wb.Delete(r.key())
 }
 
 func groupIndex(m *store.Message, group string) int {

@@ -10,9 +10,11 @@ import (
 	"github.com/kitenats/kitenats/store"
 )
 
-// Write implements store.Store. The whole batch is one RocksDB WriteBatch,
-// written with the durability of the Store's mode. Entries of the batch see
-// the effect of earlier ones. Write calls are serialized.
+// Write implements store.Store. The whole batch is one journal record,
+// appended (and in Sync mode synced) before anything is applied; then the
+// message records go to s.hot and the other writes to RocksDB, in one
+// WriteBatch without RocksDB's WAL. Entries of the batch see the effect of
+// earlier ones. Write calls are serialized.
 func (s *Store) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, error) {
 	s.life.RLock()
 	defer s.life.RUnlock()
@@ -21,6 +23,9 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, 
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	if s.failed != nil {
+		return nil, s.failed
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("rocksdb: write: %w", err)
 	}
@@ -32,20 +37,56 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("rocksdb: write: %w", err)
 	}
-	if t.wb.Count() > 0 {
-		wb := grocksdb.NewWriteBatch()
-		defer wb.Destroy()
-		if t.wb.writeTo(wb) == 0 {
-			s.commit(t)
-			return res, nil
-		}
-		if err := s.db.Write(s.wo, wb); err != nil {
-			s.recs.clear() // whatever RocksDB made of the batch, read it back
-			return nil, fmt.Errorf("rocksdb: write: %w", err)
-		}
+	if err := s.apply(t); err != nil {
+		return nil, err
 	}
 	s.commit(t)
+	if s.jrnl.length() >= s.cfg.JournalSegmentSize {
+		s.rotate()
+	}
 	return res, nil
+}
+
+// apply journals the writes of t and applies them. caller must hold
+// s.writeMu
+func (s *Store) apply(t *tx) error {
+	if t.wb.Count() == 0 {
+		return nil
+	}
+	wb := grocksdb.NewWriteBatch()
+	defer wb.Destroy()
+	rec, recs := append(s.rec[:0], make([]byte, recordHeader)...), s.recOps[:0]
+	n := t.wb.each(func(o op) {
+		rec = o.appendTo(rec)
+		if o.isRecord() {
+			recs = append(recs, o)
+		} else {
+			o.addTo(wb)
+		}
+	})
+	s.rec, s.recOps = rec, recs
+	defer clear(recs) // let the GC have the batch's values
+	if n == 0 {
+		return nil
+	}
+	if err := s.jrnl.append(rec, s.cfg.Durability == Sync); err != nil {
+		return s.fail("journal append", err)
+	}
+	s.hot.apply(recs, t.wb.isFresh)
+	if wb.Count() > 0 {
+		if err := s.db.Write(s.wj, wb); err != nil {
+			return s.fail("write", err)
+		}
+	}
+	return nil
+}
+
+// fail makes every later Write fail with err: see Store.failed. caller
+// must hold s.writeMu
+func (s *Store) fail(what string, err error) error {
+	s.failed = fmt.Errorf("rocksdb: %s: %w (the store refuses writes until it is reopened)", what, err)
+	s.log.Error("store failed: reopen to recover from the journal", "during", what, "err", err)
+	return s.failed
 }
 
 // commit applies to the in-memory state what t changed, once its batch is
@@ -59,11 +100,6 @@ func (s *Store) commit(t *tx) {
 	s.counters.merge(t.delta)
 	s.deferred.apply(t.deferAdds, t.deferDels)
 	s.hints.lower(t.duePuts)
-	for k, v := range t.over {
-		if k[0] == prefixMessage {
-			s.recs.set(k, v)
-		}
-	}
 }
 
 // tx is the work of one Write: the WriteBatch being built, the values it
@@ -137,13 +173,15 @@ func (t *tx) build(b *store.Batch) ([]store.SaveResult, error) {
 }
 
 // get reads k as this batch left it: nil when it is absent or deleted.
-// Records the last Writes put come from s.recs.
+// Records the Writes since the journal last rotated put come from s.hot.
 func (t *tx) get(k []byte) ([]byte, error) {
 	if v, ok := t.over[string(k)]; ok {
 		return v, nil
 	}
-	if v, ok := t.s.recs.get(string(k)); ok {
-		return v, nil
+	if isRecordKey(k) {
+		if v, ok := t.s.hot.get(k); ok {
+			return v, nil
+		}
 	}
 	v, err := t.s.db.GetBytes(t.s.ro, k)
 	if err != nil {
