@@ -2,7 +2,8 @@
 // standalone broker's durable backend, local to one broker.
 //
 // It owns one RocksDB directory (Config.Dir), opened by one process at a
-// time (RocksDB's LOCK file refuses a second one). It does not own the
+// time (RocksDB's LOCK file refuses a second one), and the journal in its
+// "journal" subdirectory. It does not own the
 // group commit (store.Batcher calls Write), retries, or the redelivery
 // schedule: it stores what it is told, atomically, and answers the queries
 // of store.Store from range scans.
@@ -28,9 +29,10 @@
 //	l topic group seq     → dead letter record (group, reason, at, message)
 //	r topic group id      → seq…  the letters of (topic, group, id)
 //	b group               → binding document
-//	v                     → format version ("2"); Open migrates "1"
+//	v                     → format version ("3"); Open migrates "1"
 //	                             (dedup entries were "u topic id" with an
-//	                             "x tk topic id" expiry index) and refuses
+//	                             "x tk topic id" expiry index) and "2"
+//	                             (the same keys, no journal), and refuses
 //	                             any other
 //
 // Records are a version byte then varints and length-prefixed bytes
@@ -45,36 +47,66 @@
 // oldest first by a store-wide sequence; OpReplay finds a letter through
 // "r" with a point read. A Write buffers its keys and adds them to the
 // WriteBatch sorted by key (batch.go), so that its memtable inserts land
-// next to each other; the record reads of its updates are served from an
-// in-memory cache of the records the last Writes put, when it has them
-// (cache.go). Keys a Write puts that were absent before it and that it
-// also deletes (a message saved and acked in one group-committed batch)
-// never reach RocksDB (batch.go). The first Write in each new minute drops
-// the dedup buckets that ended with one range delete.
+// next to each other. Keys a Write puts that were absent before it and
+// that it also deletes (a message saved and acked in one group-committed
+// batch) are written nowhere, not even to the journal (batch.go). The
+// first Write in each new minute drops the dedup buckets that ended with
+// one range delete.
+//
+// # Journal
+//
+// The store keeps its own write-ahead log, the journal (journal.go), and
+// writes to RocksDB without RocksDB's WAL. A Write appends all its writes
+// to the journal as one checksummed record, then applies the "m" writes
+// (message records) to an in-memory map (hot.go) and the rest to RocksDB
+// in one WriteBatch. Reads look in the map before RocksDB. In the broker's
+// steady state a message is acked tens of milliseconds after it is saved:
+// its record is put and deleted in the map and never reaches a memtable,
+// which was a third of the CPU of a message (two skip-list inserts and
+// their cgo calls, and RocksDB's WAL copy of the record).
+//
+// When the current segment reaches Config.JournalSegmentSize (64 MiB), the
+// Write that crossed it starts a new segment and writes the records still
+// in the map to RocksDB (so the map holds at most one segment's records);
+// a goroutine owned by the Store then flushes RocksDB's memtables to
+// tables and deletes the old segments. Open replays the segments left (a
+// crash loses RocksDB's memtables, which only the journal then has), then
+// flushes and deletes them. Replay is safe over state that already has
+// part of it: a record is plain puts, deletes and range deletes, so it
+// ends each key it touches as the original Write did (this is why due
+// keys are deleted with Delete, not SingleDelete: a replay may put a key a
+// second time). A record cut short or failing its checksum at the end of
+// the last segment is what a crash leaves of an append whose Write never
+// returned: Open drops it. Anywhere else, Open fails rather than skip
+// acknowledged writes. If an append or the WriteBatch after it fails, the
+// store refuses every later Write until it is reopened (the journal may
+// hold a record the map and RocksDB do not).
 //
 // # Durability
 //
-// Every Write is one RocksDB WriteBatch: all of it or none of it is
-// applied, before and after a crash. The WAL is never disabled.
+// Every Write is one journal record: all of it or none of it is applied,
+// before and after a crash (replay applies whole records only).
 //
-//   - Sync: the WriteBatch is written with sync set, so Write returns after
-//     the WAL is fsynced: one fsync per Write, that is per group-committed
-//     batch. An acknowledged Write survives a power loss.
-//   - Async (default): Write returns once the WAL is written to the OS (not
-//     synced). A goroutine owned by the Store syncs the WAL every
+//   - Sync: Write returns after the record is fdatasynced: one sync per
+//     Write, that is per group-committed batch. An acknowledged Write
+//     survives a power loss.
+//   - Async (default): Write returns once the record is written to the OS
+//     (not synced). A goroutine owned by the Store syncs the journal every
 //     SyncInterval when something was written. An acknowledged Write
 //     survives a crash of the process (kill -9: the OS has the pages), not
 //     a power loss or a kernel crash, which may lose up to SyncInterval of
 //     acknowledged writes (never part of a Write).
 //
-// SaveBindings has the same promise. Close syncs the WAL in both modes.
+// A segment is synced before the next one starts. SaveBindings writes
+// through RocksDB's WAL, with the same promise. Close syncs the journal and
+// the WAL in both modes.
 //
 // # Deferred due keys
 //
 // A state not due yet when written (a delivery's lease, a retry window) is
 // nearly always written again before it is due, so its due key goes to an
 // in-memory index (deferred.go, at most 65,536 keys) instead of the "d"
-// range, and its record gets a flag in the same WriteBatch. Due reads both.
+// range, and its record gets a flag in the same Write. Due reads both.
 // Open writes the "d" key of every flagged record and clears the flag, so
 // a crash loses no due state. An acked delivery then costs no due key
 // write at all.
@@ -90,19 +122,18 @@
 // dueHints). Also kept: the last dead letter sequence (from the scan) and
 // the last dedup bucket dropped, a Bloom filter per dedup bucket in force
 // (1.25 to 2.5 bytes per entry, rebuilt by Open with a scan of the "w"
-// range), and the record cache (at most 65,536
-// records and 32 MiB, guarded by writeMu, filled only after a successful
-// Write, so a cached record is always the stored one). The rest is bounded
+// range), and the records of the current journal segment (at most
+// JournalSegmentSize bytes of records). The rest is bounded
 // by the number of (topic, group) pairs, except the hints (one per group
 // ever asked for).
 //
 // # Caveats
 //
 //   - A message naming a group twice is stored with the first state only.
-//   - Due key deletes are SingleDeletes (each due key is put once and deleted
-//     once), so a save and its ack that meet in one memtable leave nothing
-//     on disk; record and dedup deletes are ordinary tombstones that
-//     compaction drops.
+//   - Deletes are ordinary tombstones that compaction drops; a record put
+//     and deleted within one journal segment leaves none.
+//   - Open replays up to about two segments (128 MiB by default) of
+//     journal, and flushes RocksDB once.
 //   - DeadLetters costs O(offset + limit): paging skips, it does not seek.
 //   - A save looks for entries in the buckets its own window spans: an
 //     entry written under a longer window (since shortened) that expires
@@ -117,13 +148,17 @@
 //
 // Every method is safe for concurrent use. Write calls are serialized by
 // writeMu; reads (Get, Due, DueChecks, DeadLetters, LoadBindings) run
-// concurrently with them, each at one snapshot. Lock order:
+// concurrently with them, each at one snapshot of RocksDB (the records in
+// the map are read at their latest state; each query checks a record
+// against the index key that led to it). Lock order:
 //
 //	life (shared by every method, exclusive in Close)
 //	  → writeMu (Write only)
-//	    → counters.mu, hints.mu (leaves, never held together)
+//	    → counters.mu, hints.mu, hot.mu, journal.mu (leaves, never held
+//	      together)
 //
-// The Store starts one goroutine (the Async WAL syncer) in Open; Close
-// stops it and waits for it, then waits for calls in progress, and frees
-// every RocksDB object.
+// The Store starts two goroutines in Open, the retirer (flushes RocksDB
+// and deletes old journal segments) and, in Async mode, the syncer; Close
+// stops them and waits for them, then waits for calls in progress, syncs
+// and closes the journal, and frees every RocksDB object.
 package rocksdb
