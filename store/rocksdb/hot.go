@@ -1,6 +1,7 @@
 package rocksdb
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/linxGnu/grocksdb"
@@ -10,8 +11,9 @@ import (
 // deleted since the journal last rotated, instead of RocksDB: the
 // journal already has them, and most messages are acked within
 // milliseconds, so their record never needs to reach RocksDB at all. When
-// the journal rotates, the records still here are written to RocksDB
-// (moveTo) and the map starts empty.
+// the journal rotates, or when the map holds more than a quarter of a
+// segment's bytes (records nobody acks: a backlog), the records still
+// here are written to RocksDB (moveTo) and the map starts empty.
 //
 // A key here overrides RocksDB: a nil value means deleted. base says
 // whether RocksDB may hold an older value of the key, so that a delete of
@@ -71,17 +73,42 @@ func (h *hotRecords) apply(ops []op, fresh func(k []byte) bool) {
 	}
 }
 
-// moveTo adds every record to wb (a put, or a delete for a tombstone). The
-// caller writes wb and then calls reset.
-func (h *hotRecords) moveTo(wb *grocksdb.WriteBatch) {
-	for k, r := range h.m {
-		if r.val != nil {
+// moveTo writes every record to db with wo (a put, or a delete for a
+// tombstone), in key order (RocksDB's memtable inserts in order cheaply)
+// and in WriteBatches of about moveChunk bytes (one batch of the whole map
+// would double its memory). The batches need not be atomic together: the
+// journal holds every record, and the map keeps serving reads until reset.
+// The caller (the writer) calls reset once moveTo succeeded.
+func (h *hotRecords) moveTo(db *grocksdb.DB, wo *grocksdb.WriteOptions) error {
+	keys := make([]string, 0, len(h.m))
+	for k := range h.m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	wb := grocksdb.NewWriteBatch()
+	defer wb.Destroy()
+	size := 0
+	for i, k := range keys {
+		if r := h.m[k]; r.val != nil {
 			wb.Put([]byte(k), r.val)
+			size += len(k) + len(r.val)
 		} else {
 			wb.Delete([]byte(k))
+			size += len(k)
+		}
+		if size >= moveChunk || i == len(keys)-1 {
+			if err := db.Write(wo, wb); err != nil {
+				return err
+			}
+			wb.Clear()
+			size = 0
 		}
 	}
+	return nil
 }
+
+// moveChunk is the size of one WriteBatch of moveTo.
+const moveChunk = 1 << 20
 
 // reset empties the map, once moveTo's batch is written.
 func (h *hotRecords) reset() {

@@ -416,22 +416,27 @@ func (s *Store) rotate() {
 		_ = s.fail("journal rotate", err)
 		return
 	}
-	if s.hot.len() > 0 {
-		wb := grocksdb.NewWriteBatch()
-		s.hot.moveTo(wb)
-		err := s.db.Write(s.wj, wb)
-		wb.Destroy()
-		if err != nil {
-			_ = s.fail("move records", err)
-			return
-		}
-		s.hot.reset()
+	if err := s.moveHot(); err != nil {
+		return
 	}
 	s.retired.Store(old)
 	select {
 	case s.retire <- struct{}{}:
 	default:
 	}
+}
+
+// moveHot writes the records in s.hot to RocksDB (no WAL) and empties
+// it. A failure fails the store. caller must hold s.writeMu
+func (s *Store) moveHot() error {
+	if s.hot.len() == 0 {
+		return nil
+	}
+	if err := s.hot.moveTo(s.db, s.wj); err != nil {
+		return s.fail("move records", err)
+	}
+	s.hot.reset()
+	return nil
 }
 
 // retireLoop flushes RocksDB and deletes the journal segments up to

@@ -223,3 +223,32 @@ func FuzzJournalSegment(f *testing.F) {
 		})
 	})
 }
+
+// TestStoreRocksDBHotRecordsBounded: records nobody acks (a backlog) move
+// to RocksDB once the map holds a quarter of a segment, so the memory they
+// take stays bounded, and they read the same afterwards.
+func TestStoreRocksDBHotRecordsBounded(t *testing.T) {
+	const seg = 64 << 10
+	s := openTestConfig(t, Config{Dir: t.TempDir(), JournalSegmentSize: seg})
+	defer func() { require.NoError(t, s.Close()) }()
+	moved := false
+	for k := range 200 {
+		b := &store.Batch{Now: t0}
+		for i := range 8 {
+			b.Saves = append(b.Saves, testMsg(midID(1, k, i), "offline"))
+		}
+		mustWrite(t, s, b)
+		if k > 0 && s.hot.len() < 8 {
+			moved = true
+		}
+		require.Less(t, s.hot.bytes, seg/4+4<<10, "batch %d", k)
+	}
+	require.True(t, moved, "the records moved to RocksDB")
+	checkInvariants(t, s)
+	m, err := s.Get(context.Background(), "t", midID(1, 0, 0))
+	require.NoError(t, err)
+	require.Equal(t, "body-"+midID(1, 0, 0), string(m.Body))
+	due, err := s.Due(context.Background(), "offline", t0, 10_000)
+	require.NoError(t, err)
+	require.Len(t, due, 1600)
+}

@@ -41,8 +41,11 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, 
 		return nil, err
 	}
 	s.commit(t)
-	if s.jrnl.length() >= s.cfg.JournalSegmentSize {
+	switch {
+	case s.jrnl.length() >= s.cfg.JournalSegmentSize:
 		s.rotate()
+	case int64(s.hot.bytes) >= s.cfg.JournalSegmentSize/4:
+		_ = s.moveHot() // a failure fails the store, and the next Write
 	}
 	return res, nil
 }
