@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -59,6 +60,13 @@ type journal struct {
 	seg   uint64 // number of the segment f is
 	size  int64  // bytes in f
 	dirty bool   // f was written since it was last synced
+	// broken is set when a failed append or sync may have left f holding
+	// part of a record, or acknowledged bytes unsynced: nothing more may
+	// be appended.
+	broken bool
+
+	// write writes to f; tests replace it to inject failures.
+	write func(f *os.File, b []byte) (int, error)
 }
 
 // segmentName is the file name of segment n.
@@ -95,7 +103,7 @@ func openJournal(dir string, seg uint64) (*journal, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
-	j := &journal{dir: dir}
+	j := &journal{dir: dir, write: (*os.File).Write}
 	if err := j.start(seg); err != nil {
 		return nil, err
 	}
@@ -128,24 +136,49 @@ func (j *journal) start(seg uint64) error {
 
 // append writes rec as one record and syncs it when sync is set. rec
 // starts with recordHeader bytes that append fills in (so that the record
-// takes one write(2)), then the payload. A failed append may leave part of
-// a record at the end of the segment, which replay drops: the Store then
-// fails every later Write, so nothing acknowledged ever follows it.
+// takes one write(2)), then the payload. When the write fails (a full
+// disk), append cuts the segment back to where the record began, so the
+// journal stays whole and later appends may succeed; if that fails too,
+// or the sync fails, the journal is broken (see broken), and the Store
+// refuses every later Write.
 func (j *journal) append(rec []byte, sync bool) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.broken {
+		return errors.New("journal broken by an earlier failure")
+	}
 	payload := rec[recordHeader:]
 	binary.LittleEndian.PutUint32(rec[:4], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(rec[4:recordHeader], crc32.Checksum(payload, crcTable))
-	if _, err := j.f.Write(rec); err != nil {
+	if _, err := j.write(j.f, rec); err != nil {
+		if e := j.undo(); e != nil {
+			j.broken = true
+			return fmt.Errorf("%w (and cutting the record off failed: %w)", err, e)
+		}
 		return err
 	}
 	j.size += int64(len(rec))
 	if sync {
-		return fdatasync(j.f)
+		if err := fdatasync(j.f); err != nil {
+			// After a failed fsync the kernel may have dropped the pages:
+			// what the journal holds is unknown.
+			j.broken = true
+			return err
+		}
+		return nil
 	}
 	j.dirty = true
 	return nil
+}
+
+// undo cuts the segment back to j.size, dropping what a failed write
+// left. caller must hold j.mu
+func (j *journal) undo() error {
+	if err := j.f.Truncate(j.size); err != nil {
+		return err
+	}
+	_, err := j.f.Seek(j.size, io.SeekStart)
+	return err
 }
 
 // length returns the bytes in the current segment.
@@ -474,4 +507,11 @@ func (s *Store) retireThrough(seg uint64) error {
 		return fmt.Errorf("flush: %w", err)
 	}
 	return removeSegmentsThrough(s.journalDir(), seg)
+}
+
+// isBroken reports whether an append or sync broke the journal.
+func (j *journal) isBroken() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.broken
 }

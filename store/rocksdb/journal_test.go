@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,9 +176,10 @@ func TestStoreRocksDBJournalTornTail(t *testing.T) {
 	require.ErrorContains(t, err, segmentName(segs[0]))
 }
 
-// TestStoreRocksDBFailedJournalFailsWrites: once a journal append fails,
-// every later Write fails too (nothing acknowledged may follow a torn
-// record), and a reopen recovers what was acknowledged before.
+// TestStoreRocksDBFailedJournalFailsWrites: once a journal append fails
+// and the journal cannot be cut back (here: its file is closed), every
+// later Write fails too (nothing acknowledged may follow a torn record),
+// and a reopen recovers what was acknowledged before.
 func TestStoreRocksDBFailedJournalFailsWrites(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, Async)
@@ -251,4 +253,29 @@ func TestStoreRocksDBHotRecordsBounded(t *testing.T) {
 	due, err := s.Due(context.Background(), "offline", t0, 10_000)
 	require.NoError(t, err)
 	require.Len(t, due, 1600)
+}
+
+// TestStoreRocksDBJournalSurvivesFailedAppend: a write that fails half way
+// (a full disk) fails its Write alone; the segment is cut back to where
+// the record began, later Writes succeed, and a reopen replays them all.
+func TestStoreRocksDBJournalSurvivesFailedAppend(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Async)
+	mustWrite(t, s, midWriteBatch(0, 0))
+	s.jrnl.write = func(f *os.File, b []byte) (int, error) {
+		n, _ := f.Write(b[:len(b)/2])
+		return n, syscall.ENOSPC
+	}
+	_, err := s.Write(context.Background(), midWriteBatch(0, 1))
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	require.NotContains(t, err.Error(), "refuses writes")
+	s.jrnl.write = (*os.File).Write
+	mustWrite(t, s, midWriteBatch(0, 1))
+	mustWrite(t, s, midWriteBatch(0, 2))
+	requireMidWrites(t, s, 0, 3)
+	require.NoError(t, s.Close())
+	s = openTest(t, dir, Async)
+	defer func() { require.NoError(t, s.Close()) }()
+	checkInvariants(t, s)
+	requireMidWrites(t, s, 0, 3)
 }

@@ -73,7 +73,10 @@ func (s *Store) apply(t *tx) error {
 		return nil
 	}
 	if err := s.jrnl.append(rec, s.cfg.Durability == Sync); err != nil {
-		return s.fail("journal append", err)
+		if s.jrnl.isBroken() {
+			return s.fail("journal append", err)
+		}
+		return fmt.Errorf("rocksdb: write: journal append: %w", err) // nothing applied
 	}
 	s.hot.apply(recs, t.wb.isFresh)
 	if wb.Count() > 0 {
