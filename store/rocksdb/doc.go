@@ -78,9 +78,11 @@
 // second time). A record cut short or failing its checksum at the end of
 // the last segment is what a crash leaves of an append whose Write never
 // returned: Open drops it. Anywhere else, Open fails rather than skip
-// acknowledged writes. If an append or the WriteBatch after it fails, the
-// store refuses every later Write until it is reopened (the journal may
-// hold a record the map and RocksDB do not).
+// acknowledged writes. An append that fails (a full disk) fails its Write
+// alone: the segment is cut back to where the record began. If that cut
+// fails, or a sync, or the WriteBatch after a good append, the store
+// refuses every later Write until it is reopened (the journal may hold a
+// record the map and RocksDB do not).
 //
 // # Durability
 //
