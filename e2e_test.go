@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kitenats/kitenats/store"
 )
 
 // startBroker runs a whole daemon (memory store unless mod says otherwise)
@@ -376,4 +379,23 @@ func TestHealthSeesBrokerConnections(t *testing.T) {
 	err := src.Health()
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "outbound")
+}
+
+// failedStore is a store that reports a failure until a restart.
+type failedStore struct{ store.Store }
+
+func (failedStore) Failed() error { return errors.New("journal append: no space left on device") }
+
+// TestHealthSeesFailedStore: a store that refuses writes until a restart
+// makes /healthz's source unhealthy, saying so.
+func TestHealthSeesFailedStore(t *testing.T) {
+	d := startTestDaemon(t, nil)
+	src := adminSource{d}
+	require.NoError(t, src.Health())
+	st := d.st
+	d.st = failedStore{st}
+	defer func() { d.st = st }()
+	err := src.Health()
+	require.ErrorContains(t, err, "restart the broker")
+	require.ErrorContains(t, err, "no space left")
 }

@@ -144,14 +144,19 @@ type adminSource struct{ d *daemon }
 func (a adminSource) Stat(ctx context.Context) (any, error) { return a.d.broker.Stat(ctx) }
 func (a adminSource) Bindings() any                         { return a.d.broker.Bindings() }
 
-// Health reports the broker's own NATS connections: without them it takes
-// no publish and sends nothing.
+// Health reports the broker's own NATS connections (without them it takes
+// no publish and sends nothing) and a store that failed until a restart.
 func (a adminSource) Health() error {
 	if err := a.d.out.Err(); err != nil {
 		return fmt.Errorf("broker's outbound connection: %w", err)
 	}
 	if st := a.d.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("broker's inbound connection: %s", st)
+	}
+	if f, ok := a.d.st.(store.Failer); ok {
+		if err := f.Failed(); err != nil {
+			return fmt.Errorf("store (restart the broker to recover): %w", err)
+		}
 	}
 	return nil
 }

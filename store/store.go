@@ -55,6 +55,13 @@ type BindingStore interface {
 	LoadBindings(ctx context.Context) (map[string][]byte, error)
 }
 
+// Failer is implemented by backends that can fail for good: after such a
+// failure every Write fails until the store is reopened (a restart of the
+// broker). Failed returns that failure, or nil.
+type Failer interface {
+	Failed() error
+}
+
 // Batch is one atomic write: new messages first, then updates, in order.
 type Batch struct {
 	// Now is the time of the batch: dedup entries written now last until

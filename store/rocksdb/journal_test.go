@@ -189,6 +189,7 @@ func TestStoreRocksDBFailedJournalFailsWrites(t *testing.T) {
 	require.ErrorContains(t, err, "journal append")
 	_, err = s.Write(context.Background(), &store.Batch{Now: t0})
 	require.ErrorContains(t, err, "refuses writes")
+	require.ErrorContains(t, s.Failed(), "journal append", "the store says it failed")
 	require.Error(t, s.Close(), "the journal was already closed")
 	s = openTest(t, dir, Async)
 	defer func() { require.NoError(t, s.Close()) }()
@@ -269,6 +270,7 @@ func TestStoreRocksDBJournalSurvivesFailedAppend(t *testing.T) {
 	_, err := s.Write(context.Background(), midWriteBatch(0, 1))
 	require.ErrorIs(t, err, syscall.ENOSPC)
 	require.NotContains(t, err.Error(), "refuses writes")
+	require.NoError(t, s.Failed())
 	s.jrnl.write = (*os.File).Write
 	mustWrite(t, s, midWriteBatch(0, 1))
 	mustWrite(t, s, midWriteBatch(0, 2))

@@ -19,6 +19,7 @@ import (
 var (
 	_ store.Store        = (*Store)(nil)
 	_ store.BindingStore = (*Store)(nil)
+	_ store.Failer       = (*Store)(nil)
 )
 
 // Store is the RocksDB backend. It is safe for concurrent use; see doc.go

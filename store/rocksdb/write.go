@@ -87,6 +87,14 @@ func (s *Store) apply(t *tx) error {
 	return nil
 }
 
+// Failed implements store.Failer: the failure that made the store refuse
+// every Write (see Store.failed), or nil.
+func (s *Store) Failed() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.failed
+}
+
 // fail makes every later Write fail with err: see Store.failed. caller
 // must hold s.writeMu
 func (s *Store) fail(what string, err error) error {
