@@ -140,18 +140,6 @@ func (o op) addTo(wb *grocksdb.WriteBatch) {
 	}
 }
 
-// appendTo appends o to a journal record.
-func (o op) appendTo(rec []byte) []byte {
-	switch o.kind {
-	case opPut:
-		return appendJop(rec, jPut, o.k, o.v)
-	case opDelete:
-		return appendJop(rec, jDelete, o.k, nil)
-	default:
-		return appendJop(rec, jDeleteRange, o.k, o.v)
-	}
-}
-
 // isRecord reports whether o writes one message record (an "m" key), which
 // goes to hotRecords instead of RocksDB. A range delete never covers
 // records: the store range-deletes dedup buckets only.

@@ -42,12 +42,8 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// journalOp kinds as written in a record.
-const (
-	jPut byte = iota + 1
-	jDelete
-	jDeleteRange
-)
+// An operation's kind is written as its opKind plus one (batch.go: put 1,
+// delete 2, range delete 3): the opKind values are part of the format.
 
 // journal appends records to the current segment. Write (under
 // Store.writeMu) appends and rotates; the WAL syncer syncs. mu guards the
@@ -245,28 +241,23 @@ func removeSegmentsThrough(dir string, through uint64) error {
 	return syncDir(dir)
 }
 
-// jop is one decoded journal operation. k and v alias the record.
-type jop struct {
-	kind byte
-	k, v []byte
-}
-
-// appendJop appends one operation to a record payload.
-func appendJop(b []byte, kind byte, k, v []byte) []byte {
-	b = append(b, kind)
-	b = binary.AppendUvarint(b, uint64(len(k)))
-	b = append(b, k...)
-	if kind == jPut || kind == jDeleteRange {
-		b = binary.AppendUvarint(b, uint64(len(v)))
-		b = append(b, v...)
+// appendTo appends o to a journal record.
+func (o op) appendTo(rec []byte) []byte {
+	rec = append(rec, byte(o.kind)+1)
+	rec = binary.AppendUvarint(rec, uint64(len(o.k)))
+	rec = append(rec, o.k...)
+	if o.kind != opDelete {
+		rec = binary.AppendUvarint(rec, uint64(len(o.v)))
+		rec = append(rec, o.v...)
 	}
-	return b
+	return rec
 }
 
 var errBadRecord = errors.New("malformed journal record")
 
-// decodeRecord decodes the operations of one record payload.
-func decodeRecord(p []byte, ops []jop) ([]jop, error) {
+// decodeRecord decodes the operations of one record payload. Their keys
+// and values alias p.
+func decodeRecord(p []byte, ops []op) ([]op, error) {
 	ops = ops[:0]
 	field := func() ([]byte, bool) {
 		n, w := binary.Uvarint(p)
@@ -278,16 +269,16 @@ func decodeRecord(p []byte, ops []jop) ([]jop, error) {
 		return f, true
 	}
 	for len(p) > 0 {
-		o := jop{kind: p[0]}
-		p = p[1:]
-		if o.kind < jPut || o.kind > jDeleteRange {
-			return nil, fmt.Errorf("%w: op kind %d", errBadRecord, o.kind)
+		if p[0] < byte(opPut)+1 || p[0] > byte(opDeleteRange)+1 {
+			return nil, fmt.Errorf("%w: op kind %d", errBadRecord, p[0])
 		}
+		o := op{kind: opKind(p[0] - 1)}
+		p = p[1:]
 		var ok bool
 		if o.k, ok = field(); !ok {
 			return nil, fmt.Errorf("%w: key", errBadRecord)
 		}
-		if o.kind == jPut || o.kind == jDeleteRange {
+		if o.kind != opDelete {
 			if o.v, ok = field(); !ok {
 				return nil, fmt.Errorf("%w: value", errBadRecord)
 			}
@@ -305,14 +296,14 @@ var errTorn = errors.New("torn journal record")
 // in order. It returns errTorn (wrapped, with the offset) at the first
 // record that is incomplete or fails its checksum; the records before it
 // were applied.
-func readSegment(data []byte, fn func(ops []jop) error) error {
+func readSegment(data []byte, fn func(ops []op) error) error {
 	if len(data) < len(journalMagic) {
 		return fmt.Errorf("%w: segment header cut short (%d bytes)", errTorn, len(data))
 	}
 	if string(data[:len(journalMagic)]) != journalMagic {
 		return fmt.Errorf("%w: not a journal segment", errBadRecord)
 	}
-	var ops []jop
+	var ops []op
 	off := len(journalMagic)
 	for off < len(data) {
 		if len(data)-off < recordHeader {
@@ -386,17 +377,10 @@ func (s *Store) replay() error {
 		records, start := 0, time.Now()
 		wb := grocksdb.NewWriteBatch()
 		defer wb.Destroy()
-		apply := func(ops []jop) error {
+		apply := func(ops []op) error {
 			wb.Clear()
 			for _, o := range ops {
-				switch o.kind {
-				case jPut:
-					wb.Put(o.k, o.v)
-				case jDelete:
-					wb.Delete(o.k)
-				case jDeleteRange:
-					wb.DeleteRange(o.k, o.v)
-				}
+				o.addTo(wb)
 			}
 			records++
 			return s.db.Write(s.wj, wb)

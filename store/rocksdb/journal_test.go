@@ -14,10 +14,10 @@ import (
 )
 
 // journalRecord returns one framed record holding ops.
-func journalRecord(ops ...jop) []byte {
+func journalRecord(ops ...op) []byte {
 	rec := make([]byte, recordHeader)
 	for _, o := range ops {
-		rec = appendJop(rec, o.kind, o.k, o.v)
+		rec = o.appendTo(rec)
 	}
 	return frame(rec)
 }
@@ -41,17 +41,17 @@ func frame(rec []byte) []byte {
 }
 
 func TestJournalRecordRoundTrip(t *testing.T) {
-	ops := []jop{
-		{kind: jPut, k: []byte("m\x00k"), v: []byte("value")},
-		{kind: jPut, k: []byte("d"), v: []byte{}},
-		{kind: jDelete, k: []byte("m\x00j")},
-		{kind: jDeleteRange, k: []byte("w"), v: []byte("w\xff")},
+	ops := []op{
+		{kind: opPut, k: []byte("m\x00k"), v: []byte("value")},
+		{kind: opPut, k: []byte("d"), v: []byte{}},
+		{kind: opDelete, k: []byte("m\x00j")},
+		{kind: opDeleteRange, k: []byte("w"), v: []byte("w\xff")},
 	}
 	seg := append([]byte(journalMagic), journalRecord(ops...)...)
 	seg = append(seg, journalRecord(ops[2])...)
-	var got [][]jop
-	require.NoError(t, readSegment(seg, func(o []jop) error {
-		got = append(got, append([]jop(nil), o...))
+	var got [][]op
+	require.NoError(t, readSegment(seg, func(o []op) error {
+		got = append(got, append([]op(nil), o...))
 		return nil
 	}))
 	require.Len(t, got, 2)
@@ -62,6 +62,10 @@ func TestJournalRecordRoundTrip(t *testing.T) {
 		require.Equal(t, string(o.v), string(got[0][i].v))
 	}
 	require.Equal(t, "m\x00j", string(got[1][0].k))
+	// The kinds on disk are part of the format.
+	for kind, b := range map[opKind]byte{opPut: 1, opDelete: 2, opDeleteRange: 3} {
+		require.Equal(t, b, journalRecord(op{kind: kind, k: []byte("k")})[recordHeader], "kind %d", kind)
+	}
 }
 
 // TestJournalReadSegmentDamage: a record cut short or failing its checksum
@@ -69,8 +73,8 @@ func TestJournalRecordRoundTrip(t *testing.T) {
 // still read; a bad op inside a record that passes its checksum is not
 // torn but malformed.
 func TestJournalReadSegmentDamage(t *testing.T) {
-	good := journalRecord(jop{kind: jPut, k: []byte("a"), v: []byte("1")})
-	second := journalRecord(jop{kind: jPut, k: []byte("b"), v: []byte("2")})
+	good := journalRecord(op{kind: opPut, k: []byte("a"), v: []byte("1")})
+	second := journalRecord(op{kind: opPut, k: []byte("b"), v: []byte("2")})
 	base := append([]byte(journalMagic), good...)
 	flipped := append(append([]byte(nil), base...), second...)
 	flipped[len(flipped)-1] ^= 0xFF
@@ -85,7 +89,7 @@ func TestJournalReadSegmentDamage(t *testing.T) {
 	for name, data := range cases {
 		t.Run(name, func(t *testing.T) {
 			var n int
-			err := readSegment(data, func([]jop) error { n++; return nil })
+			err := readSegment(data, func([]op) error { n++; return nil })
 			require.Error(t, err)
 			if name == "not a segment" {
 				require.NotErrorIs(t, err, errTorn)
@@ -100,7 +104,7 @@ func TestJournalReadSegmentDamage(t *testing.T) {
 	bad := make([]byte, recordHeader)
 	bad = append(bad, 9, 1, 'k') // op kind 9
 	bad = frame(bad)
-	err := readSegment(append([]byte(journalMagic), bad...), func([]jop) error { return nil })
+	err := readSegment(append([]byte(journalMagic), bad...), func([]op) error { return nil })
 	require.ErrorIs(t, err, errBadRecord)
 	require.NotErrorIs(t, err, errTorn)
 }
@@ -213,12 +217,12 @@ func TestStoreRocksDBRetiresSegments(t *testing.T) {
 }
 
 func FuzzJournalSegment(f *testing.F) {
-	f.Add(append([]byte(journalMagic), journalRecord(jop{kind: jPut, k: []byte("m"), v: []byte("v")}, jop{kind: jDelete, k: []byte("d")})...))
+	f.Add(append([]byte(journalMagic), journalRecord(op{kind: opPut, k: []byte("m"), v: []byte("v")}, op{kind: opDelete, k: []byte("d")})...))
 	f.Add([]byte(journalMagic))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_ = readSegment(data, func(ops []jop) error {
+		_ = readSegment(data, func(ops []op) error {
 			for _, o := range ops {
-				if o.kind < jPut || o.kind > jDeleteRange {
+				if o.kind > opDeleteRange {
 					t.Fatalf("op kind %d passed", o.kind)
 				}
 			}
