@@ -41,7 +41,7 @@ func openStore(uri string, log *slog.Logger) (store.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg.Logger = log.With("store", "rocksdb")
+		cfg.Logger = log // the store adds store=rocksdb://DIR
 		return rocksdb.Open(cfg)
 	case "mysql":
 		cfg, err := mysql.ParseURI(uri)
