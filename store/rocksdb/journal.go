@@ -28,8 +28,9 @@ import (
 // number (000001.log, …). A segment starts with journalMagic and holds
 // records: a 4-byte little-endian payload length, the payload's CRC-32C (4
 // bytes, little-endian), then the payload: the Write's operations, each a
-// kind byte, the uvarint-prefixed key and, for a put or a range delete, the
-// uvarint-prefixed value (the range's end).
+// kind byte (its opKind plus one: put 1, delete 2, range delete 3; the
+// opKind values are part of the format), the uvarint-prefixed key and, for
+// a put or a range delete, the uvarint-prefixed value (the range's end).
 
 const (
 	journalDirName = "journal"
@@ -41,9 +42,6 @@ const (
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
-
-// An operation's kind is written as its opKind plus one (batch.go: put 1,
-// delete 2, range delete 3): the opKind values are part of the format.
 
 // journal appends records to the current segment. Write (under
 // Store.writeMu) appends and rotates; the WAL syncer syncs. mu guards the
@@ -144,6 +142,11 @@ func (j *journal) append(rec []byte, sync bool) error {
 		return errors.New("journal broken by an earlier failure")
 	}
 	payload := rec[recordHeader:]
+	if len(payload) > maxRecord {
+		// Replay would take it for damage. (The Batcher's byte bound keeps
+		// batches far below this.)
+		return fmt.Errorf("a %d-byte batch is over the journal's %d-byte record limit", len(payload), maxRecord)
+	}
 	binary.LittleEndian.PutUint32(rec[:4], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(rec[4:recordHeader], crc32.Checksum(payload, crcTable))
 	if _, err := j.write(j.f, rec); err != nil {
@@ -185,6 +188,7 @@ func (j *journal) length() int64 {
 }
 
 // sync syncs the current segment if it was written since its last sync.
+// A failure breaks the journal, as in append.
 func (j *journal) sync() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -192,6 +196,7 @@ func (j *journal) sync() error {
 		return nil
 	}
 	if err := fdatasync(j.f); err != nil {
+		j.broken = true
 		return err
 	}
 	j.dirty = false
@@ -224,7 +229,7 @@ func (j *journal) close() error {
 	return err
 }
 
-// removeThrough deletes the segments numbered up to through.
+// removeSegmentsThrough deletes the segments of dir numbered up to through.
 func removeSegmentsThrough(dir string, through uint64) error {
 	segs, err := listSegments(dir)
 	if err != nil {

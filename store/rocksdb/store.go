@@ -214,7 +214,7 @@ func (s *Store) syncLoop() {
 			return
 		case <-t.C:
 			if err := s.jrnl.sync(); err != nil {
-				s.log.Error("journal sync failed: acknowledged writes are not yet safe from a power loss", "err", err)
+				s.log.Error("journal sync failed: acknowledged writes may not survive a power loss; the store refuses writes until a restart", "err", err)
 			}
 			seq := s.db.GetLatestSequenceNumber()
 			if seq == synced {
