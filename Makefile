@@ -39,6 +39,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeFrame -fuzztime 20s ./compat/wire/
 	$(GO) test -run '^$$' -fuzz FuzzCompatSession -fuzztime 20s ./compat/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeProperties -fuzztime 20s ./store/mysql/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeBody -fuzztime 20s ./compat/wire/
+	$(GO) test -run '^$$' -fuzz FuzzStoreRocksDBDecodeMessage -fuzztime 20s ./store/rocksdb/
+	$(GO) test -run '^$$' -fuzz FuzzStoreRocksDBKeyComponent -fuzztime 20s ./store/rocksdb/
+	$(GO) test -run '^$$' -fuzz FuzzJournalSegment -fuzztime 20s ./store/rocksdb/
 
 bench: build
 	./$(BIN) bench --compare
