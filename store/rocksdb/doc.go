@@ -101,7 +101,9 @@
 //
 // A segment is synced before the next one starts. SaveBindings writes
 // through RocksDB's WAL, with the same promise. Close syncs the journal and
-// the WAL in both modes.
+// the WAL in both modes; a clean Close then also moves the held records to
+// RocksDB, flushes it and deletes the journal, so that the next Open has
+// nothing to replay (if that fails, the journal stays and Open replays it).
 //
 // # Deferred due keys
 //
@@ -162,5 +164,6 @@
 // The Store starts two goroutines in Open, the retirer (flushes RocksDB
 // and deletes old journal segments) and, in Async mode, the syncer; Close
 // stops them and waits for them, then waits for calls in progress, syncs
-// and closes the journal, and frees every RocksDB object.
+// and closes the journal (and, clean, retires it), and frees every RocksDB
+// object.
 package rocksdb

@@ -461,6 +461,28 @@ func (s *Store) moveHot() error {
 	return nil
 }
 
+// retireAll, at a clean Close, moves the records held in memory to
+// RocksDB, flushes it and deletes every journal segment, so that the next
+// Open has nothing to replay. It does nothing for a failed store (its
+// journal may hold what RocksDB does not) or with Config.noFlushOnClose
+// (tests: a Close that loses what a crash loses). On an error the journal
+// stays, and Open replays it. caller must hold s.life exclusively, with
+// the journal closed
+func (s *Store) retireAll() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.failed != nil || s.cfg.noFlushOnClose {
+		return nil
+	}
+	if err := s.moveHot(); err != nil {
+		return err
+	}
+	if err := s.flush(); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	return removeSegmentsThrough(s.journalDir(), s.jrnl.seg)
+}
+
 // retireLoop flushes RocksDB and deletes the journal segments up to
 // s.retired whenever rotate moves it. It is owned by the Store: Close
 // stops it. A failure is logged and retried at the next rotation: the

@@ -143,7 +143,8 @@ func TestStoreRocksDBJournalRecoversLostMemtables(t *testing.T) {
 // earlier segment makes Open fail rather than lose what follows it.
 func TestStoreRocksDBJournalTornTail(t *testing.T) {
 	dir := t.TempDir()
-	s := openTest(t, dir, Async)
+	cfg := Config{Dir: dir, noFlushOnClose: true} // the journal stays
+	s := openTestConfig(t, cfg)
 	for k := range 5 {
 		mustWrite(t, s, midWriteBatch(0, k))
 	}
@@ -159,7 +160,7 @@ func TestStoreRocksDBJournalTornTail(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 
-	s = openTest(t, dir, Async)
+	s = openTestConfig(t, cfg)
 	checkInvariants(t, s)
 	requireMidWrites(t, s, 0, 5)
 	mustWrite(t, s, midWriteBatch(0, 5))
@@ -284,4 +285,26 @@ func TestStoreRocksDBJournalSurvivesFailedAppend(t *testing.T) {
 	defer func() { require.NoError(t, s.Close()) }()
 	checkInvariants(t, s)
 	requireMidWrites(t, s, 0, 3)
+}
+
+// TestStoreRocksDBCleanCloseLeavesNoJournal: a clean Close moves the held
+// records to RocksDB, flushes it and deletes the journal, so the next Open
+// replays nothing and finds everything.
+func TestStoreRocksDBCleanCloseLeavesNoJournal(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Async)
+	for k := range 10 {
+		mustWrite(t, s, midWriteBatch(0, k))
+	}
+	require.Positive(t, s.hot.len(), "records are held in memory")
+	want := logicalState(t, s)
+	require.NoError(t, s.Close())
+	segs, err := listSegments(filepath.Join(dir, journalDirName))
+	require.NoError(t, err)
+	require.Empty(t, segs)
+	s = openTest(t, dir, Async)
+	defer func() { require.NoError(t, s.Close()) }()
+	checkInvariants(t, s)
+	require.Equal(t, want, logicalState(t, s))
+	requireMidWrites(t, s, 0, 10)
 }

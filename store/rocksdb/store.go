@@ -246,6 +246,8 @@ func (s *Store) close() error {
 	var err error
 	if e := s.jrnl.close(); e != nil {
 		err = fmt.Errorf("rocksdb: close: sync journal: %w", e)
+	} else if e := s.retireAll(); e != nil {
+		s.log.Warn("journal kept: the next open replays it", "err", e)
 	}
 	if e := s.db.FlushWAL(true); e != nil && err == nil {
 		err = fmt.Errorf("rocksdb: close: sync WAL: %w", e)
