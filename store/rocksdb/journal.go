@@ -471,7 +471,7 @@ func (s *Store) moveHot() error {
 func (s *Store) retireAll() error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	if s.failed != nil || s.cfg.noFlushOnClose {
+	if s.Failed() != nil || s.cfg.noFlushOnClose {
 		return nil
 	}
 	if err := s.moveHot(); err != nil {

@@ -62,9 +62,10 @@ type Store struct {
 	recOps   []op           // the record writes of the batch, reused; guarded by writeMu
 	// failed, once set, fails every Write: a journal append or a write to
 	// RocksDB failed after the record may have reached the journal, so the
-	// memory and the database may disagree until a reopen replays it.
-	// Guarded by writeMu.
-	failed error
+	// memory and the database may disagree until a reopen replays it. Set
+	// under writeMu; read without it (Failed, for /healthz, must not wait
+	// for a Write).
+	failed atomic.Pointer[error]
 
 	// retired is the last journal segment whose writes RocksDB holds in
 	// memtables (Write moved the records there when it rotated); the

@@ -23,8 +23,8 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, 
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	if s.failed != nil {
-		return nil, s.failed
+	if err := s.Failed(); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("rocksdb: write: %w", err)
@@ -90,17 +90,19 @@ func (s *Store) apply(t *tx) error {
 // Failed implements store.Failer: the failure that made the store refuse
 // every Write (see Store.failed), or nil.
 func (s *Store) Failed() error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	return s.failed
+	if p := s.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // fail makes every later Write fail with err: see Store.failed. caller
 // must hold s.writeMu
 func (s *Store) fail(what string, err error) error {
-	s.failed = fmt.Errorf("rocksdb: %s: %w (the store refuses writes until it is reopened)", what, err)
+	failed := fmt.Errorf("rocksdb: %s: %w (the store refuses writes until it is reopened)", what, err)
+	s.failed.Store(&failed)
 	s.log.Error("store failed: reopen to recover from the journal", "during", what, "err", err)
-	return s.failed
+	return failed
 }
 
 // commit applies to the in-memory state what t changed, once its batch is
