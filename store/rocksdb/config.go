@@ -72,8 +72,9 @@ type Config struct {
 	// JournalSegmentSize is the size in bytes at which the journal starts a
 	// new segment: the message records still held in memory then move to
 	// RocksDB, which is flushed, and the old segments are deleted. It bounds
-	// the journal on disk (about twice this), the records held in memory
-	// (at most this) and the replay at Open. Default 64 MiB.
+	// the journal on disk (about twice this) and the replay at Open; the
+	// records held in memory move to RocksDB at a quarter of it. Default
+	// 64 MiB.
 	JournalSegmentSize int64
 	// Logger receives lifecycle events and WAL sync failures. Default: a
 	// discard logger.

@@ -67,9 +67,10 @@
 //
 // When the current segment reaches Config.JournalSegmentSize (64 MiB), the
 // Write that crossed it starts a new segment and writes the records still
-// in the map to RocksDB (so the map holds at most one segment's records);
-// a goroutine owned by the Store then flushes RocksDB's memtables to
-// tables and deletes the old segments. Open replays the segments left (a
+// in the map to RocksDB; a goroutine owned by the Store then flushes
+// RocksDB's memtables to tables and deletes the old segments. A Write after
+// which the map holds a quarter segment of records (records nobody acks: a
+// backlog) moves them too, without a new segment. Open replays the segments left (a
 // crash loses RocksDB's memtables, which only the journal then has), then
 // flushes and deletes them. Replay is safe over state that already has
 // part of it: a record is plain puts, deletes and range deletes, so it
@@ -126,8 +127,8 @@
 // dueHints). Also kept: the last dead letter sequence (from the scan) and
 // the last dedup bucket dropped, a Bloom filter per dedup bucket in force
 // (1.25 to 2.5 bytes per entry, rebuilt by Open with a scan of the "w"
-// range), and the records of the current journal segment (at most
-// JournalSegmentSize bytes of records). The rest is bounded
+// range), and the records held in the map (under a quarter of
+// JournalSegmentSize bytes, plus one Write's). The rest is bounded
 // by the number of (topic, group) pairs, except the hints (one per group
 // ever asked for).
 //

@@ -1,6 +1,7 @@
 package rocksdb
 
 import (
+	"bytes"
 	"slices"
 	"sync"
 
@@ -8,7 +9,7 @@ import (
 )
 
 // hotRecords holds the message records ("m" keys) that Writes put or
-// deleted since the journal last rotated, instead of RocksDB: the
+// deleted since the records were last moved to RocksDB, instead of it: the
 // journal already has them, and most messages are acked within
 // milliseconds, so their record never needs to reach RocksDB at all. When
 // the journal rotates, or when the map holds more than a quarter of a
@@ -116,6 +117,16 @@ func (h *hotRecords) reset() {
 	h.m = make(map[string]hotRecord)
 	h.bytes = 0
 	h.mu.Unlock()
+}
+
+// read returns a copy of the record under k (a decoded message may alias
+// it), or nil when there is none: from h when h has k, else from db with
+// ro.
+func (h *hotRecords) read(db *grocksdb.DB, ro *grocksdb.ReadOptions, k []byte) ([]byte, error) {
+	if val, ok := h.get(k); ok {
+		return bytes.Clone(val), nil
+	}
+	return db.GetBytes(ro, k)
 }
 
 // len returns the number of keys held.

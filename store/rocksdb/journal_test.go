@@ -308,3 +308,24 @@ func TestStoreRocksDBCleanCloseLeavesNoJournal(t *testing.T) {
 	require.Equal(t, want, logicalState(t, s))
 	requireMidWrites(t, s, 0, 10)
 }
+
+// TestStoreRocksDBFailedSyncFailsStore: when the syncer's sync fails, the
+// store says so at once (for /healthz) and refuses writes; a reopen
+// recovers what was acknowledged.
+func TestStoreRocksDBFailedSyncFailsStore(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Async)
+	mustWrite(t, s, midWriteBatch(0, 0))
+	s.jrnl.mu.Lock()
+	require.NoError(t, s.jrnl.f.Close()) // the next sync fails
+	s.jrnl.dirty = true
+	s.jrnl.mu.Unlock()
+	require.Eventually(t, func() bool { return s.Failed() != nil }, 5*time.Second, 5*time.Millisecond)
+	require.ErrorContains(t, s.Failed(), "journal sync")
+	_, err := s.Write(context.Background(), midWriteBatch(0, 1))
+	require.ErrorContains(t, err, "refuses writes")
+	require.Error(t, s.Close(), "the journal was already closed")
+	s = openTest(t, dir, Async)
+	defer func() { require.NoError(t, s.Close()) }()
+	requireMidWrites(t, s, 0, 1)
+}

@@ -137,11 +137,11 @@ func key(prefix byte, parts ...string) []byte {
 }
 
 func msgKey(topic, id string) []byte { return key(prefixMessage, topic, id) }
-
-// isRecordKey reports whether k is a message record's key.
-func isRecordKey(k []byte) bool      { return len(k) > 0 && k[0] == prefixMessage }
 func bindingKey(group string) []byte { return key(prefixBinding, group) }
 func metaKey() []byte                { return []byte{prefixMeta} }
+
+// isRecordKey reports whether k is a message record's key.
+func isRecordKey(k []byte) bool { return len(k) > 0 && k[0] == prefixMessage }
 
 func deadRefKey(topic, group, id string) []byte { return key(prefixDeadRef, topic, group, id) }
 

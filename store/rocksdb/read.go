@@ -21,13 +21,7 @@ func (s *Store) Get(ctx context.Context, topic, id string) (*store.Message, erro
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("rocksdb: get %s/%s: %w", topic, id, err)
 	}
-	k := msgKey(topic, id)
-	rec, ok := s.hot.get(k)
-	rec = bytes.Clone(rec) // the message decoded from it may alias it
-	var err error
-	if !ok {
-		rec, err = s.db.GetBytes(s.ro, k)
-	}
+	rec, err := s.hot.read(s.db, s.ro, msgKey(topic, id))
 	if err != nil {
 		return nil, fmt.Errorf("rocksdb: get %s/%s: %w", topic, id, err)
 	}

@@ -1,7 +1,6 @@
 package rocksdb
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,7 +41,7 @@ type Store struct {
 	wj    *grocksdb.WriteOptions
 
 	jrnl *journal    // the write-ahead log of Write; see doc.go, "Journal"
-	hot  *hotRecords // message records put since the journal last rotated
+	hot  *hotRecords // message records written since they last moved to RocksDB
 
 	// life is held shared by every method while it uses db, and exclusively
 	// by Close while it frees the handles. It guards closed.
@@ -62,9 +61,9 @@ type Store struct {
 	recOps   []op           // the record writes of the batch, reused; guarded by writeMu
 	// failed, once set, fails every Write: a journal append or a write to
 	// RocksDB failed after the record may have reached the journal, so the
-	// memory and the database may disagree until a reopen replays it. Set
-	// under writeMu; read without it (Failed, for /healthz, must not wait
-	// for a Write).
+	// memory and the database may disagree until a reopen replays it; or
+	// the syncer's sync failed. An atomic: Failed, for /healthz, must not
+	// wait for a Write.
 	failed atomic.Pointer[error]
 
 	// retired is the last journal segment whose writes RocksDB holds in
@@ -215,7 +214,8 @@ func (s *Store) syncLoop() {
 			return
 		case <-t.C:
 			if err := s.jrnl.sync(); err != nil {
-				s.log.Error("journal sync failed: acknowledged writes may not survive a power loss; the store refuses writes until a restart", "err", err)
+				// Acknowledged writes may not survive a power loss.
+				_ = s.fail("journal sync", err)
 			}
 			seq := s.db.GetLatestSequenceNumber()
 			if seq == synced {
@@ -293,9 +293,7 @@ func (v *view) close() {
 // against the index key that led to it.
 func (v *view) get(k []byte) ([]byte, error) {
 	if isRecordKey(k) {
-		if val, ok := v.hot.get(k); ok {
-			return bytes.Clone(val), nil // a decoded message may alias it
-		}
+		return v.hot.read(v.db, v.ro, k)
 	}
 	return v.db.GetBytes(v.ro, k)
 }

@@ -96,8 +96,7 @@ func (s *Store) Failed() error {
 	return nil
 }
 
-// fail makes every later Write fail with err: see Store.failed. caller
-// must hold s.writeMu
+// fail makes every later Write fail with err: see Store.failed.
 func (s *Store) fail(what string, err error) error {
 	failed := fmt.Errorf("rocksdb: %s: %w (the store refuses writes until it is reopened)", what, err)
 	s.failed.Store(&failed)
@@ -189,7 +188,7 @@ func (t *tx) build(b *store.Batch) ([]store.SaveResult, error) {
 }
 
 // get reads k as this batch left it: nil when it is absent or deleted.
-// Records the Writes since the journal last rotated put come from s.hot.
+// Records written since they last moved to RocksDB come from s.hot.
 func (t *tx) get(k []byte) ([]byte, error) {
 	if v, ok := t.over[string(k)]; ok {
 		return v, nil
