@@ -87,3 +87,6 @@ type kiteqEndpoint struct{ ep compat.Endpoint }
 func (e kiteqEndpoint) Deliver(d *semantics.Delivery) error {
 	return e.ep.Deliver(compat.Delivery{ID: d.ID, Consumer: d.Consumer, Attempt: d.Attempt, Message: d.Message})
 }
+
+// Full makes the connection's delivery window a semantics.Throttler.
+func (e kiteqEndpoint) Full() bool { return e.ep.Full() }

@@ -95,6 +95,12 @@ type Endpoint interface {
 	// to the group's other consumers at once. d.Message is read, never
 	// modified. Safe for concurrent use.
 	Deliver(d Delivery) error
+	// Full reports that the connection has Config.DeliveryWindow bytes
+	// of deliveries unacknowledged: the broker should choose another
+	// member for now. The DeliverAck that frees room reaches the broker
+	// through Ack. It takes the session's lock only, never calls the
+	// Broker, and may be called with the broker's locks held.
+	Full() bool
 }
 
 // Delivery is one attempt to deliver a message to one consumer.

@@ -3,6 +3,7 @@ package compat
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -29,6 +30,8 @@ const maxPending = 1 << 16
 type pendingDelivery struct {
 	id       string
 	consumer string
+	size     int       // frame bytes counted in the window; 0 once uncounted
+	sent     time.Time // when it was queued (cfg.Now)
 }
 
 // opaqueOf returns the opaque of the seq-th request of a connection.
@@ -40,7 +43,9 @@ func opaqueOf(seq uint64) uint32 { return firstOpaque | uint32(seq&0x7fffffff) }
 func (s *session) nextOpaqueLocked() uint32 {
 	opaque := opaqueOf(s.seq)
 	if s.seq >= maxPending {
-		delete(s.pending, opaqueOf(s.seq-maxPending))
+		old := opaqueOf(s.seq - maxPending)
+		s.uncountLocked(s.pending[old])
+		delete(s.pending, old)
 	}
 	s.seq++
 	return opaque
@@ -64,14 +69,18 @@ func (s *session) Deliver(d Delivery) error {
 	if err != nil {
 		return err
 	}
+	size := wire.HeaderLen + len(body)
 	s.mu.Lock()
 	opaque := s.nextOpaqueLocked()
 	// Recorded before the frame is queued: the ack may come back at once.
-	s.pending[opaque] = pendingDelivery{id: d.ID, consumer: d.Consumer}
+	p := pendingDelivery{id: d.ID, consumer: d.Consumer, size: size, sent: s.srv.cfg.Now()}
+	s.pending[opaque] = p
+	s.window += size
 	s.mu.Unlock()
-	buf := wire.AppendFrame(make([]byte, 0, wire.HeaderLen+len(body)), wire.Frame{Opaque: opaque, Cmd: cmd, Body: body})
+	buf := wire.AppendFrame(make([]byte, 0, size), wire.Frame{Opaque: opaque, Cmd: cmd, Body: body})
 	if err := s.enqueue(outFrame{buf: buf}); err != nil {
 		s.mu.Lock()
+		s.uncountLocked(s.pending[opaque])
 		delete(s.pending, opaque)
 		s.mu.Unlock()
 		if errors.Is(err, errClosed) {
@@ -163,6 +172,7 @@ func deliveryHeader(m *store.Message) *wire.Header {
 func (s *session) handleDeliverAck(opaque uint32, m *wire.DeliverAck) {
 	s.mu.Lock()
 	p, ok := s.pending[opaque]
+	s.uncountLocked(p)
 	delete(s.pending, opaque)
 	s.mu.Unlock()
 	if !ok {
@@ -175,4 +185,38 @@ func (s *session) handleDeliverAck(opaque uint32, m *wire.DeliverAck) {
 			s.log.Debug("compat: DeliverAck changed nothing", "msg_id", m.GetMessageId(), "status", a.OK, "err", err)
 		}
 	})
+}
+
+// Full reports whether the connection has its DeliveryWindow of bytes sent
+// and not yet acknowledged: the broker then gives the group's messages to
+// other members (semantics' optional Throttler). The DeliverAck that frees
+// room wakes the broker, which looks again. Deliveries unacknowledged for
+// StaleDelivery stop counting, so a client that lost some acks is not
+// starved for good; that scan runs at most once per StaleDelivery/8 while
+// the window is full.
+func (s *session) Full() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.window < s.srv.cfg.DeliveryWindow {
+		return false
+	}
+	now := s.srv.cfg.Now()
+	if now.Sub(s.staleScan) < s.srv.cfg.StaleDelivery/8 {
+		return true
+	}
+	s.staleScan = now
+	for o, p := range s.pending {
+		if p.size > 0 && now.Sub(p.sent) >= s.srv.cfg.StaleDelivery {
+			s.uncountLocked(p)
+			p.size = 0
+			s.pending[o] = p
+		}
+	}
+	return s.window >= s.srv.cfg.DeliveryWindow
+}
+
+// uncountLocked takes p's bytes out of the window.
+// caller must hold s.mu
+func (s *session) uncountLocked(p pendingDelivery) {
+	s.window -= p.size
 }

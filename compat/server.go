@@ -34,6 +34,27 @@ type Config struct {
 	// WriteTimeout bounds each write to a client. Default 10 s; a client
 	// that does not read for that long is disconnected.
 	WriteTimeout time.Duration
+	// DeliveryWindow bounds, in bytes of frames, the deliveries a
+	// connection has been sent and not yet acknowledged. A connection at
+	// its window reports Full, and the broker gives its group's messages to
+	// other members until DeliverAcks free room; a single delivery larger
+	// than the window still goes when the window is empty. Default 256 KiB:
+	// about a hundred 2 KiB messages, far more than a client's round trip
+	// needs, and never megabytes queued for a client that has not read them.
+	DeliveryWindow int
+	// StaleDelivery is how long an unacknowledged delivery counts against
+	// the window. After it the broker has redelivered the message long
+	// since (its ack wait, KiteQ's deliverySeconds, is seconds); a late
+	// DeliverAck is still passed on. Default 30 s.
+	StaleDelivery time.Duration
+	// MaxSegment is the TCP maximum segment size set on the listener and so
+	// on every accepted connection, in bytes; -1 leaves the kernel's.
+	// Default 1460, Ethernet's. On loopback the kernel's is about 64 KiB,
+	// larger than the window a client with KiteQ's 16 KiB receive buffer
+	// can open, and Linux then sends a queued segment only when the
+	// zero-window probe timer fires: 5-15 segments a second
+	// (docs/DESIGN.md, "KiteQ connections on loopback").
+	MaxSegment int
 	// Now is the clock used to normalise headers (createTime, expiredTime)
 	// and check expiry. Default time.Now.
 	Now func() time.Time
@@ -49,6 +70,9 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultWriteQueue       = 10000
 	DefaultWriteTimeout     = 10 * time.Second
+	DefaultDeliveryWindow   = 256 << 10
+	DefaultStaleDelivery    = 30 * time.Second
+	DefaultMaxSegment       = 1460
 )
 
 func (c *Config) setDefaults() {
@@ -66,6 +90,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.DeliveryWindow == 0 {
+		c.DeliveryWindow = DefaultDeliveryWindow
+	}
+	if c.StaleDelivery == 0 {
+		c.StaleDelivery = DefaultStaleDelivery
+	}
+	if c.MaxSegment == 0 {
+		c.MaxSegment = DefaultMaxSegment
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -86,6 +119,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("compat: negative WriteQueue %d", c.WriteQueue)
 	case c.WriteTimeout < 0:
 		return fmt.Errorf("compat: negative WriteTimeout %s", c.WriteTimeout)
+	case c.DeliveryWindow < 0:
+		return fmt.Errorf("compat: negative DeliveryWindow %d", c.DeliveryWindow)
+	case c.StaleDelivery < 0:
+		return fmt.Errorf("compat: negative StaleDelivery %s", c.StaleDelivery)
+	case c.MaxSegment < -1 || (c.MaxSegment > 0 && c.MaxSegment < minSegment):
+		return fmt.Errorf("compat: MaxSegment %d: want -1 (the kernel's) or at least %d bytes", c.MaxSegment, minSegment)
 	}
 	return nil
 }
@@ -120,7 +159,7 @@ func New(cfg Config, broker Broker) (*Server, error) {
 	if broker == nil {
 		return nil, errors.New("compat: nil Broker")
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, err := listen(cfg.Addr, cfg.MaxSegment)
 	if err != nil {
 		return nil, fmt.Errorf("compat: listen %s: %w", cfg.Addr, err)
 	}

@@ -48,9 +48,11 @@ type session struct {
 	authAt   time.Time
 	consumer string // from Broker.Join
 
-	mu      sync.Mutex // guards seq, pending and joined
-	seq     uint64     // requests sent so far; the next opaque derives from it
-	pending map[uint32]pendingDelivery
+	mu        sync.Mutex // guards seq, pending, window, staleScan and joined
+	seq       uint64     // requests sent so far; the next opaque derives from it
+	pending   map[uint32]pendingDelivery
+	window    int       // bytes of the pending deliveries that count (Full)
+	staleScan time.Time // when Full last looked for stale deliveries
 	// joined is a copy of the handshake state for other goroutines
 	// (Server.Check): set once, after the handshake.
 	joined *handshake
@@ -134,11 +136,12 @@ func (s *session) readFrames() error {
 }
 
 // handle decodes one frame and dispatches it. A non-nil error closes the
-// connection: traffic before the handshake, a malformed body, a refused
-// handshake. Unknown command codes are ignored, as both original peers do.
+// connection: a malformed body, a refused handshake, a command the client
+// never sends before the handshake. Unknown command codes are ignored, as
+// both original peers do.
 func (s *session) handle(f wire.Frame) error {
-	if !s.authed && f.Cmd != wire.CmdConnMeta {
-		return fmt.Errorf("%s (opaque %d) before the handshake", f.Cmd, f.Opaque)
+	if !s.authed {
+		return s.handleUnauthed(f)
 	}
 	msg, err := wire.Decode(f)
 	if errors.Is(err, wire.ErrUnknownCmd) {
@@ -165,6 +168,56 @@ func (s *session) handle(f wire.Frame) error {
 		s.log.Debug("compat: ignoring a broker-to-client command", "cmd", f.Cmd.String(), "opaque", f.Opaque)
 	}
 	return nil
+}
+
+// handleUnauthed handles a frame that comes before the handshake.
+//
+// kiteq-client-go reuses a connection's write queue when it reconnects, so
+// a new connection can start with what the old one never got to write:
+// heartbeats, DeliverAcks, TxAcks, even publishes, and then ConnMeta. The
+// original broker validates those on a worker pool concurrently with the
+// ConnMeta, and in practice the handshake that follows succeeds. So do we,
+// without acting for a connection nobody has authenticated
+// (kiteq-protocol.md §3.3): a heartbeat is echoed, a publish is refused
+// with a MessageStoreAck (status false, 401) and nothing is stored,
+// DeliverAcks and TxAcks (whose opaques belong to the old connection) are
+// dropped. Frames a client never sends (ConnAuthAck, MessageStoreAck) and
+// unknown commands still close the connection, and HandshakeTimeout still
+// bounds the wait for ConnMeta.
+func (s *session) handleUnauthed(f wire.Frame) error {
+	switch f.Cmd {
+	case wire.CmdConnMeta, wire.CmdHeartbeat, wire.CmdBytesMessage, wire.CmdStringMessage, wire.CmdDeliverAck, wire.CmdTxAck:
+	default:
+		return fmt.Errorf("%s (opaque %d) before the handshake", f.Cmd, f.Opaque)
+	}
+	msg, err := wire.Decode(f)
+	if err != nil {
+		return err
+	}
+	switch m := msg.(type) {
+	case *wire.ConnMeta:
+		return s.handleConnMeta(f.Opaque, m)
+	case *wire.HeartBeat:
+		s.log.Debug("compat: heartbeat before the handshake answered", "opaque", f.Opaque)
+		s.handleHeartbeat(f.Opaque, m)
+	case *wire.BytesMessage:
+		s.refuseUnauthed(f.Opaque, m.GetHeader())
+	case *wire.StringMessage:
+		s.refuseUnauthed(f.Opaque, m.GetHeader())
+	default:
+		s.log.Debug("compat: dropping a frame sent before the handshake", "cmd", f.Cmd.String(), "opaque", f.Opaque)
+	}
+	return nil
+}
+
+// refuseUnauthed answers a publish sent before the handshake.
+func (s *session) refuseUnauthed(opaque uint32, h *wire.Header) {
+	mode := ModeStore
+	if !h.GetCommit() {
+		mode = ModePrepare
+	}
+	err := refusal(CodeUnauthorized, "unauthorized: the connection has not completed its handshake (ConnMeta)")
+	s.storeAck(opaque, h.GetMessageId(), mode, Result{}, err, s.srv.cfg.Now())
 }
 
 // reply queues a response frame. A reply that does not fit in the write

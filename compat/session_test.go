@@ -102,24 +102,16 @@ func TestCompatHandshakeAgain(t *testing.T) {
 func TestCompatFrameBeforeHandshakeCloses(t *testing.T) {
 	b := newFakeBroker()
 	addr := startServer(t, b, nil)
-	h := compattest.Header(compattest.NewID(), "trade", "pay", "p-trade")
-	for _, tc := range []struct {
-		name string
-		cmd  wire.Cmd
-		m    proto.Message
-	}{
-		{"heartbeat", wire.CmdHeartbeat, &wire.HeartBeat{Version: proto.Int64(1)}},
-		{"publish", wire.CmdBytesMessage, &wire.BytesMessage{Header: h, Body: []byte("x")}},
-		{"deliver ack", wire.CmdDeliverAck, &wire.DeliverAck{MessageId: h.MessageId, Topic: h.Topic, MessageType: h.MessageType, GroupId: h.GroupId, Status: proto.Bool(true)}},
-		{"tx ack", wire.CmdTxAck, &wire.TxACKPacket{Header: h, Status: proto.Int32(1), Feedback: proto.String("")}},
-		{"conn auth", wire.CmdConnAuth, &wire.ConnAuthAck{Status: proto.Bool(true), Feedback: proto.String("x")}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := compattest.Dial(t, addr)
-			c.Send(tc.cmd, tc.m)
-			require.Empty(t, c.ExpectClosed())
-		})
-	}
+	t.Run("conn auth", func(t *testing.T) {
+		c := compattest.Dial(t, addr)
+		c.Send(wire.CmdConnAuth, &wire.ConnAuthAck{Status: proto.Bool(true), Feedback: proto.String("x")})
+		require.Empty(t, c.ExpectClosed())
+	})
+	t.Run("store ack", func(t *testing.T) {
+		c := compattest.Dial(t, addr)
+		c.Send(wire.CmdMessageStoreAck, &wire.MessageStoreAck{MessageId: proto.String(compattest.NewID()), Status: proto.Bool(true), Feedback: proto.String("")})
+		require.Empty(t, c.ExpectClosed())
+	})
 	t.Run("unknown command", func(t *testing.T) {
 		c := compattest.Dial(t, addr)
 		require.NoError(t, c.WriteRaw(append(header(1, 0x7f, 2), 1, 2)))
@@ -130,8 +122,42 @@ func TestCompatFrameBeforeHandshakeCloses(t *testing.T) {
 		require.NoError(t, c.WriteRaw(append(header(1, wire.CmdConnMeta, 2), 0x0a, 0x00))) // no secretKey
 		require.Empty(t, c.ExpectClosed())
 	})
+	t.Run("malformed heartbeat", func(t *testing.T) {
+		c := compattest.Dial(t, addr)
+		require.NoError(t, c.WriteRaw(header(1, wire.CmdHeartbeat, 0))) // no version
+		require.Empty(t, c.ExpectClosed())
+	})
 	none(t, b.joined)
 	none(t, b.publishes)
+}
+
+// TestCompatReconnectBacklogBeforeHandshake plays kiteq-client-go
+// reconnecting: its write queue outlives the old connection, so the new one
+// starts with what the old one never wrote (a heartbeat, DeliverAcks, a
+// TxAck, a publish) and then the ConnMeta. The connection is kept, nothing
+// is done for it before the handshake, and the handshake succeeds.
+func TestCompatReconnectBacklogBeforeHandshake(t *testing.T) {
+	b := newFakeBroker()
+	addr := startServer(t, b, nil)
+	h := compattest.Header(compattest.NewID(), "trade", "pay", "p-trade")
+	c := compattest.Dial(t, addr)
+
+	hb := c.Send(wire.CmdHeartbeat, &wire.HeartBeat{Version: proto.Int64(7)})
+	c.SendWith(0x80000001, wire.CmdDeliverAck, &wire.DeliverAck{MessageId: h.MessageId, Topic: h.Topic, MessageType: h.MessageType, GroupId: h.GroupId, Status: proto.Bool(true)})
+	c.Send(wire.CmdTxAck, &wire.TxACKPacket{Header: h, Status: proto.Int32(1), Feedback: proto.String("")})
+	pub := c.Publish(wire.CmdBytesMessage, h, []byte("x"))
+
+	require.Equal(t, int64(7), c.Expect(wire.CmdHeartbeat, hb).(*wire.HeartBeat).GetVersion())
+	ack := c.ExpectStoreAck(pub)
+	require.False(t, ack.GetStatus())
+	require.Equal(t, h.GetMessageId(), ack.GetMessageId())
+	require.Contains(t, ack.GetFeedback(), "unauthorized")
+
+	c.MustHandshake("s-trade", "", 0)
+	c.Heartbeat(8)
+	none(t, b.publishes)
+	none(t, b.acks)
+	none(t, b.resolves)
 }
 
 func TestCompatHandshakeTimeout(t *testing.T) {
@@ -228,6 +254,7 @@ func TestCompatTxAckResolves(t *testing.T) {
 	none(t, b.resolves)
 	none(t, b.publishes)
 	none(t, b.acks)
+	none(t, b.resolves)
 }
 
 func TestCompatCheckGoesToThePublishingGroup(t *testing.T) {

@@ -217,6 +217,7 @@ func (b *Broker) Join(spec ConsumerSpec) string {
 	if c.ackWait <= 0 {
 		c.ackWait = b.cfg.AckWait
 	}
+	c.thr, _ = spec.Endpoint.(Throttler)
 	g.consumers = append(g.consumers, c)
 	g.drained = false
 	b.consumers[c.id] = c

@@ -27,6 +27,17 @@ type Endpoint interface {
 	Deliver(d *Delivery) error
 }
 
+// Throttler is an optional interface of an Endpoint whose transport paces
+// deliveries itself, a KiteQ connection with its window of unacknowledged
+// bytes. While Full reports true the consumer is passed over, as one at
+// its in-flight limit is, and the group's messages go to other members or
+// wait. The endpoint's own acks free room; Broker.Ack then wakes the
+// recover loop, which looks again. Full is called with the broker's lock
+// held: it must be cheap and must not call the Broker.
+type Throttler interface {
+	Full() bool
+}
+
 // ConsumerSpec describes a consumer joining a group.
 type ConsumerSpec struct {
 	Group string
@@ -59,6 +70,7 @@ type consumer struct {
 	conn        uint64
 	group       *group
 	ep          Endpoint
+	thr         Throttler // ep, when it paces itself; nil otherwise
 	authAt      time.Time
 	warmup      time.Duration
 	maxInflight int
@@ -214,13 +226,14 @@ func (g *group) capacity() int {
 }
 
 // choose picks one eligible consumer of g at random: under its in-flight
-// limit and passing the warmup ramp. nil when none is eligible.
+// limit, passing the warmup ramp and not Full (Throttler). nil when none is
+// eligible.
 // caller must hold b.mu
 func (b *Broker) choose(g *group, now time.Time) *consumer {
 	var pick *consumer
 	n := 0
 	for _, c := range g.consumers {
-		if c.inflight >= c.maxInflight || !warmedUp(c.authAt, c.warmup, now, b.rnd.IntN) {
+		if c.inflight >= c.maxInflight || !warmedUp(c.authAt, c.warmup, now, b.rnd.IntN) || (c.thr != nil && c.thr.Full()) {
 			continue
 		}
 		// Reservoir sampling: each eligible consumer is kept with

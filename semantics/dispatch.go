@@ -58,11 +58,20 @@ func (b *Broker) lease(c *consumer, now time.Time) time.Time {
 
 // send delivers reserved flights. Must be called without b.mu.
 func (b *Broker) send(fs []*flight) {
+	putBack := false
 	for _, f := range fs {
 		b.mu.Lock()
 		if _, ok := b.inflight[f.d.ID]; !ok {
 			b.mu.Unlock()
 			continue // the consumer left meanwhile; its flights were failed
+		}
+		if f.c.thr != nil && f.c.thr.Full() {
+			// Reserved in a batch (a recover pass, a departed member's
+			// flights) before earlier sends filled the window.
+			b.putBack(f)
+			b.mu.Unlock()
+			putBack = true
+			continue
 		}
 		f.deadline = b.cfg.Now().Add(f.c.ackWait)
 		ep := f.c.ep
@@ -78,6 +87,25 @@ func (b *Broker) send(fs []*flight) {
 			b.mu.Unlock()
 		}
 	}
+	if putBack {
+		b.wake()
+	}
+}
+
+// putBack ends a flight that was never sent because its consumer's
+// endpoint became Full: not an attempt, due again at once, for whichever
+// member has room (send wakes the recover loop).
+// caller must hold b.mu
+func (b *Broker) putBack(f *flight) {
+	b.unreserve(f)
+	if f.fly {
+		b.counters.dropped.Add(1)
+		return
+	}
+	m, g := f.d.Message, f.c.group
+	g.drained = false
+	b.update(store.Update{Op: store.OpRetry, Topic: m.Topic, ID: m.ID, Group: f.d.Group,
+		Attempts: f.d.Attempt - 1, Next: b.cfg.Now()}, nil)
 }
 
 // undeliverPause is how long a group waits for a message whose send failed
