@@ -262,3 +262,87 @@ func TestE2EKiteQSecrets(t *testing.T) {
 	good.MustHandshake("p-trade", "p4ss", 0)
 	good.Heartbeat(time.Now().Unix())
 }
+
+// publishPipelined publishes n messages of size bytes to (topic,
+// messageType) from a KiteQ connection of group, window publishes in flight
+// at a time, and requires every store ack.
+func publishPipelined(t *testing.T, addr, group, topic, messageType string, n, size, window int) {
+	t.Helper()
+	p := kiteqClient(t, addr, group, 0)
+	body := []byte(strings.Repeat("k", size))
+	for sent := 0; sent < n; {
+		batch := min(window, n-sent)
+		opaques := make([]uint32, batch)
+		for i := range opaques {
+			opaques[i] = p.Publish(wire.CmdBytesMessage, compattest.Header(compattest.NewID(), topic, messageType, group), body)
+		}
+		for _, o := range opaques {
+			ack := p.ExpectStoreAck(o)
+			require.True(t, ack.GetStatus(), ack.GetFeedback())
+		}
+		sent += batch
+	}
+}
+
+// TestE2EKiteQClientSocketKeepsUp: kiteq-client-go's consumer (16 KiB
+// receive buffer, 50 dispatchers, heartbeats) gets a burst of 2 KiB
+// messages on loopback. Every message arrives once, promptly, without a
+// heartbeat timeout or a reconnect. Before the delivery window and the
+// segment size cap the broker queued megabytes for it and Linux trickled
+// them out at a few dozen messages a second on the zero-window probe timer.
+func TestE2EKiteQClientSocketKeepsUp(t *testing.T) {
+	k := startKiteQ(t, func(c *Config) { c.Topics = []string{"user-profile"} })
+	k.bind(t, "s-mts-test1", "user-profile", "profile-update")
+	kite, err := compattest.StartKite(t, k.kiteq, compattest.KiteConfig{
+		Group: "s-mts-test1", HeartbeatPeriod: 2 * time.Second, HeartbeatTimeout: time.Second,
+	})
+	require.NoError(t, err)
+	k.waitConsumers(t, 1)
+
+	const n = 20000
+	publishPipelined(t, k.kiteq, "go-kite-test", "user-profile", "profile-update", n, 2<<10, 256)
+	// At the trickle this would take minutes; 30 s is generous for a
+	// machine under -race.
+	deadline := time.Now().Add(30 * time.Second)
+	for kite.Stats().Unique < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := kite.Stats()
+	require.Equal(t, int64(n), st.Unique, "consumed within 30 s: %+v", st)
+	require.Equal(t, int64(n), st.Received, "each message once")
+	require.Zero(t, st.HeartbeatFailures)
+	require.Zero(t, st.Reconnects)
+	bs, err := k.d.broker.Stat(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, bs.Redelivered)
+	require.Zero(t, bs.Timeouts)
+}
+
+// TestE2EKiteQClientReconnects: the client reconnects the way it does
+// after three failed heartbeats (the unanswered ping goes out on the new
+// connection before its ConnMeta). The handshake succeeds and the consumer
+// gets what is published afterwards.
+func TestE2EKiteQClientReconnects(t *testing.T) {
+	k := startKiteQ(t, func(c *Config) { c.Topics = []string{"user-profile"} })
+	k.bind(t, "s-mts-test1", "user-profile", "profile-update")
+	kite, err := compattest.StartKite(t, k.kiteq, compattest.KiteConfig{Group: "s-mts-test1"})
+	require.NoError(t, err)
+	k.waitConsumers(t, 1)
+	publishPipelined(t, k.kiteq, "go-kite-test", "user-profile", "profile-update", 10, 100, 10)
+	require.Eventually(t, func() bool { return kite.Stats().Unique == 10 }, 5*time.Second, 10*time.Millisecond)
+
+	require.NoError(t, kite.Reconnect())
+	require.Eventually(t, func() bool { // the old connection has left
+		st, err := k.d.broker.Stat(context.Background())
+		n := 0
+		for _, c := range st.Consumers {
+			if c.Group == "s-mts-test1" {
+				n++
+			}
+		}
+		return err == nil && n == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	publishPipelined(t, k.kiteq, "go-kite-test", "user-profile", "profile-update", 10, 100, 10)
+	require.Eventually(t, func() bool { return kite.Stats().Unique == 20 }, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, int64(1), kite.Stats().Reconnects)
+}
