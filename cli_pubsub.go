@@ -54,7 +54,10 @@ func pubCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("stored: id %s, stream %s, seq %d, duplicate %v\n", ack.ID, ack.Stream, ack.Seq, ack.Duplicate)
+	fmt.Printf("stored: id %s, stream %s, seq %d, duplicate %v, groups %d\n", ack.ID, ack.Stream, ack.Seq, ack.Duplicate, ack.Groups)
+	if ack.Groups == 0 && !ack.Duplicate {
+		fmt.Fprintf(os.Stderr, "pub: no group binds %s/%s: nobody gets this message (bind first, then publish)\n", fs.Arg(0), fs.Arg(1))
+	}
 	return nil
 }
 

@@ -346,3 +346,18 @@ func TestE2EKiteQClientReconnects(t *testing.T) {
 	require.Eventually(t, func() bool { return kite.Stats().Unique == 20 }, 5*time.Second, 10*time.Millisecond)
 	require.Equal(t, int64(1), kite.Stats().Reconnects)
 }
+
+// TestE2EKiteQUnmatchedPublish: a KiteQ publish no group binds is accepted
+// with KiteQ's usual answer (its wire format has no room for a group count)
+// and counted as unmatched, as a NATS publish is.
+func TestE2EKiteQUnmatchedPublish(t *testing.T) {
+	k := startKiteQ(t, nil)
+	p := kiteqClient(t, k.kiteq, "p-trade", 0)
+	ack := p.ExpectStoreAck(p.Publish(wire.CmdBytesMessage, compattest.Header(compattest.NewID(), "trade", "nobody", "p-trade"), []byte("x")))
+	require.True(t, ack.GetStatus(), ack.GetFeedback())
+	require.Regexp(t, `^Store Result true Cost:\d+$`, ack.GetFeedback())
+	st, err := k.d.broker.Stat(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.Unmatched)
+	require.Equal(t, int64(1), st.Published)
+}

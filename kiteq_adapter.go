@@ -49,7 +49,7 @@ func (k kiteqBroker) Publish(m *store.Message, mode compat.Mode, done func(compa
 			done(compat.Result{}, kiteqError(err))
 			return
 		}
-		done(compat.Result{Duplicate: ack.Duplicate, Seq: ack.Seq}, nil)
+		done(compat.Result{Duplicate: ack.Duplicate, Seq: ack.Seq, Groups: ack.Groups}, nil)
 	})
 }
 

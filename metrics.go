@@ -36,6 +36,7 @@ func statMetrics(st *semantics.Stat, healthy float64) []admin.Metric {
 		counter("prepares_total", "Prepared (two-phase) publishes stored.", st.Prepares),
 		counter("refused_total", "Publishes answered with an error (bad input, limits, store full or failing).", st.Refused),
 		counter("dropped_total", "Messages given up for a group without a delivery: a non-persistent binding with no live consumer, a fly message nobody took, a group that no longer binds a due message.", st.Dropped),
+		counter("unmatched_total", "Accepted publishes (and commits) no group took: no binding matched, or only non-persistent ones of groups with no live consumer. Acked with groups 0, delivered to nobody, not even to a group that binds later.", st.Unmatched),
 		counter("delivered_total", "Deliveries sent to consumers, redeliveries included.", st.Delivered),
 		counter("redelivered_total", "Redeliveries (attempt 2 and later).", st.Redelivered),
 		counter("acked_total", "Deliveries acknowledged with +ACK.", st.Acked),
@@ -48,10 +49,13 @@ func statMetrics(st *semantics.Stat, healthy float64) []admin.Metric {
 
 	topicMessages := admin.Metric{Name: "kitenats_topic_messages", Help: "Stored messages of a topic, prepared ones included."}
 	topicPrepared := admin.Metric{Name: "kitenats_topic_prepared", Help: "Prepared messages of a topic, not yet committed or rolled back."}
+	topicUnmatched := admin.Metric{Name: "kitenats_topic_unmatched_total", Counter: true,
+		Help: "Accepted publishes of a topic no group took (kitenats_unmatched_total per topic, for the first 1024 topics that had one)."}
 	for _, t := range st.Topics {
 		l := []admin.Label{{Name: "topic", Value: t.Topic}}
 		topicMessages.Samples = append(topicMessages.Samples, admin.Sample{Labels: l, Value: float64(t.Messages)})
 		topicPrepared.Samples = append(topicPrepared.Samples, admin.Sample{Labels: l, Value: float64(t.Prepared)})
+		topicUnmatched.Samples = append(topicUnmatched.Samples, admin.Sample{Labels: l, Value: float64(t.Unmatched)})
 	}
 
 	pending := admin.Metric{Name: "kitenats_group_pending", Help: "Messages of a topic a group has not acknowledged yet, in flight included."}
@@ -84,5 +88,5 @@ func statMetrics(st *semantics.Stat, healthy float64) []admin.Metric {
 		consumers.Samples = append(consumers.Samples, admin.Sample{Labels: l, Value: float64(byGroup[g].n)})
 		consumerInflight.Samples = append(consumerInflight.Samples, admin.Sample{Labels: l, Value: float64(byGroup[g].inflight)})
 	}
-	return append(ms, topicMessages, topicPrepared, pending, inflight, dead, consumers, consumerInflight)
+	return append(ms, topicMessages, topicPrepared, topicUnmatched, pending, inflight, dead, consumers, consumerInflight)
 }

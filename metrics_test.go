@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -96,4 +97,79 @@ func TestStatMetricsNamesAreValid(t *testing.T) {
 			keys[key] = true
 		}
 	}
+}
+
+// TestE2EUnmatchedPublishes: a publish no group binds is acked with groups 0
+// and counted in $KQ.API.STAT, the admin /stat JSON and /metrics, in total
+// and per topic; a group that binds afterwards does not get it; a publish
+// that two groups bind says groups 2 (NATS-PROTOCOL.md §2, §3).
+func TestE2EUnmatchedPublishes(t *testing.T) {
+	d := startTestDaemon(t, nil)
+	srv, err := admin.New(admin.Config{Addr: "127.0.0.1:0"}, adminSource{d})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+	get := func(path string) string {
+		resp, err := http.Get("http://" + srv.Addr().String() + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return string(b)
+	}
+	type stat struct {
+		Unmatched int64
+		Topics    []struct {
+			Topic     string
+			Messages  int64
+			Unmatched int64
+		}
+	}
+	url := d.br.ClientURL()
+	pub := connect(t, url)
+	publish := func(subject string) (ack struct {
+		Duplicate bool
+		Groups    *int
+		Error     any
+	}) {
+		t.Helper()
+		msg, err := pub.Request(subject, []byte("x"), 5*time.Second)
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(msg.Data, &ack), string(msg.Data))
+		require.Nil(t, ack.Error, string(msg.Data))
+		require.NotNil(t, ack.Groups, "groups is always in the ack: %s", msg.Data)
+		return ack
+	}
+
+	// The README's order mistaken: publish, then BIND.
+	require.Zero(t, *publish("kq.trade.pay").Groups)
+	var api stat
+	request(t, pub, "$KQ.API.STAT", nil, &api)
+	require.Equal(t, int64(1), api.Unmatched)
+	require.Len(t, api.Topics, 1)
+	require.Equal(t, "trade", api.Topics[0].Topic)
+	require.Equal(t, int64(1), api.Topics[0].Unmatched)
+	require.Zero(t, api.Topics[0].Messages, "nothing stored")
+	var web stat
+	require.NoError(t, json.Unmarshal([]byte(get("/stat")), &web))
+	require.Equal(t, api, web)
+	m := get("/metrics")
+	require.Contains(t, m, "\nkitenats_unmatched_total 1\n")
+	require.Contains(t, m, "\n"+`kitenats_topic_unmatched_total{topic="trade"} 1`+"\n")
+	require.Contains(t, m, "\n# TYPE kitenats_unmatched_total counter\n")
+
+	_, a := consume(t, url, "s-a", `{"topic":"trade","messageType":"pay","persistent":true}`, "")
+	requireNone(t, a, 200*time.Millisecond) // not delivered to a group that binds later
+
+	// Two groups bind it: groups 2, nothing more counted.
+	_, b := consume(t, url, "s-b", `{"topic":"trade","bindType":"fanout","persistent":true}`, "")
+	require.Equal(t, 2, *publish("kq.trade.pay").Groups)
+	require.NoError(t, recv(t, a).Ack())
+	require.NoError(t, recv(t, b).Ack())
+	request(t, pub, "$KQ.API.STAT", nil, &api)
+	require.Equal(t, int64(1), api.Unmatched)
+	require.Contains(t, get("/metrics"), "\nkitenats_unmatched_total 1\n")
 }

@@ -49,6 +49,11 @@ type Ack struct {
 	Seq       uint64 `json:"seq"`       // > 0, increasing per broker and topic; a duplicate repeats the original's
 	Duplicate bool   `json:"duplicate"` // the id was already stored within the dedup window: nothing stored twice
 	ID        string `json:"id"`        // the message id (32 hex digits)
+	// Groups is how many consumer groups took the message (a prepared one:
+	// as the bindings stand, once committed). 0: no group binds it, and
+	// nobody will get it, not even a group that binds later. A duplicate
+	// says 0: it took nothing new.
+	Groups int `json:"groups"`
 }
 
 // Publish publishes body to (topic, messageType) and waits until the broker

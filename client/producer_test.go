@@ -83,3 +83,19 @@ func TestClientPublishErrors(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, errors.As(err, &e))
 }
+
+func TestClientPublishAckCountsGroups(t *testing.T) {
+	b := startBroker(t)
+	p := NewProducer(connect(t, b.url(), "p-trade"), "p-trade")
+	ctx := t.Context()
+
+	a, err := p.Publish(ctx, "trade", "refund", []byte("nobody binds it"))
+	require.NoError(t, err)
+	require.Zero(t, a.Groups)
+
+	_, ch := startConsumer(t, connect(t, b.url(), "s-trade"), "s-trade", []Binding{Direct("trade", "refund")}, nil)
+	a, err = p.Publish(ctx, "trade", "refund", []byte("one group"))
+	require.NoError(t, err)
+	require.Equal(t, 1, a.Groups)
+	require.Equal(t, "one group", string(recv(t, ch).Body), "the earlier publish is not delivered")
+}

@@ -74,6 +74,10 @@ type Result struct {
 	Duplicate bool
 	// Seq is the broker's publish sequence of the message.
 	Seq uint64
+	// Groups is how many groups took the message (0 for a duplicate). A
+	// KiteQ MessageStoreAck has no room for it: the adapter only logs a
+	// message no group took, at debug level.
+	Groups int
 }
 
 // Ack is a consumer's answer to one delivery.

@@ -31,7 +31,11 @@ func (s *session) handlePublish(opaque uint32, cmd wire.Cmd, h *wire.Header, bod
 		return
 	}
 	s.log.Debug("compat: publish", "topic", m.Topic, "message_type", m.MessageType, "msg_id", m.ID, "mode", mode.String())
+	topic, mt := m.Topic, m.MessageType // the broker owns m from Publish on
 	s.srv.broker.Publish(m, mode, func(res Result, err error) {
+		if err == nil && res.Groups == 0 && !res.Duplicate {
+			s.log.Debug("compat: publish taken by no group", "topic", topic, "message_type", mt, "msg_id", id, "mode", mode.String())
+		}
 		s.storeAck(opaque, id, mode, res, err, start)
 	})
 }

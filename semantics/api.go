@@ -230,6 +230,7 @@ type counters struct {
 	prepared    atomic.Int64 // accepted prepares
 	refused     atomic.Int64 // publishes answered with an error
 	dropped     atomic.Int64 // group copies dropped (non-persistent, fly)
+	unmatched   atomic.Int64 // accepted publishes (and commits) no group took
 	delivered   atomic.Int64 // deliveries sent
 	redelivered atomic.Int64 // deliveries after the first attempt
 	acked       atomic.Int64
@@ -242,25 +243,37 @@ type counters struct {
 
 // Stat is the reply of $KQ.API.STAT.
 type Stat struct {
-	Broker        string            `json:"broker"`
-	Topics        []store.TopicStat `json:"topics"`
-	Groups        []GroupStat       `json:"groups"`
-	Consumers     []ConsumerStat    `json:"consumers"`
-	Published     int64             `json:"published"`
-	Prepares      int64             `json:"prepares"`
-	Refused       int64             `json:"refused"`
-	Dropped       int64             `json:"dropped"`
-	Delivered     int64             `json:"delivered"`
-	Redelivered   int64             `json:"redelivered"`
-	Acked         int64             `json:"acked"`
-	Nacked        int64             `json:"nacked"`
-	Timeouts      int64             `json:"timeouts"`
-	Undeliverable int64             `json:"undeliverable"`
+	Broker    string         `json:"broker"`
+	Topics    []TopicStat    `json:"topics"`
+	Groups    []GroupStat    `json:"groups"`
+	Consumers []ConsumerStat `json:"consumers"`
+	Published int64          `json:"published"`
+	Prepares  int64          `json:"prepares"`
+	Refused   int64          `json:"refused"`
+	Dropped   int64          `json:"dropped"`
+	// Unmatched counts the accepted publishes (and commits) that no group
+	// took: no binding matched, or only non-persistent ones of groups with
+	// no live consumer. They were acked with groups 0 and go to nobody.
+	Unmatched     int64 `json:"unmatched"`
+	Delivered     int64 `json:"delivered"`
+	Redelivered   int64 `json:"redelivered"`
+	Acked         int64 `json:"acked"`
+	Nacked        int64 `json:"nacked"`
+	Timeouts      int64 `json:"timeouts"`
+	Undeliverable int64 `json:"undeliverable"`
 	// IntakeDropped counts messages the NATS server dropped before the
 	// broker took them (its intake subscription fell behind): fire-and-forget
 	// publishes are at most once under overload.
 	IntakeDropped int64 `json:"intakeDropped"`
 	WriteQueue    int   `json:"writeQueue"`
+}
+
+// TopicStat counts the messages of one topic: the store's figures and the
+// publishes no group took (Stat.Unmatched of the topic, for the first 1024
+// topics that had one).
+type TopicStat struct {
+	store.TopicStat
+	Unmatched int64 `json:"unmatched"`
 }
 
 // GroupStat counts the messages of one (topic, group).
@@ -289,17 +302,15 @@ func (b *Broker) Stat(ctx context.Context) (*Stat, error) {
 		return nil, storeError(err)
 	}
 	s := &Stat{
-		Broker: b.cfg.BrokerID, Topics: st.Topics,
+		Broker:    b.cfg.BrokerID,
 		Published: b.counters.published.Load(), Prepares: b.counters.prepared.Load(), Refused: b.counters.refused.Load(),
-		Dropped: b.counters.dropped.Load(), Delivered: b.counters.delivered.Load(),
+		Dropped: b.counters.dropped.Load(), Unmatched: b.counters.unmatched.Load(), Delivered: b.counters.delivered.Load(),
 		Redelivered: b.counters.redelivered.Load(), Acked: b.counters.acked.Load(),
 		Nacked: b.counters.nacked.Load(), Timeouts: b.counters.timeouts.Load(),
 		Undeliverable: b.counters.undeliverable.Load(),
 		WriteQueue:    b.w.Pending(),
 	}
-	if s.Topics == nil {
-		s.Topics = []store.TopicStat{}
-	}
+	s.Topics = topicStats(st.Topics, b.unmatched.snapshot())
 	if dc, ok := b.tr.(interface{ Dropped() int64 }); ok {
 		s.IntakeDropped = dc.Dropped()
 	}
@@ -333,4 +344,20 @@ func (b *Broker) Stat(ctx context.Context) (*Stat, error) {
 		s.Consumers = []ConsumerStat{}
 	}
 	return s, nil
+}
+
+// topicStats joins the store's figures of each topic with its unmatched
+// count, sorted by topic: a topic with only unmatched publishes has a row
+// too.
+func topicStats(stored []store.TopicStat, unmatched map[string]int64) []TopicStat {
+	out := make([]TopicStat, 0, len(stored)+len(unmatched))
+	for _, t := range stored {
+		out = append(out, TopicStat{TopicStat: t, Unmatched: unmatched[t.Topic]})
+		delete(unmatched, t.Topic)
+	}
+	for t, n := range unmatched {
+		out = append(out, TopicStat{TopicStat: store.TopicStat{Topic: t}, Unmatched: n})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Topic < out[j].Topic })
+	return out
 }

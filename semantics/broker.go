@@ -171,8 +171,8 @@ func (c *Config) Validate() error {
 //
 // Locks: Broker.mu guards the broker's state (see doc.go); it is never held
 // across store I/O or Endpoint.Deliver, but an ack's reply may be published
-// while it is held. The id generator's lock (tokens) is a leaf: nothing is
-// called while it is held.
+// while it is held. The id generator's lock (tokens) and the unmatched
+// counts' lock are leaves: nothing is called while they are held.
 type Broker struct {
 	cfg    Config
 	log    *slog.Logger
@@ -188,8 +188,9 @@ type Broker struct {
 	kick   chan struct{}   // capacity 1: wakes the recover loop early
 	ready  chan struct{}   // closed once Run's subscriptions are in place
 
-	seq      atomic.Uint64
-	counters counters
+	seq       atomic.Uint64
+	counters  counters
+	unmatched unmatchedTopics
 
 	mu        sync.Mutex // guards everything below
 	rnd       *mrand.Rand

@@ -1,8 +1,10 @@
 package semantics
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -307,4 +309,112 @@ func TestTapRepublishes(t *testing.T) {
 	require.Len(t, taps, 1)
 	require.Equal(t, "$KQ.TAP.trade.pay%2Esucc", taps[0].Subject)
 	require.Empty(t, taps[0].Reply)
+}
+
+// pubAck decodes a publish reply that must be an ack.
+func pubAck(t *testing.T, reply []byte) PubAck {
+	t.Helper()
+	require.Zero(t, errCode(t, reply), string(reply))
+	var a PubAck
+	require.NoError(t, json.Unmarshal(reply, &a), string(reply))
+	require.Contains(t, string(reply), `"groups":`, "the field is always there")
+	return a
+}
+
+// topicUnmatched is the unmatched count of topic's STAT row.
+func (h *harness) topicUnmatched(topic string) int64 {
+	for _, ts := range h.stat().Topics {
+		if ts.Topic == topic {
+			return ts.Unmatched
+		}
+	}
+	return 0
+}
+
+func TestDispatchNoBindingAcksGroupsZeroAndCounts(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("s-trade", dlv, 1, "", direct("trade", "pay", true))
+	a := pubAck(t, h.publish("kq.trade.refund", nil, "x"))
+	require.Zero(t, a.Groups)
+	require.False(t, a.Duplicate)
+	require.Equal(t, int64(1), h.stat().Unmatched)
+	require.Equal(t, int64(1), h.topicUnmatched("trade"))
+	a = pubAck(t, h.publish("kq.nobody.pay", nil, "x"))
+	require.Zero(t, a.Groups)
+	st := h.stat()
+	require.Equal(t, int64(2), st.Unmatched)
+	require.Equal(t, int64(1), h.topicUnmatched("nobody"), "a topic with nothing stored has a row")
+	require.Equal(t, int64(2), st.Published, "accepted all the same")
+	require.Empty(t, h.deliveries(dlv))
+
+	// A group that binds afterwards does not get it: nothing was stored.
+	h.bind("s-late", "$KQ.DLV.s-late.1", 2, "", direct("nobody", "pay", true))
+	h.tick()
+	require.Empty(t, h.deliveries("$KQ.DLV.s-late.1"))
+	require.Zero(t, h.groupStat("nobody", "s-late").Pending)
+
+	// Only a non-persistent binding whose group has no live consumer:
+	// no group takes it either.
+	c := h.bind("s-drop", "$KQ.DLV.s-drop.1", 3, "", direct("trade", "drop", false))
+	require.True(t, h.b.Leave("s-drop", c))
+	require.Zero(t, pubAck(t, h.publish("kq.trade.drop", nil, "x")).Groups)
+	require.Equal(t, int64(3), h.stat().Unmatched)
+	require.Equal(t, int64(2), h.topicUnmatched("trade"))
+
+	// Matched: not counted.
+	require.Equal(t, 1, pubAck(t, h.publish("kq.trade.pay", nil, "x")).Groups)
+	require.Equal(t, int64(3), h.stat().Unmatched)
+	require.Len(t, h.deliveries(dlv), 1)
+}
+
+func TestDispatchPubAckCountsGroups(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("s-a", "$KQ.DLV.s-a.1", 1, "", direct("trade", "pay", true))
+	c := h.bind("s-b", "$KQ.DLV.s-b.1", 2, "", `{"topic":"trade","bindType":"fanout","persistent":true}`)
+	h.bind("s-c", "$KQ.DLV.s-c.1", 3, "", direct("trade", "refund", true))
+	require.True(t, h.b.Leave("s-b", c)) // offline but persistent: it still takes the message
+	a := pubAck(t, h.publish("kq.trade.pay", map[string][]string{HdrMsgID: {strings.Repeat("a", 32)}}, "x"))
+	require.Equal(t, 2, a.Groups)
+	require.Zero(t, h.stat().Unmatched)
+
+	// A duplicate took nothing new: groups 0, and it is not unmatched.
+	d := pubAck(t, h.publish("kq.trade.pay", map[string][]string{HdrMsgID: {strings.Repeat("a", 32)}}, "x"))
+	require.True(t, d.Duplicate)
+	require.Equal(t, a.Seq, d.Seq)
+	require.Zero(t, d.Groups)
+	require.Zero(t, h.stat().Unmatched)
+
+	// A fly message: the groups with a consumer to take it now.
+	require.Equal(t, 1, pubAck(t, h.publish("kq.trade.pay", map[string][]string{HdrFly: {"true"}}, "x")).Groups)
+	require.Zero(t, pubAck(t, h.publish("kq.trade.other", map[string][]string{HdrFly: {"true"}}, "x")).Groups)
+	require.Equal(t, int64(1), h.stat().Unmatched)
+}
+
+// fakeTx is Transactions that resolves nothing.
+type fakeTx struct{}
+
+func (fakeTx) NextCheck(now time.Time) time.Time                   { return now.Add(time.Hour) }
+func (fakeTx) Resolve(context.Context, string, string, bool) error { return nil }
+func (fakeTx) List(context.Context, int, int) (int, any, error)    { return 0, nil, nil }
+
+func TestDispatchPreparedAckCountsGroupsOfTheCommit(t *testing.T) {
+	h := newHarness(t, nil)
+	h.b.SetTransactions(fakeTx{})
+	h.bind("s-a", "$KQ.DLV.s-a.1", 1, "", direct("trade", "pay", true))
+	h.bind("s-b", "$KQ.DLV.s-b.1", 2, "", `{"topic":"trade","bindType":"fanout","persistent":true}`)
+	prepare := func(mt, id string) PubAck {
+		return pubAck(t, h.publish("kq.trade."+mt, map[string][]string{HdrTx: {"prepare"}, HdrMsgID: {id}, HdrGroup: {"p-trade"}}, "x"))
+	}
+	require.Equal(t, 2, prepare("pay", strings.Repeat("b", 32)).Groups)
+	require.Equal(t, 1, prepare("refund", strings.Repeat("c", 32)).Groups)
+	require.Zero(t, h.stat().Unmatched)
+
+	// A commit no group takes counts when it is committed, not prepared.
+	require.Zero(t, errCode(t, h.api("BINDINGS.DELETE.s-b", `{"topic":"trade","messageType":"*"}`)))
+	m, err := h.st.Get(context.Background(), "trade", strings.Repeat("c", 32))
+	require.NoError(t, err)
+	require.Zero(t, h.stat().Unmatched)
+	require.NoError(t, h.b.Release(context.Background(), m))
+	require.Equal(t, int64(1), h.stat().Unmatched)
+	require.Equal(t, int64(1), h.topicUnmatched("trade"))
 }

@@ -34,7 +34,7 @@
 // Broker.mu guards groups, consumers, deliveries in flight and the writes
 // still settling. It is never held across store I/O or Endpoint.Deliver;
 // replies to acks may be published while it is held, so a Transport must
-// never call back into the Broker synchronously. The id generator has its
-// own leaf lock. Store callbacks run on the Batcher's callback goroutine. Run owns every goroutine the
+// never call back into the Broker synchronously. The id generator and the
+// per-topic unmatched counts have their own leaf locks. Store callbacks run on the Batcher's callback goroutine. Run owns every goroutine the
 // broker starts and returns after they ended.
 package semantics

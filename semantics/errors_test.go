@@ -3,6 +3,7 @@ package semantics
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -30,9 +31,13 @@ func TestPubAckJSONMatchesEncodingJSON(t *testing.T) {
 	for _, a := range []PubAck{
 		{Stream: "trade", Seq: 1, ID: "0123456789abcdef0123456789ABCDEF"},
 		{Stream: "pay%2Esucc%20200", Seq: 1795627989609051, Duplicate: true, ID: "00000000000000000000000000000000"},
+		{Stream: "trade", Seq: 7, ID: "0123456789abcdef0123456789abcdef", Groups: 2},
+		{Stream: "t", Seq: math.MaxUint64, ID: "0123456789abcdef0123456789abcdef", Groups: 9999},
 	} {
 		want, err := json.Marshal(a)
 		require.NoError(t, err)
-		require.Equal(t, string(want), string(a.appendJSON(nil)))
+		got := a.appendJSON(make([]byte, 0, pubAckSize+len(a.Stream)))
+		require.Equal(t, string(want), string(got))
+		require.LessOrEqual(t, len(got), pubAckSize+len(a.Stream), "the reply buffer never grows")
 	}
 }

@@ -219,7 +219,10 @@ func DedupID(topic, natsMsgID string) string {
 }
 
 // DeliveryHeaders builds the headers of a delivery of m as attempt number
-// attempt (NATS-PROTOCOL.md §4); a transaction check carries them too.
+// attempt (NATS-PROTOCOL.md §4); a transaction check carries them too. A
+// header whose value is blank (no publishing group, a property with an
+// empty value) is left out: some NATS clients mis-parse an empty header
+// value and lose every header after it.
 func DeliveryHeaders(m *store.Message, attempt int) map[string][]string {
 	n := 9 + len(m.Properties)
 	h := make(map[string][]string, n)
@@ -227,6 +230,10 @@ func DeliveryHeaders(m *store.Message, attempt int) map[string][]string {
 	// nine one-element slices were nine allocations.
 	vals := make([]string, 0, n)
 	set := func(k, v string) {
+		if blank(v) {
+			delete(h, k) // as in the block: a later blank value hides an earlier one
+			return
+		}
 		vals = append(vals, v)
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
@@ -248,8 +255,8 @@ func DeliveryHeaders(m *store.Message, attempt int) map[string][]string {
 // appendDeliveryHeader appends the NATS header block of a delivery of m as
 // attempt number attempt: the headers of DeliveryHeaders, encoded straight
 // into b (the hot path builds no map). Where two properties share a key the
-// later one is kept, and a property never shadows a Kq- header, as in the
-// map.
+// later one is kept, a property never shadows a Kq- header, and a blank
+// value makes no line, as in the map.
 func appendDeliveryHeader(b []byte, m *store.Message, attempt int) []byte {
 	b = append(b, "NATS/1.0\r\n"...)
 	b = appendHeaderLine(b, HdrMsgID, m.ID)
@@ -290,7 +297,9 @@ func shadowed(later []store.Property, k string) bool {
 // "Key: Value\r\n" line per value, "\r\n"), keys sorted, or nil when h is
 // empty. It encodes as nats.go does (through net/http): a key that is not
 // a valid header field name is dropped, CR and LF in a value become
-// spaces, and leading and trailing blanks are trimmed.
+// spaces, and leading and trailing blanks are trimmed. Unlike nats.go, it
+// never writes an empty value: a value that is blank makes no line
+// (NATS-PROTOCOL.md §4).
 func EncodeHeader(h map[string][]string) []byte {
 	if len(h) == 0 {
 		return nil
@@ -309,13 +318,16 @@ func EncodeHeader(h map[string][]string) []byte {
 	return append(b, "\r\n"...)
 }
 
-// appendHeaderLine appends "k: v\r\n" under EncodeHeader's rules.
+// appendHeaderLine appends "k: v\r\n" under EncodeHeader's rules: nothing
+// when k is not a field name or v is blank.
 func appendHeaderLine(b []byte, k, v string) []byte {
-	if !fieldName(k) {
+	// CR and LF become spaces, so at either end they are trimmed as
+	// net/http trims them.
+	v = trimBlanks(v)
+	if v == "" || !fieldName(k) {
 		return b
 	}
 	b = append(append(b, k...), ": "...)
-	v = strings.Trim(v, " \t")
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if c == '\r' || c == '\n' {
@@ -325,6 +337,20 @@ func appendHeaderLine(b []byte, k, v string) []byte {
 	}
 	return append(b, "\r\n"...)
 }
+
+// blanks are what a header value is trimmed of.
+const blanks = " \t\r\n"
+
+// trimBlanks trims blanks off both ends of v.
+func trimBlanks(v string) string {
+	if v != "" && v[0] > ' ' && v[len(v)-1] > ' ' {
+		return v // the usual value: nothing to trim
+	}
+	return strings.Trim(v, blanks)
+}
+
+// blank reports whether v is empty once trimmed: it makes no header line.
+func blank(v string) bool { return trimBlanks(v) == "" }
 
 // fieldName reports whether k is a valid header field name (an RFC 7230
 // token).

@@ -1,7 +1,9 @@
 package semantics
 
 import (
+	"maps"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/kitenats/kitenats/store"
@@ -13,7 +15,16 @@ type PubAck struct {
 	Seq       uint64 `json:"seq"`
 	Duplicate bool   `json:"duplicate"`
 	ID        string `json:"id"`
+	// Groups is how many groups took the message: each gets it (a prepared
+	// message: as the bindings stand now, once committed). 0 means nobody
+	// will get it, not even a group that binds later; a duplicate took
+	// nothing new, so it is 0 too (NATS-PROTOCOL.md §2).
+	Groups int `json:"groups"`
 }
+
+// pubAckSize is the length of a PubAck's JSON but for its stream: the
+// constant text, a 20-digit seq, false, a 32-digit id and a 4-digit groups.
+const pubAckSize = len(`{"stream":"","seq":,"duplicate":false,"id":"","groups":}`) + 20 + 32 + 4
 
 // appendJSON appends a's JSON, as encoding/json writes it, without
 // reflection: it is written once per publish. Stream is a subject token and
@@ -27,7 +38,9 @@ func (a PubAck) appendJSON(b []byte) []byte {
 	b = strconv.AppendBool(b, a.Duplicate)
 	b = append(b, `,"id":"`...)
 	b = append(b, a.ID...)
-	return append(b, `"}`...)
+	b = append(b, `","groups":`...)
+	b = strconv.AppendInt(b, int64(a.Groups), 10)
+	return append(b, '}')
 }
 
 // handlePublish takes one NATS publish on kq.<topic>.<messageType>.
@@ -43,7 +56,7 @@ func (b *Broker) handlePublish(msg *Msg) {
 			return
 		}
 		if msg.Reply != "" {
-			b.reply(msg.Reply, ack.appendJSON(make([]byte, 0, 96)))
+			b.reply(msg.Reply, ack.appendJSON(make([]byte, 0, pubAckSize+len(ack.Stream))))
 		}
 	})
 }
@@ -105,7 +118,7 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 	m.Seq = b.nextSeq()
 	ack := PubAck{Stream: EncodeToken(m.Topic), Seq: m.Seq, ID: m.ID}
 	if p.Fly {
-		b.publishFly(m)
+		ack.Groups = b.publishFly(m)
 		done(ack, nil)
 		return
 	}
@@ -113,10 +126,13 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 	var flights []*flight
 	if p.Prepare {
 		// Stored, delivered to nobody until committed; the coordinator asks
-		// the producer back from NextCheck on.
+		// the producer back from NextCheck on. The ack says how many groups
+		// would take it as the bindings stand; the commit plans again.
 		m.Prepared, m.Groups, m.NextCheck = true, nil, b.tx.NextCheck(now)
+		ack.Groups = b.takers(m.Topic, m.MessageType)
 	} else {
 		flights = b.plan(m, now)
+		ack.Groups = len(m.Groups)
 	}
 	// A message whose id the broker made cannot be a duplicate, so it is
 	// delivered at once, while its save waits for the writer; an ack that
@@ -143,13 +159,16 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 		case err != nil:
 			done(PubAck{}, storeError(err))
 		case res.Duplicate:
-			ack.Seq, ack.Duplicate = res.Seq, true
+			ack.Seq, ack.Duplicate, ack.Groups = res.Seq, true, 0
 			done(ack, nil)
 		case p.Prepare:
 			b.counters.prepared.Add(1)
 			done(ack, nil)
 		default:
 			b.counters.published.Add(1)
+			if ack.Groups == 0 {
+				b.unmatched.add(&b.counters, m.Topic)
+			}
 			done(ack, nil)
 			b.tap(m)
 			if !early {
@@ -173,7 +192,8 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 
 // plan sets m's groups and reserves a consumer for each group that can take
 // the message now. A group that cannot is stored as due at once, for the
-// recover loop; a non-persistent group without any live consumer drops it.
+// recover loop; a non-persistent group without any live consumer drops it
+// (m.Groups leaves it out: it did not take the message).
 func (b *Broker) plan(m *store.Message, now time.Time) []*flight {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -197,9 +217,24 @@ func (b *Broker) plan(m *store.Message, now time.Time) []*flight {
 	return flights
 }
 
+// takers counts the groups that would take a message of (topic,
+// messageType) now: those plan would keep in m.Groups.
+func (b *Broker) takers(topic, messageType string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	gs, persistent := b.matching(topic, messageType)
+	n := 0
+	for i, g := range gs {
+		if len(g.consumers) > 0 || persistent[i] {
+			n++
+		}
+	}
+	return n
+}
+
 // publishFly delivers a fly message to one consumer of each matching group,
-// from memory only.
-func (b *Broker) publishFly(m *store.Message) {
+// from memory only, and returns how many groups took it.
+func (b *Broker) publishFly(m *store.Message) int {
 	now := b.cfg.Now()
 	b.mu.Lock()
 	gs, _ := b.matching(m.Topic, m.MessageType)
@@ -213,8 +248,45 @@ func (b *Broker) publishFly(m *store.Message) {
 	}
 	b.mu.Unlock()
 	b.counters.published.Add(1)
+	if len(flights) == 0 {
+		b.unmatched.add(&b.counters, m.Topic)
+	}
 	b.tap(m)
 	b.send(flights)
+	return len(flights)
+}
+
+// maxUnmatchedTopics bounds the topics counted apart in unmatchedTopics:
+// publishers choose topics (every topic is served unless topics are
+// configured), so the map must not grow with whatever they send.
+const maxUnmatchedTopics = 1024
+
+// unmatchedTopics counts, per topic, the accepted publishes that no group
+// took. Its lock is a leaf: nothing is called while it is held.
+type unmatchedTopics struct {
+	mu sync.Mutex
+	n  map[string]int64
+}
+
+// add counts one publish of topic that no group took, in c.unmatched and,
+// for the first maxUnmatchedTopics topics, per topic.
+func (u *unmatchedTopics) add(c *counters, topic string) {
+	c.unmatched.Add(1)
+	u.mu.Lock()
+	if _, ok := u.n[topic]; ok || len(u.n) < maxUnmatchedTopics {
+		if u.n == nil {
+			u.n = make(map[string]int64)
+		}
+		u.n[topic]++
+	}
+	u.mu.Unlock()
+}
+
+// snapshot returns a copy of the per-topic counts.
+func (u *unmatchedTopics) snapshot() map[string]int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return maps.Clone(u.n)
 }
 
 // tap republishes an accepted, committed message on $KQ.TAP for dashboards:

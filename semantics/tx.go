@@ -38,7 +38,8 @@ func NewError(code Code, format string, args ...any) *Error {
 
 // Release makes a committed message deliverable: it plans its groups as a
 // fresh publish would, writes the commit with them and, once that is
-// durable, sends the deliveries. It implements txn.Releaser. It blocks until
+// durable, sends the deliveries (a commit that no group takes counts as
+// unmatched, as a publish would). It implements txn.Releaser. It blocks until
 // the commit is written, so it must not be called from a store callback.
 func (b *Broker) Release(ctx context.Context, prepared *store.Message) error {
 	now := b.cfg.Now()
@@ -62,6 +63,9 @@ func (b *Broker) Release(ctx context.Context, prepared *store.Message) error {
 		return storeError(err)
 	}
 	b.counters.published.Add(1)
+	if len(m.Groups) == 0 {
+		b.unmatched.add(&b.counters, m.Topic)
+	}
 	b.tap(m)
 	b.send(flights)
 	return nil
