@@ -13,21 +13,23 @@
 // It does not own broker rules (topics served, sizes, dedup, dispatch,
 // redelivery, warmup): those are the Broker's, a small interface declared
 // here that main satisfies over semantics. It imports compat/wire and the
-// store types only. Two-phase commit is not wired yet: a commit=false
-// publish goes to the broker as ModePrepare, and inbound TxAcks are only
-// logged.
+// store types only. A commit=false publish goes to the broker as
+// ModePrepare; a producer's TxAck is handed to Broker.ResolveTx by one
+// goroutine of the server's.
 //
 // # Session lifecycle
 //
 //  1. Accept: the server registers a session and starts its reader and
 //     writer goroutines. The connection has Config.HandshakeTimeout to send
 //     a valid ConnMeta.
-//  2. Handshake: the first frame must be ConnMeta. It is answered with a
-//     ConnAuthAck carrying the same opaque; then the connection Joins its
-//     group (key: the remote address) with its warmingupSec. A refused
-//     ConnMeta gets status=false and the connection is closed once the
-//     refusal is written. Any other first frame, a malformed frame or a bad
-//     length closes that connection alone.
+//  2. Handshake: ConnMeta is answered with a ConnAuthAck carrying the
+//     same opaque; then the connection Joins its group (key: the remote
+//     address) with its warmingupSec. A refused ConnMeta gets status=false
+//     and the connection is closed once the refusal is written. Before it,
+//     what a reconnecting kiteq-client-go leaves in its write queue is
+//     tolerated: heartbeats are echoed, publishes refused (401), DeliverAcks
+//     and TxAcks dropped. A broker-to-client command, an unknown command, a
+//     malformed frame or a bad length closes that connection alone.
 //  3. Serving: heartbeats are echoed; publishes go to Broker.Publish and
 //     their store ack is sent from the broker's callback, so the reader
 //     never waits for the store; deliveries arrive through the session's
@@ -36,6 +38,15 @@
 //     write queue on a reply, or server shutdown): the connection and the
 //     writer stop, then the reader Leaves the group, so the broker sends
 //     the connection's unacknowledged deliveries elsewhere.
+//
+// # Pacing
+//
+// A connection keeps at most Config.DeliveryWindow bytes of deliveries
+// unacknowledged; at the window it reports Full and the broker chooses
+// other members (semantics.Throttler) until DeliverAcks free room. The
+// listener sets TCP_MAXSEG (Config.MaxSegment) so that a client's small
+// receive buffer never leaves the kernel waiting on the zero-window probe
+// timer (docs/DESIGN.md, "KiteQ connections on loopback").
 //
 // # Goroutines
 //
@@ -50,9 +61,10 @@
 // # Locks
 //
 // Server.mu guards the session set; session.mu guards a connection's
-// delivery opaques. Neither is held while taking the other, nor across
-// I/O or any Broker call, so there is no lock order to keep, and the
-// broker may call Deliver while holding its own locks.
+// delivery opaques and window. Neither is held while taking the other, nor
+// across I/O or any Broker call, so the broker may call Deliver and Full
+// while holding its own locks (its lock, then session.mu: never the
+// reverse).
 //
 // # Caveats
 //
