@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -360,4 +361,53 @@ func TestE2EKiteQUnmatchedPublish(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(1), st.Unmatched)
 	require.Equal(t, int64(1), st.Published)
+}
+
+// TestE2EKiteQStuckConsumerLosesItsShare: one member's listener hangs (its
+// client stops acknowledging). It is sent only its delivery window; the
+// group's other member gets everything else at once and, after the ack
+// wait, what the stuck one holds: every message consumed once by the group.
+func TestE2EKiteQStuckConsumerLosesItsShare(t *testing.T) {
+	k := startKiteQ(t, func(c *Config) {
+		c.Topics = []string{"user-profile"}
+		c.AckWait = time.Second
+	})
+	k.bind(t, "s-mts-test1", "user-profile", "profile-update")
+	release := make(chan struct{})
+	var stuckGot atomic.Int64
+	stuck, err := compattest.StartKite(t, k.kiteq, compattest.KiteConfig{
+		Group: "s-mts-test1",
+		OnMessage: func(compattest.Delivery) bool {
+			stuckGot.Add(1)
+			<-release
+			return false
+		},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { close(release); stuck.Close() }) // release first: its dispatchers wait on it
+	var mu sync.Mutex
+	seen := map[string]int{}
+	healthy, err := compattest.StartKite(t, k.kiteq, compattest.KiteConfig{
+		Group: "s-mts-test1",
+		OnMessage: func(d compattest.Delivery) bool {
+			mu.Lock()
+			seen[d.Header.GetMessageId()]++
+			mu.Unlock()
+			return true
+		},
+	})
+	require.NoError(t, err)
+	k.waitConsumers(t, 2)
+
+	const n = 2000
+	publishPipelined(t, k.kiteq, "go-kite-test", "user-profile", "profile-update", n, 2<<10, 256)
+	require.Eventually(t, func() bool { return healthy.Stats().Unique == n }, 20*time.Second, 20*time.Millisecond)
+	// The stuck member was sent at most its window (256 KiB of ~2.2 KiB
+	// frames), plus what was reserved for it before it filled.
+	require.Less(t, stuckGot.Load(), int64(130), "deliveries to the stuck member")
+	mu.Lock()
+	defer mu.Unlock()
+	for id, c := range seen {
+		require.Equal(t, 1, c, "message %s acknowledged by the healthy member once", id)
+	}
 }
