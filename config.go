@@ -202,7 +202,7 @@ func parseServeFlags(args []string, log *slog.Logger) (Config, error) {
 	natsAddr := fs.String("nats", "", "NATS listen address (default 127.0.0.1:4222)")
 	bind := fs.String("bind", "", "KiteQ TCP listen address (default 127.0.0.1:13800; off: no KiteQ adapter)")
 	advertise := fs.String("advertise", "", "host:port registered in the registry for KiteQ clients (default: -bind)")
-	pport := fs.Int("pport", 0, "admin HTTP port on 127.0.0.1 (default 13801; -1 off)")
+	pport := fs.Int("pport", 0, "admin HTTP port on the -nats host (default 13801; -1 off)")
 	db := fs.String("db", "", "store URI: rocksdb://DIR[?durability=sync|async], memory://, mysql://... (default rocksdb://./data)")
 	reg := fs.String("registry", "", "registry URI: zk://host:port,... or file://path.yaml (default none)")
 	cluster := fs.String("clusterName", "default_dev", "the [clusters.<name>] section of the config file")

@@ -107,6 +107,21 @@ func TestStartupBrokerFailsBeforeReadyWithRegistry(t *testing.T) {
 	}
 }
 
+// -nats on a specific loopback address other than 127.0.0.1: the broker's
+// own connection dials that address.
+func TestE2EListenOnLoopbackAlias(t *testing.T) {
+	d := startTestDaemon(t, func(c *Config) { c.NATS, c.Bind = "127.0.0.2:0", "127.0.0.2:0" })
+	url := d.br.ClientURL()
+	require.Contains(t, url, "nats://127.0.0.2:")
+	_, ch := consume(t, url, "s-alias", `{"topic":"trade","messageType":"pay","bindType":"direct","persistent":true}`, "")
+	nc := connect(t, url)
+	msg, err := nc.Request("kq.trade.pay", []byte("hello"), 5*time.Second)
+	require.NoError(t, err)
+	require.NotContains(t, string(msg.Data), `"error"`, string(msg.Data))
+	require.Equal(t, "hello", string(recv(t, ch).Data))
+	require.Equal(t, "127.0.0.2", d.kiteq.Addr().(*net.TCPAddr).IP.String())
+}
+
 func TestStartupRedactURI(t *testing.T) {
 	for uri, want := range map[string]string{
 		"rocksdb://./data": "rocksdb://./data",

@@ -65,7 +65,15 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 	if err = d.br.Start(); err != nil {
 		return nil, fmt.Errorf("NATS listener (-nats %s): %w", cfg.NATS, err)
 	}
-	if d.nc, err = d.br.ConnectLoopback("kitenats-broker"); err != nil {
+	// The broker's own connection dials the NATS listener over loopback
+	// (bridge.ConnectLoopback says why); a listener on an address loopback
+	// does not reach gets an in-process one.
+	d.nc, err = d.br.ConnectLoopback("kitenats-broker")
+	if errors.Is(err, bridge.ErrNotLoopback) {
+		log.Info("the broker's own NATS connection is in-process: the NATS listener is not on a loopback address", "nats", d.br.Addr().String())
+		d.nc, err = d.br.Connect("kitenats-broker")
+	}
+	if err != nil {
 		return nil, err
 	}
 	// Outbound traffic (replies, deliveries) gets its own connection, so
