@@ -192,7 +192,6 @@ func (d *daemon) run(ctx context.Context) error {
 				d.log.Error("KiteQ adapter stopped", "err", err)
 			}
 		}()
-		d.log.Info("KiteQ adapter", "addr", d.kiteq.Addr().String())
 	} else {
 		close(kdone)
 	}
@@ -243,9 +242,9 @@ func (d *daemon) run(ctx context.Context) error {
 				d.log.Error("admin HTTP stopped", "err", err)
 			}
 		}()
-		d.log.Info("admin HTTP", "addr", d.admin.Addr().String())
 	}
-	d.log.Info("kitenats serving", "nats", d.br.ClientURL(), "store", redactURI(d.cfg.DB), "broker", d.broker.ID())
+	d.logListeners()
+	d.log.Info("kitenats serving", "store", redactURI(d.cfg.DB), "broker", d.broker.ID())
 	var err error
 	select {
 	case <-ctx.Done():
@@ -272,6 +271,23 @@ func (d *daemon) run(ctx context.Context) error {
 	wg.Wait()
 	d.close()
 	return err
+}
+
+// logListeners logs one line per listener with the address it actually
+// bound (the port obtained for :0), and says which ones are off.
+func (d *daemon) logListeners() {
+	d.log.Info("listening: NATS clients", "addr", d.br.Addr().String(), "url", d.br.ClientURL())
+	if d.kiteq != nil {
+		d.log.Info("listening: KiteQ TCP", "addr", d.kiteq.Addr().String())
+	} else {
+		d.log.Info("KiteQ TCP off (-bind off)")
+	}
+	if d.admin != nil {
+		addr := d.admin.Addr().String()
+		d.log.Info("listening: admin HTTP", "addr", addr, "url", "http://"+addr)
+	} else {
+		d.log.Info("admin HTTP off (-pport -1)")
+	}
 }
 
 // close releases what newDaemon opened, whatever it got to, in the reverse

@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,4 +124,34 @@ func TestIntegrationStartupPortInUse(t *testing.T) {
 			requireStartupError(t, code, stderr, tc.want, "address already in use")
 		})
 	}
+}
+
+// A broker whose listeners are on 127.0.0.2 (a loopback alias: its own
+// connection must dial that, not 127.0.0.1) serves, and its start-up log
+// has one line per listener with the address bound.
+func TestIntegrationListenersOnLoopbackAlias(t *testing.T) {
+	b := NewBroker(t, "memory://")
+	b.NATSAddr, b.bindAddr = freeAddrOn(t, "127.0.0.2"), freeAddrOn(t, "127.0.0.2")
+	_, adminPort, err := net.SplitHostPort(freeAddrOn(t, "127.0.0.2"))
+	require.NoError(t, err)
+	b.Args = []string{"-pport", adminPort}
+	b.Start()
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(b.Stderr(), "kitenats serving") }, "the serving line")
+	stderr := b.Stderr()
+	adminAddr := "127.0.0.2:" + adminPort
+	for _, line := range []string{
+		`msg="listening: NATS clients" addr=` + b.NATSAddr + " url=nats://" + b.NATSAddr + "\n",
+		`msg="listening: KiteQ TCP" addr=` + b.bindAddr + "\n",
+		`msg="listening: admin HTTP" addr=` + adminAddr + " url=http://" + adminAddr + "\n",
+	} {
+		require.Contains(t, stderr, line)
+	}
+	resp, err := http.Get("http://" + adminAddr + "/healthz")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	code, _ := b.Stop(10 * time.Second)
+	require.Zero(t, code, "exit code after SIGTERM")
 }
