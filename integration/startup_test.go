@@ -155,3 +155,39 @@ func TestIntegrationListenersOnLoopbackAlias(t *testing.T) {
 	code, _ := b.Stop(10 * time.Second)
 	require.Zero(t, code, "exit code after SIGTERM")
 }
+
+// -logPath DIR: the logs go to DIR/kitenats.log (DIR created), from the
+// first start-up line to the last, and not to stderr.
+func TestIntegrationLogPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "logs")
+	path := filepath.Join(dir, "kitenats.log")
+	read := func() string {
+		data, err := os.ReadFile(path)
+		require.NoError(t, err)
+		return string(data)
+	}
+	b := NewBroker(t, "memory://")
+	b.Args = []string{"-logPath", dir}
+	b.Start()
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(read(), "kitenats serving") }, "the serving line in %s", path)
+	logs := read()
+	require.Contains(t, logs, `msg="Starting nats-server"`)
+	require.Contains(t, logs, `msg="listening: NATS clients" addr=`+b.NATSAddr)
+	require.Contains(t, logs, `msg="listening: KiteQ TCP" addr=`+b.bindAddr)
+	require.Contains(t, logs, `msg="admin HTTP off (-pport -1)"`)
+	code, _ := b.Stop(10 * time.Second)
+	require.Zero(t, code, "exit code after SIGTERM")
+	require.Contains(t, read(), `msg="kitenats stopped"`)
+	require.Empty(t, b.Stderr(), "nothing on stderr")
+}
+
+// A -logPath that cannot be written is one line on stderr, before anything
+// starts.
+func TestIntegrationLogPathNotWritable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	dir := filepath.Join(file, "logs")
+	code, stderr := runToExit(t, startArgs(t, "-logPath", dir)...)
+	requireStartupError(t, code, stderr, "kitenats: -logPath "+dir+": cannot write kitenats.log: ", "not a directory")
+	require.Equal(t, "kitenats: -logPath "+dir+": cannot write kitenats.log: mkdir "+file+": not a directory\n", stderr)
+}
