@@ -35,6 +35,7 @@ type Config struct {
 	AdminSecret string
 	Tx          TxConfig
 	LogLevel    slog.Level
+	LogPath     string // KiteQ's -logPath: logs go to LogPath/kitenats.log; empty: stderr
 }
 
 // TxConfig is the two-phase-commit check-back schedule.
@@ -101,7 +102,7 @@ type tomlCluster struct {
 var ignoredKiteQKeys = map[string]string{
 	"dlqExecHour":       "dead letters move at once, not in a daily job",
 	"deliveryFirst":     "kitenats always stores before it delivers",
-	"logxml":            "logs go to stderr through slog",
+	"logxml":            "logs go to stderr, or with -logPath DIR to DIR/kitenats.log",
 	"maxDeliverWorkers": "deliveries are bounded per consumer by maxInflight",
 	"recoverSeconds":    "redelivery times are exact; the recover loop runs every recoverPeriod (default 100ms)",
 }
@@ -202,12 +203,12 @@ func parseServeFlags(args []string, log *slog.Logger) (Config, error) {
 	natsAddr := fs.String("nats", "", "NATS listen address (default 127.0.0.1:4222)")
 	bind := fs.String("bind", "", "KiteQ TCP listen address (default 127.0.0.1:13800; off: no KiteQ adapter)")
 	advertise := fs.String("advertise", "", "host:port registered in the registry for KiteQ clients (default: -bind)")
-	pport := fs.Int("pport", 0, "admin HTTP port on 127.0.0.1 (default 13801; -1 off)")
+	pport := fs.Int("pport", 0, "admin HTTP port on the -nats host (default 13801; -1 off)")
 	db := fs.String("db", "", "store URI: rocksdb://DIR[?durability=sync|async], memory://, mysql://... (default rocksdb://./data)")
 	reg := fs.String("registry", "", "registry URI: zk://host:port,... or file://path.yaml (default none)")
 	cluster := fs.String("clusterName", "default_dev", "the [clusters.<name>] section of the config file")
 	cfgPath := fs.String("configPath", "", "TOML config file (KiteQ's cluster.toml keys are accepted)")
-	_ = fs.String("logPath", "", "accepted for KiteQ compatibility; logs go to stderr")
+	logPath := fs.String("logPath", "", fmt.Sprintf("directory of the log file %s, rotated at %d MB, %d old files kept (KiteQ's flag; default: logs go to stderr)", logFileName, logMaxSizeMB, logMaxBackups))
 	debug := fs.Bool("debug", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -244,6 +245,7 @@ func parseServeFlags(args []string, log *slog.Logger) (Config, error) {
 	if *debug {
 		c.LogLevel = slog.LevelDebug
 	}
+	c.LogPath = *logPath
 	return c, c.validate()
 }
 

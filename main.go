@@ -61,19 +61,32 @@ func main() {
 	}
 }
 
-func newLogger(level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-}
-
 // serve runs the daemon until SIGINT or SIGTERM; a second signal forces
 // exit.
-func serve(args []string) error {
-	log := newLogger(slog.LevelInfo)
-	cfg, err := parseServeFlags(args, log)
+func serve(args []string) (err error) {
+	// The flags are read twice: first to learn where the logs go, then with
+	// that logger, so that the config file's notes are in the log file too.
+	cfg, err := parseServeFlags(args, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
-	log = newLogger(cfg.LogLevel)
+	out, closeLog, err := openLogOutput(cfg.LogPath)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = closeLog() }()
+	log := newLogger(out, cfg.LogLevel)
+	if cfg.LogPath != "" {
+		// main prints the error on stderr; the log file says it too.
+		defer func() {
+			if err != nil {
+				log.Error("kitenats failed", "err", err)
+			}
+		}()
+	}
+	if cfg, err = parseServeFlags(args, log); err != nil {
+		return err
+	}
 	d, err := newDaemon(cfg, log)
 	if err != nil {
 		return err

@@ -22,23 +22,40 @@ import (
 const registryWaitInitial = 15 * time.Second
 
 // openRegistry opens the registry a URI names: zk://host:port,… or
-// file://path.yaml.
+// file://path.yaml. Its errors start with "open registry URI".
 func openRegistry(ctx context.Context, uri string, log *slog.Logger) (registry.Registry, error) {
+	r, err := openRegistryURI(ctx, uri, log)
+	if err != nil {
+		// Never the backend's typed nil (see openStore).
+		return nil, fmt.Errorf("open registry %s: %w", uri, err)
+	}
+	return r, nil
+}
+
+func openRegistryURI(ctx context.Context, uri string, log *slog.Logger) (registry.Registry, error) {
 	switch {
 	case strings.HasPrefix(uri, "zk://"):
 		servers, err := zk.ParseURI(uri)
 		if err != nil {
 			return nil, err
 		}
-		return zk.New(ctx, zk.Config{Servers: servers, Logger: log.With("component", "zk")})
+		r, err := zk.New(ctx, zk.Config{Servers: servers, Logger: log.With("component", "zk")})
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
 	case strings.HasPrefix(uri, "file://"):
 		path, err := file.ParseURI(uri)
 		if err != nil {
 			return nil, err
 		}
-		return file.New(file.Config{Path: path, Logger: log.With("component", "registry")})
+		r, err := file.New(file.Config{Path: path, Logger: log.With("component", "registry")})
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
 	default:
-		return nil, fmt.Errorf("registry URI %q: want zk://host:port,… or file://path.yaml", uri)
+		return nil, errors.New("want zk://host:port,… or file://path.yaml")
 	}
 }
 

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kitenats/kitenats/store"
@@ -14,11 +16,23 @@ import (
 	"github.com/kitenats/kitenats/store/rocksdb"
 )
 
-// openStore opens the store a URI names (kiteq-protocol.md §9.3 forms).
+// openStore opens the store a URI names (kiteq-protocol.md §9.3 forms). Its
+// errors start with "open store URI" (the password masked) and say why, in
+// one line.
 func openStore(uri string, log *slog.Logger) (store.Store, error) {
+	st, err := openStoreURI(uri, log)
+	if err != nil {
+		// Never the backend's typed nil: a non-nil store.Store holding a nil
+		// pointer would be closed, and panic, on the way out.
+		return nil, fmt.Errorf("open store %s: %w", redactURI(uri), err)
+	}
+	return st, nil
+}
+
+func openStoreURI(uri string, log *slog.Logger) (store.Store, error) {
 	u, err := url.Parse(uri)
 	if err != nil {
-		return nil, fmt.Errorf("store URI %q: %w", uri, err)
+		return nil, err
 	}
 	switch u.Scheme {
 	case "memory":
@@ -27,12 +41,12 @@ func openStore(uri string, log *slog.Logger) (store.Store, error) {
 		// KiteQ's maxcap bounds the message count; initcap is unused.
 		if v := q.Get("maxcap"); v != "" {
 			if cfg.MaxMessages, err = strconv.Atoi(v); err != nil || cfg.MaxMessages <= 0 {
-				return nil, fmt.Errorf("store URI %q: maxcap %q is not a positive number", uri, v)
+				return nil, fmt.Errorf("maxcap %q is not a positive number", v)
 			}
 		}
 		if v := q.Get("maxbytes"); v != "" {
 			if cfg.MaxBytes, err = strconv.ParseInt(v, 10, 64); err != nil || cfg.MaxBytes <= 0 {
-				return nil, fmt.Errorf("store URI %q: maxbytes %q is not a positive number", uri, v)
+				return nil, fmt.Errorf("maxbytes %q is not a positive number", v)
 			}
 		}
 		return memory.New(cfg), nil
@@ -42,7 +56,14 @@ func openStore(uri string, log *slog.Logger) (store.Store, error) {
 			return nil, err
 		}
 		cfg.Logger = log // the store adds store=rocksdb://DIR
-		return rocksdb.Open(cfg)
+		st, err := rocksdb.Open(cfg)
+		if errors.Is(err, rocksdb.ErrLocked) {
+			return nil, fmt.Errorf("%w; another kitenats may be running on %s", err, cfg.Dir)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
 	case "mysql":
 		cfg, err := mysql.ParseURI(uri)
 		if err != nil {
@@ -51,8 +72,28 @@ func openStore(uri string, log *slog.Logger) (store.Store, error) {
 		cfg.Logger = log.With("store", "mysql")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		return mysql.Open(ctx, cfg)
+		st, err := mysql.Open(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
 	default:
-		return nil, fmt.Errorf("store URI %q: unknown scheme %q (want memory://, rocksdb:// or mysql://)", uri, u.Scheme)
+		return nil, fmt.Errorf("unknown scheme %q (want memory://, rocksdb:// or mysql://)", u.Scheme)
 	}
+}
+
+// redactURI masks the value of a password= query parameter (KiteQ's MySQL
+// form) so that a store URI can go into logs and errors.
+func redactURI(uri string) string {
+	base, query, ok := strings.Cut(uri, "?")
+	if !ok {
+		return uri
+	}
+	params := strings.Split(query, "&")
+	for i, p := range params {
+		if k, _, _ := strings.Cut(p, "="); strings.EqualFold(k, "password") {
+			params[i] = k + "=xxxxx"
+		}
+	}
+	return base + "?" + strings.Join(params, "&")
 }

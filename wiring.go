@@ -60,12 +60,20 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 		bcfg.Port = -1
 	}
 	if d.br, err = bridge.New(bcfg); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("NATS listener (-nats %s): %w", cfg.NATS, err)
 	}
 	if err = d.br.Start(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("NATS listener (-nats %s): %w", cfg.NATS, err)
 	}
-	if d.nc, err = d.br.ConnectLoopback("kitenats-broker"); err != nil {
+	// The broker's own connection dials the NATS listener over loopback
+	// (bridge.ConnectLoopback says why); a listener on an address loopback
+	// does not reach gets an in-process one.
+	d.nc, err = d.br.ConnectLoopback("kitenats-broker")
+	if errors.Is(err, bridge.ErrNotLoopback) {
+		log.Info("the broker's own NATS connection is in-process: the NATS listener is not on a loopback address", "nats", d.br.Addr().String())
+		d.nc, err = d.br.Connect("kitenats-broker")
+	}
+	if err != nil {
 		return nil, err
 	}
 	// Outbound traffic (replies, deliveries) gets its own connection, so
@@ -100,14 +108,14 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 	}
 	if cfg.Bind != "off" {
 		if d.kiteq, err = newKiteQServer(cfg, d.broker, d.tx, log); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("KiteQ listener (-bind %s): %w", cfg.Bind, err)
 		}
 		d.adv = withBoundPort(d.adv, d.kiteq.Addr())
 	}
 	if cfg.AdminPort > 0 {
 		addr := net.JoinHostPort(host, strconv.Itoa(cfg.AdminPort))
 		if d.admin, err = admin.New(admin.Config{Addr: addr, Logger: log}, adminSource{d}); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("admin HTTP listener (-pport %d): %w", cfg.AdminPort, err)
 		}
 	}
 	return d, nil
@@ -123,6 +131,9 @@ func (d *daemon) bindings() (semantics.BindingKeeper, map[string][]registry.Bind
 	defer cancel()
 	var err error
 	if d.reg, err = openRegistry(ctx, d.cfg.Registry, d.log); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (nothing within %s: is the registry reachable?)", err, registryWaitInitial)
+		}
 		return nil, nil, err
 	}
 	if d.cfg.Bind != "off" {
@@ -181,7 +192,6 @@ func (d *daemon) run(ctx context.Context) error {
 				d.log.Error("KiteQ adapter stopped", "err", err)
 			}
 		}()
-		d.log.Info("KiteQ adapter", "addr", d.kiteq.Addr().String())
 	} else {
 		close(kdone)
 	}
@@ -200,9 +210,12 @@ func (d *daemon) run(ctx context.Context) error {
 		stopKiteQ()
 		<-kdone
 		stopEvents()
+		if d.reg != nil {
+			_ = d.reg.Close() // ends the binding watches
+		}
 		wg.Wait()
 		d.close()
-		return err
+		return fmt.Errorf("broker stopped at start: %w", err)
 	}
 	if d.reg != nil && d.adv != "" {
 		if err := d.reg.PublishServer(ctx, d.adv, d.cfg.Topics); err != nil {
@@ -229,9 +242,9 @@ func (d *daemon) run(ctx context.Context) error {
 				d.log.Error("admin HTTP stopped", "err", err)
 			}
 		}()
-		d.log.Info("admin HTTP", "addr", d.admin.Addr().String())
 	}
-	d.log.Info("kitenats serving", "nats", d.br.ClientURL(), "store", d.cfg.DB, "broker", d.broker.ID())
+	d.logListeners()
+	d.log.Info("kitenats serving", "store", redactURI(d.cfg.DB), "broker", d.broker.ID())
 	var err error
 	select {
 	case <-ctx.Done():
@@ -260,13 +273,41 @@ func (d *daemon) run(ctx context.Context) error {
 	return err
 }
 
-// close releases what newDaemon opened, in order. Idempotent.
+// logListeners logs one line per listener with the address it actually
+// bound (the port obtained for :0), and says which ones are off.
+func (d *daemon) logListeners() {
+	d.log.Info("listening: NATS clients", "addr", d.br.Addr().String(), "url", d.br.ClientURL())
+	if d.kiteq != nil {
+		d.log.Info("listening: KiteQ TCP", "addr", d.kiteq.Addr().String())
+	} else {
+		d.log.Info("KiteQ TCP off (-bind off)")
+	}
+	if d.admin != nil {
+		addr := d.admin.Addr().String()
+		d.log.Info("listening: admin HTTP", "addr", addr, "url", "http://"+addr)
+	} else {
+		d.log.Info("admin HTTP off (-pport -1)")
+	}
+}
+
+// close releases what newDaemon opened, whatever it got to, in the reverse
+// order of opening: the admin and KiteQ listeners, the registry session,
+// the broker's connections, the NATS server, the store. Idempotent.
 func (d *daemon) close() {
-	if d.nc != nil {
-		d.nc.Close()
+	if d.admin != nil {
+		_ = d.admin.Close()
+	}
+	if d.kiteq != nil {
+		_ = d.kiteq.Close()
+	}
+	if d.reg != nil {
+		_ = d.reg.Close()
 	}
 	if d.out != nil {
 		_ = d.out.Close()
+	}
+	if d.nc != nil {
+		d.nc.Close()
 	}
 	if d.br != nil {
 		_ = d.br.Close()
@@ -275,12 +316,6 @@ func (d *daemon) close() {
 		if err := d.st.Close(); err != nil {
 			d.log.Error("closing store", "err", err)
 		}
-	}
-	if d.kiteq != nil {
-		_ = d.kiteq.Close()
-	}
-	if d.reg != nil {
-		_ = d.reg.Close()
 	}
 }
 
@@ -430,7 +465,7 @@ func startDaemon(cfg Config, log *slog.Logger) (d *daemon, stop func() error, er
 	case <-d.broker.Ready():
 	case err := <-done:
 		cancel()
-		return nil, nil, fmt.Errorf("broker stopped at start: %w", err)
+		return nil, nil, err
 	}
 	return d, func() error { cancel(); return <-done }, nil
 }

@@ -79,6 +79,15 @@ func New(cfg Config, src Source) (*Server, error) {
 	return &Server{ln: ln, log: log, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
 }
 
+// Close releases the listener. It is for a server whose Run was never
+// called (Run closes it when its context ends); idempotent.
+func (s *Server) Close() error {
+	if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("admin: close: %w", err)
+	}
+	return nil
+}
+
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 

@@ -112,3 +112,16 @@ func TestMetricsContentType(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 }
+
+// Close releases the listener of a server whose Run never ran (a daemon
+// whose start failed after admin.New); twice is fine.
+func TestAdminCloseWithoutRun(t *testing.T) {
+	s, err := admin.New(admin.Config{Addr: "127.0.0.1:0"}, fakeSource{})
+	require.NoError(t, err)
+	addr := s.Addr().String()
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close())
+	again, err := admin.New(admin.Config{Addr: addr}, fakeSource{})
+	require.NoError(t, err, "the port is free again")
+	require.NoError(t, again.Close())
+}

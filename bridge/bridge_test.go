@@ -407,3 +407,19 @@ func TestBridgeNoSublistCache(t *testing.T) {
 	require.NotZero(t, sz.NumMatches, "the publishes were matched")
 	require.Zero(t, sz.NumCache, "subject-match cache entries")
 }
+
+// The broker's own connection dials the listener's address: on a loopback
+// alias such as 127.0.0.2, 127.0.0.1 reaches nothing.
+func TestBridgeConnectLoopbackDialsTheListener(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.Host = "127.0.0.2" })
+	require.Equal(t, "127.0.0.2", s.Addr().(*net.TCPAddr).IP.String())
+	nc, err := s.ConnectLoopback("broker")
+	require.NoError(t, err)
+	require.Equal(t, s.Addr().String(), nc.ConnectedAddr())
+	sub, err := nc.SubscribeSync("x")
+	require.NoError(t, err)
+	require.NoError(t, nc.Publish("x", []byte("over 127.0.0.2")))
+	m, err := sub.NextMsg(waitTimeout)
+	require.NoError(t, err)
+	require.Equal(t, "over 127.0.0.2", string(m.Data))
+}

@@ -27,6 +27,9 @@ var (
 	// ErrClosed is returned by every method but Close after Close, and by
 	// Events when Close ends it.
 	ErrClosed = errors.New("bridge: server closed")
+	// ErrNotLoopback is returned by ConnectLoopback when the client
+	// listener is on an address that loopback does not reach.
+	ErrNotLoopback = errors.New("bridge: client listener not reachable over loopback")
 )
 
 const (
@@ -236,17 +239,26 @@ func (s *Server) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
 // in-process pipe. A pipe is synchronous: every flush waits until the server
 // has read it, which serialises a busy client with the server's parser.
 // The kernel's socket buffers decouple the two, which matters for the
-// broker's own connection, the busiest of all. It needs a listener that
-// loopback reaches (127.0.0.1, or an unspecified host such as 0.0.0.0).
+// broker's own connection, the busiest of all. It dials the client
+// listener's own address when that is a loopback one (127.0.0.1,
+// 127.0.0.2, ::1), and 127.0.0.1 when the listener is on an unspecified
+// host (0.0.0.0, ::). On any other address it returns ErrNotLoopback: the
+// reserved user is refused over the network, so use Connect.
 func (s *Server) ConnectLoopback(name string, opts ...nats.Option) (*nats.Conn, error) {
 	if _, err := s.running(); err != nil {
 		return nil, err
 	}
 	ta, ok := s.Addr().(*net.TCPAddr)
 	if !ok || !(ta.IP.IsLoopback() || ta.IP.IsUnspecified()) {
-		return nil, fmt.Errorf("bridge: connect %q: listener %v is not reachable over loopback", name, s.Addr())
+		return nil, fmt.Errorf("%w: connect %q: listener %v", ErrNotLoopback, name, s.Addr())
 	}
-	url := fmt.Sprintf("nats://127.0.0.1:%d", ta.Port)
+	host := ta.IP.String()
+	if ta.IP.IsUnspecified() {
+		// Go listens on both families for an unspecified host, and
+		// reports 0.0.0.0 as ::: 127.0.0.1 reaches either.
+		host = "127.0.0.1"
+	}
+	url := "nats://" + net.JoinHostPort(host, strconv.Itoa(ta.Port))
 	return s.connect(url, name, slices.Clone(opts))
 }
 

@@ -252,7 +252,13 @@ func (r *run) describe() string {
 // freeAddr returns 127.0.0.1:<a port that was free a moment ago>.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return freeAddrOn(t, "127.0.0.1")
+}
+
+// freeAddrOn returns host:<a port that was free a moment ago>.
+func freeAddrOn(t *testing.T, host string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close())

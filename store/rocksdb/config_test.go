@@ -100,4 +100,5 @@ func TestStoreRocksDBOpenLockedDir(t *testing.T) {
 	defer func() { require.NoError(t, s.Close()) }()
 	_, err := Open(Config{Dir: dir})
 	require.ErrorContains(t, err, "rocksdb: open")
+	require.ErrorIs(t, err, ErrLocked)
 }

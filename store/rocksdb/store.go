@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,11 @@ import (
 
 	"github.com/kitenats/kitenats/store"
 )
+
+// ErrLocked is returned by Open, wrapped as "rocksdb: open DIR: …" with
+// RocksDB's own message, when the directory's RocksDB lock (DIR/LOCK) is
+// held: another process, or another Store of this one, has it open.
+var ErrLocked = errors.New("directory lock held by another process")
 
 var (
 	_ store.Store        = (*Store)(nil)
@@ -107,6 +113,9 @@ func Open(cfg Config) (*Store, error) {
 	db, err := grocksdb.OpenDb(s.opts, cfg.Dir)
 	if err != nil {
 		s.freeHandles()
+		if isLockError(err) {
+			return nil, fmt.Errorf("rocksdb: open %s: %w (%v)", cfg.Dir, ErrLocked, err)
+		}
 		return nil, fmt.Errorf("rocksdb: open %s: %w", cfg.Dir, err)
 	}
 	s.db = db
@@ -127,6 +136,14 @@ func Open(cfg Config) (*Store, error) {
 	go s.retireLoop()
 	s.log.Info("store opened", "durability", cfg.Durability.String(), "took", time.Since(start))
 	return s, nil
+}
+
+// isLockError reports whether err is RocksDB's refusal of a held DIR/LOCK:
+// "While lock file" when another process holds it (fcntl), "lock hold by
+// current process" when this one does (PosixFileSystem::LockFile).
+func isLockError(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "While lock file") || strings.Contains(msg, "lock hold by current process")
 }
 
 // newOptions creates the RocksDB options: a bloom filter (most point reads,
