@@ -36,5 +36,7 @@
 // replies to acks may be published while it is held, so a Transport must
 // never call back into the Broker synchronously. The id generator has its
 // own leaf lock. Store callbacks run on the Batcher's callback goroutine. Run owns every goroutine the
-// broker starts and returns after they ended.
+// broker starts and returns after they ended. ConnClosed only queues the
+// connection: Run's closer removes its consumers after Transport.Sync, so
+// that the acks the connection sent before closing are handled first.
 package semantics
