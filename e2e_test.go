@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -282,6 +283,84 @@ func TestE2EConsumerKilledMidDelivery(t *testing.T) {
 	require.Equal(t, first.Header.Get("Kq-Msg-Id"), m.Header.Get("Kq-Msg-Id"))
 	require.Equal(t, "2", m.Header.Get("Kq-Deliver-Count"))
 	require.NoError(t, m.AckSync())
+}
+
+// TestE2EAckThenCloseCounts is issue #13's item 4: a consumer that acks
+// and closes its connection at once (the README's nats.go snippet) gets its
+// ack counted, though the ack and the disconnect notice reach the broker by
+// different paths. In each of three rounds (a group and messageType of its
+// own), 200 consumers on their own connections, each holding one delivery,
+// ack it and close together; none of those messages is delivered again: not
+// to the group's remaining member, not in STAT.
+func TestE2EAckThenCloseCounts(t *testing.T) {
+	const rounds, n = 3, 200
+	url := startBroker(t, nil)
+	nc := connect(t, url)
+	var survivors []chan *nats.Msg
+	for r := range rounds {
+		group, mt := "s-trade-"+strconv.Itoa(r), "pay-"+strconv.Itoa(r)
+		bind := `{"topic":"trade","messageType":"` + mt + `","bindType":"direct","persistent":true}`
+		conns := make([]*nats.Conn, n)
+		chs := make([]chan *nats.Msg, n)
+		for i := range n {
+			conns[i], chs[i] = consume(t, url, group, bind, `,"maxInflight":1`)
+		}
+		for i := range n {
+			_, err := nc.Request("kq.trade."+mt, []byte(strconv.Itoa(i)), 5*time.Second)
+			require.NoError(t, err)
+		}
+		ms := make([]*nats.Msg, n)
+		for i := range n {
+			ms[i] = recv(t, chs[i]) // maxInflight 1: one delivery each
+		}
+		_, survivor := consume(t, url, group, "", "")
+		survivors = append(survivors, survivor)
+
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := ms[i].Ack(); err != nil {
+					t.Errorf("ack %d: %v", i, err)
+				}
+				conns[i].Close()
+			}()
+		}
+		wg.Wait()
+	}
+
+	var st struct {
+		Consumers   []any
+		Redelivered int64
+		Acked       int64
+		Groups      []struct{ Pending, Inflight int64 }
+	}
+	require.Eventually(t, func() bool {
+		request(t, nc, "$KQ.API.STAT", nil, &st)
+		return len(st.Consumers) == rounds
+	}, 10*time.Second, 20*time.Millisecond, "the broker saw every close")
+	// A failed delivery goes at once to the survivor, or after the 1 s pause
+	// of a refused send: watch longer than that.
+	again := func() (n int) {
+		for _, ch := range survivors {
+			n += len(ch)
+		}
+		return n
+	}
+	require.Never(t, func() bool { return again() > 0 }, 1500*time.Millisecond, 20*time.Millisecond,
+		"acked before the close, delivered again")
+	require.Eventually(t, func() bool {
+		request(t, nc, "$KQ.API.STAT", nil, &st)
+		for _, g := range st.Groups {
+			if g.Pending != 0 || g.Inflight != 0 {
+				return false
+			}
+		}
+		return len(st.Groups) == rounds
+	}, 5*time.Second, 20*time.Millisecond, "every message acked and deleted")
+	require.Zero(t, st.Redelivered)
+	require.Equal(t, int64(rounds*n), st.Acked)
 }
 
 func TestE2EPersistentCollectsNonPersistentDrops(t *testing.T) {

@@ -368,6 +368,33 @@ func (t *natsTransport) Flush() error {
 	return t.nc.Flush()
 }
 
+// syncFlushTimeout bounds Sync's round trip to the server.
+const syncFlushTimeout = 10 * time.Second
+
+// Sync returns once every message the server had routed to the broker's
+// subscriptions before the call has been handled. The server queues what it
+// routes to a connection in order, and answers a PING in that same stream:
+// once the PONG is back (Flush), nats.go has put every earlier message in its
+// subscription's queue. nats.go's Barrier then runs after each subscription
+// has handled what its queue held.
+func (t *natsTransport) Sync(ctx context.Context) error {
+	fctx, cancel := context.WithTimeout(ctx, syncFlushTimeout)
+	defer cancel()
+	if err := t.nc.FlushWithContext(fctx); err != nil {
+		return fmt.Errorf("sync: flush: %w", err)
+	}
+	done := make(chan struct{})
+	if err := t.nc.Barrier(func() { close(done) }); err != nil {
+		return fmt.Errorf("sync: barrier: %w", err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sync: %w", ctx.Err())
+	}
+}
+
 // Dropped counts messages the server dropped before the broker took them.
 func (t *natsTransport) Dropped() int64 {
 	t.mu.Lock()

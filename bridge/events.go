@@ -42,6 +42,10 @@ const (
 	Connect EventKind = iota + 1
 	// Disconnect: a client reported by Connect is gone, for whatever reason
 	// (closed, TCP reset, ping timeout, slow consumer, server shutdown).
+	// nats-server announces it after it has routed what it read from the
+	// client: on a client's own close, every message the client sent is
+	// by then queued for (or delivered to) its subscribers, the bridge's
+	// connections included.
 	Disconnect
 )
 

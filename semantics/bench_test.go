@@ -79,4 +79,5 @@ func (t *nopTransport) Publish(m *Msg) error {
 func (t *nopTransport) Subscribe(string, string, func(*Msg)) (func() error, error) {
 	return func() error { return nil }, nil
 }
-func (t *nopTransport) Flush() error { return nil }
+func (t *nopTransport) Flush() error               { return nil }
+func (t *nopTransport) Sync(context.Context) error { return nil }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -246,12 +247,62 @@ func (b *Broker) Leave(group, id string) bool {
 	return true
 }
 
-// ConnClosed removes every consumer held by NATS connection conn.
+// ConnClosed reports that NATS connection conn closed: its consumers are
+// removed and their unacknowledged deliveries go to other consumers, but
+// only once every message the server had routed to the broker before the
+// report has been handled (Transport.Sync), so that an ack the client sent
+// just before closing counts. It does not wait: Run's closer does that work,
+// for every connection reported meanwhile at once.
 func (b *Broker) ConnClosed(conn uint64) {
 	b.mu.Lock()
+	b.closing = append(b.closing, conn)
+	b.mu.Unlock()
+	select {
+	case b.closed <- struct{}{}:
+	default:
+	}
+}
+
+// closer removes the consumers of closed connections (ConnClosed) until
+// ctx ends.
+func (b *Broker) closer(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.closed:
+			b.closeConns(ctx)
+		}
+	}
+}
+
+// closeConns removes the consumers of the connections reported closed so
+// far. The acks such a connection sent before closing reached the broker's
+// subscription before the close was reported (the server handles a client's
+// messages before it closes the client, and reports the close after); Sync
+// waits until they are handled, so that closing the consumer does not fail
+// deliveries already acknowledged. One Sync serves every connection reported
+// before it began.
+func (b *Broker) closeConns(ctx context.Context) {
+	b.mu.Lock()
+	conns := b.closing
+	b.closing = nil
+	b.mu.Unlock()
+	if len(conns) == 0 {
+		return
+	}
+	if err := b.tr.Sync(ctx); err != nil {
+		if ctx.Err() != nil {
+			return // shutting down: the stored leases bring the deliveries back
+		}
+		b.log.Warn("semantics: closing consumers without waiting for their last acks", "conns", len(conns), "err", err)
+	}
+	b.mu.Lock()
 	var more []*flight
-	for _, c := range append([]*consumer(nil), b.byConn[conn]...) {
-		more = append(more, b.closeConsumer(c)...)
+	for _, conn := range conns {
+		for _, c := range slices.Clone(b.byConn[conn]) {
+			more = append(more, b.closeConsumer(c)...)
+		}
 	}
 	b.mu.Unlock()
 	b.send(more)

@@ -41,6 +41,13 @@ type Transport interface {
 	// Flush returns once the server has processed everything sent so far
 	// (subscriptions included).
 	Flush() error
+	// Sync returns once every message the server had routed to the
+	// broker's subscriptions before Sync was called has been handled: its
+	// handler returned (or it was dropped over the pending limits). It
+	// orders a connection's close behind the acks that connection sent
+	// before closing (ConnClosed). It returns early with an error when ctx
+	// ends or the broker's connection fails.
+	Sync(ctx context.Context) error
 }
 
 // Locator answers questions about the NATS server's subscriptions
@@ -186,6 +193,7 @@ type Broker struct {
 	served map[string]bool // empty: every topic
 	accept *rate.Limiter   // nil: no accept limit
 	kick   chan struct{}   // capacity 1: wakes the recover loop early
+	closed chan struct{}   // capacity 1: wakes the closer (ConnClosed)
 	ready  chan struct{}   // closed once Run's subscriptions are in place
 
 	seq       atomic.Uint64
@@ -199,6 +207,7 @@ type Broker struct {
 	matches   map[string]map[string]match // topic → messageType → matching's answer
 	consumers map[string]*consumer
 	byConn    map[uint64][]*consumer
+	closing   []uint64              // conns reported closed, their consumers not yet removed
 	inflight  map[string]*flight    // delivery id → flight
 	flying    map[flightKey]string  // (topic, id, group) → delivery id
 	settling  map[flightKey]*settle // (topic, id, group) → its queued writes
@@ -226,6 +235,7 @@ func New(cfg Config, st store.Store, tr Transport, loc Locator, keeper BindingKe
 		keeper:    keeper,
 		served:    make(map[string]bool),
 		kick:      make(chan struct{}, 1),
+		closed:    make(chan struct{}, 1),
 		ready:     make(chan struct{}),
 		rnd:       mrand.New(mrand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		groups:    make(map[string]*group),
@@ -258,9 +268,9 @@ func (b *Broker) Ready() <-chan struct{} { return b.ready }
 func (b *Broker) ID() string { return b.cfg.BrokerID }
 
 // Run serves until ctx ends, then shuts down in order: stop taking
-// publishes, wait (up to DrainTimeout) for in-flight deliveries, stop acks
-// and the recover loop, and flush the store writer. It returns the first
-// error that stopped it.
+// publishes, wait (up to DrainTimeout) for in-flight deliveries, stop the
+// closer, acks and the recover loop, and flush the store writer. It returns
+// the first error that stopped it.
 func (b *Broker) Run(ctx context.Context) error {
 	wctx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -286,6 +296,11 @@ func (b *Broker) Run(ctx context.Context) error {
 		_ = stopPub()
 		return fmt.Errorf("semantics: flush subscriptions: %w", err)
 	}
+	// The closer outlives the recover loop: consumers that leave while
+	// deliveries drain give theirs back at once.
+	cctx, stopCloser := context.WithCancel(context.WithoutCancel(ctx))
+	closerDone := make(chan struct{})
+	go func() { defer close(closerDone); b.closer(cctx) }()
 	close(b.ready)
 	b.log.Info("semantics: serving", "broker", b.cfg.BrokerID)
 
@@ -293,6 +308,8 @@ func (b *Broker) Run(ctx context.Context) error {
 
 	_ = stopPub()
 	b.drain()
+	stopCloser()
+	<-closerDone
 	return nil
 }
 

@@ -217,11 +217,58 @@ func TestDispatchConsumerGoneRedeliversAtOnce(t *testing.T) {
 	h.publish("kq.trade.pay", nil, "x")
 	require.Len(t, h.deliveries("$KQ.DLV.s-trade.a"), 1)
 	h.bind("s-trade", "$KQ.DLV.s-trade.b", 2, "")
-	h.b.ConnClosed(1)
-	h.settle()
+	h.connClosed(1)
 	ds := h.deliveries("$KQ.DLV.s-trade.b")
 	require.Len(t, ds, 1, "the killed consumer's delivery goes to the other member")
 	require.Equal(t, "2", ds[0].Header[HdrDeliverCount][0])
+}
+
+// TestDispatchAckBeforeCloseCounts: acks a consumer sent just before its
+// connection closed, still on their way to the ack handler when the close
+// is reported, count: the close waits for them (Transport.Sync). Only the
+// delivery left unacknowledged goes to the other member.
+func TestDispatchAckBeforeCloseCounts(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("s-trade", "$KQ.DLV.s-trade.a", 1, `,"maxInflight":3`, direct("trade", "pay", true))
+	for _, body := range []string{"ack", "acksync", "none"} {
+		h.publish("kq.trade.pay", nil, body)
+	}
+	ds := h.deliveries("$KQ.DLV.s-trade.a")
+	require.Len(t, ds, 3)
+	h.bind("s-trade", "$KQ.DLV.s-trade.b", 2, "")
+	byBody := map[string]*Msg{}
+	for _, d := range ds {
+		byBody[string(d.Data)] = d
+	}
+	h.tr.route(func() { h.b.handleAck(&Msg{Subject: byBody["ack"].Reply, Data: []byte("+ACK")}) })
+	h.tr.route(func() {
+		h.b.handleAck(&Msg{Subject: byBody["acksync"].Reply, Reply: "_INBOX.ack", Data: []byte("+ACK")})
+	})
+	h.connClosed(1)
+
+	again := h.deliveries("$KQ.DLV.s-trade.b")
+	require.Len(t, again, 1, "only the unacknowledged delivery goes to the other member")
+	require.Equal(t, "none", string(again[0].Data))
+	rs := h.tr.take("_INBOX.ack")
+	require.Len(t, rs, 1)
+	require.Empty(t, rs[0].Data, "the AckSync succeeded")
+	st := h.stat()
+	require.Equal(t, int64(2), st.Acked)
+	require.Equal(t, int64(1), st.Redelivered)
+}
+
+// TestDispatchClosesShareOneSync: connections reported closed while the
+// closer was busy are closed together, after one Sync.
+func TestDispatchClosesShareOneSync(t *testing.T) {
+	h := newHarness(t, nil)
+	for conn := uint64(1); conn <= 3; conn++ {
+		h.bind("s-trade", "$KQ.DLV.s-trade."+strconv.FormatUint(conn, 10), conn, "", direct("trade", "pay", true))
+	}
+	h.connClosed(1, 2, 3)
+	require.Equal(t, 1, h.tr.syncs)
+	require.Empty(t, h.stat().Consumers)
+	h.connClosed()
+	require.Equal(t, 1, h.tr.syncs, "nothing to close, no Sync")
 }
 
 func TestDispatchMaxInflight(t *testing.T) {

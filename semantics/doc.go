@@ -35,6 +35,9 @@
 // still settling. It is never held across store I/O or Endpoint.Deliver;
 // replies to acks may be published while it is held, so a Transport must
 // never call back into the Broker synchronously. The id generator and the
-// per-topic unmatched counts have their own leaf locks. Store callbacks run on the Batcher's callback goroutine. Run owns every goroutine the
-// broker starts and returns after they ended.
+// per-topic unmatched counts have their own leaf locks. Store callbacks run
+// on the Batcher's callback goroutine. Run owns every goroutine the broker
+// starts and returns after they ended. ConnClosed only queues the
+// connection: Run's closer removes its consumers after Transport.Sync, so
+// that the acks the connection sent before closing are handled first.
 package semantics

@@ -37,10 +37,14 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// fakeTransport records what the broker publishes.
+// fakeTransport records what the broker publishes. What a test routes
+// (route) stands for messages the server has routed to the broker that its
+// subscriptions have not handled yet: they are handled at the next Sync.
 type fakeTransport struct {
-	mu  sync.Mutex
-	out []*Msg
+	mu     sync.Mutex
+	out    []*Msg
+	routed []func()
+	syncs  int
 }
 
 func (t *fakeTransport) Publish(m *Msg) error {
@@ -74,6 +78,25 @@ func decodeHeader(b []byte) map[string][]string {
 }
 
 func (t *fakeTransport) Flush() error { return nil }
+
+func (t *fakeTransport) Sync(context.Context) error {
+	t.mu.Lock()
+	fs := t.routed
+	t.routed = nil
+	t.syncs++
+	t.mu.Unlock()
+	for _, f := range fs {
+		f()
+	}
+	return nil
+}
+
+// route queues handle until the next Sync.
+func (t *fakeTransport) route(handle func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.routed = append(t.routed, handle)
+}
 
 func (t *fakeTransport) Subscribe(string, string, func(*Msg)) (func() error, error) {
 	return func() error { return nil }, nil
@@ -221,6 +244,17 @@ func (h *harness) ack(d *Msg, payload string) []byte {
 }
 
 func (h *harness) deliveries(deliver string) []*Msg { return h.tr.take(deliver) }
+
+// connClosed reports that conn closed and does the closer's work (Run's
+// goroutine, which the harness does not run).
+func (h *harness) connClosed(conns ...uint64) {
+	h.t.Helper()
+	for _, c := range conns {
+		h.b.ConnClosed(c)
+	}
+	h.b.closeConns(h.ctx)
+	h.settle()
+}
 
 func (h *harness) stat() *Stat {
 	h.t.Helper()
