@@ -588,10 +588,12 @@ func TestE2EZKAppendixA(t *testing.T) {
 	txc.Heartbeat(time.Now().Unix()) // the TxAcks got no reply: the next frame is the echo
 	txc.Close()
 
-	// Traffic before the handshake, or a bad length, closes that connection
-	// alone.
+	// Before the handshake a heartbeat is answered (a reconnecting client's
+	// leftover); a command only a broker sends, or a bad length, closes that
+	// connection alone.
 	rogue := compattest.Dial(t, servers[0])
-	rogue.Send(wire.CmdHeartbeat, &wire.HeartBeat{Version: proto.Int64(1)})
+	rogue.Heartbeat(1)
+	rogue.Send(wire.CmdConnAuth, &wire.ConnAuthAck{Status: proto.Bool(true), Feedback: proto.String("")})
 	rogue.ExpectClosed()
 	bad := compattest.Dial(t, servers[0])
 	bad.MustHandshake(pubGroup, "", 0)
