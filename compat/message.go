@@ -23,6 +23,10 @@ const (
 // opaque once the broker has decided. It never waits for the broker: the
 // answer is sent from the broker's callback.
 func (s *session) handlePublish(opaque uint32, cmd wire.Cmd, h *wire.Header, body []byte) {
+	if !s.authed {
+		s.refuseUnauthed(opaque, h)
+		return
+	}
 	start := s.srv.cfg.Now()
 	id := h.GetMessageId()
 	m, mode, err := newMessage(cmd, h, body, start, s.srv.cfg.MaxBody)

@@ -137,11 +137,24 @@ func (s *session) readFrames() error {
 
 // handle decodes one frame and dispatches it. A non-nil error closes the
 // connection: a malformed body, a refused handshake, a command the client
-// never sends before the handshake. Unknown command codes are ignored, as
-// both original peers do.
+// never sends before the handshake. Unknown command codes are ignored after
+// the handshake, as both original peers do.
+//
+// Before the handshake: kiteq-client-go reuses a connection's write queue
+// when it reconnects, so a new connection can start with what the old one
+// never got to write (heartbeats, DeliverAcks, TxAcks, even publishes) and
+// then ConnMeta. The original broker validates those on a worker pool
+// concurrently with the ConnMeta, and in practice the handshake that
+// follows succeeds. So do we, without acting for a connection nobody has
+// authenticated (kiteq-protocol.md §3.3): a heartbeat is echoed, a publish
+// is refused with a MessageStoreAck (status false, 401) and nothing is
+// stored, DeliverAcks and TxAcks (whose opaques belong to the old
+// connection) are dropped. Frames a client never sends (ConnAuthAck,
+// MessageStoreAck) and unknown commands close the connection, and
+// HandshakeTimeout still bounds the wait for ConnMeta.
 func (s *session) handle(f wire.Frame) error {
-	if !s.authed {
-		return s.handleUnauthed(f)
+	if !s.authed && !clientCommand(f.Cmd) {
+		return fmt.Errorf("%s (opaque %d) before the handshake", f.Cmd, f.Opaque)
 	}
 	msg, err := wire.Decode(f)
 	if errors.Is(err, wire.ErrUnknownCmd) {
@@ -161,53 +174,28 @@ func (s *session) handle(f wire.Frame) error {
 	case *wire.StringMessage:
 		s.handlePublish(f.Opaque, f.Cmd, m.GetHeader(), []byte(m.GetBody()))
 	case *wire.DeliverAck:
-		s.handleDeliverAck(f.Opaque, m)
+		if s.authed {
+			s.handleDeliverAck(f.Opaque, m)
+		}
 	case *wire.TxACKPacket:
-		s.handleTxAck(f.Opaque, m)
+		if s.authed {
+			s.handleTxAck(f.Opaque, m)
+		}
 	default: // ConnAuthAck, MessageStoreAck: replies a client never sends
 		s.log.Debug("compat: ignoring a broker-to-client command", "cmd", f.Cmd.String(), "opaque", f.Opaque)
 	}
 	return nil
 }
 
-// handleUnauthed handles a frame that comes before the handshake.
-//
-// kiteq-client-go reuses a connection's write queue when it reconnects, so
-// a new connection can start with what the old one never got to write:
-// heartbeats, DeliverAcks, TxAcks, even publishes, and then ConnMeta. The
-// original broker validates those on a worker pool concurrently with the
-// ConnMeta, and in practice the handshake that follows succeeds. So do we,
-// without acting for a connection nobody has authenticated
-// (kiteq-protocol.md §3.3): a heartbeat is echoed, a publish is refused
-// with a MessageStoreAck (status false, 401) and nothing is stored,
-// DeliverAcks and TxAcks (whose opaques belong to the old connection) are
-// dropped. Frames a client never sends (ConnAuthAck, MessageStoreAck) and
-// unknown commands still close the connection, and HandshakeTimeout still
-// bounds the wait for ConnMeta.
-func (s *session) handleUnauthed(f wire.Frame) error {
-	switch f.Cmd {
+// clientCommand reports whether a client sends cmd: what a connection may
+// send before its handshake.
+func clientCommand(cmd wire.Cmd) bool {
+	switch cmd {
 	case wire.CmdConnMeta, wire.CmdHeartbeat, wire.CmdBytesMessage, wire.CmdStringMessage, wire.CmdDeliverAck, wire.CmdTxAck:
+		return true
 	default:
-		return fmt.Errorf("%s (opaque %d) before the handshake", f.Cmd, f.Opaque)
+		return false
 	}
-	msg, err := wire.Decode(f)
-	if err != nil {
-		return err
-	}
-	switch m := msg.(type) {
-	case *wire.ConnMeta:
-		return s.handleConnMeta(f.Opaque, m)
-	case *wire.HeartBeat:
-		s.log.Debug("compat: heartbeat before the handshake answered", "opaque", f.Opaque)
-		s.handleHeartbeat(f.Opaque, m)
-	case *wire.BytesMessage:
-		s.refuseUnauthed(f.Opaque, m.GetHeader())
-	case *wire.StringMessage:
-		s.refuseUnauthed(f.Opaque, m.GetHeader())
-	default:
-		s.log.Debug("compat: dropping a frame sent before the handshake", "cmd", f.Cmd.String(), "opaque", f.Opaque)
-	}
-	return nil
 }
 
 // refuseUnauthed answers a publish sent before the handshake.
