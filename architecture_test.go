@@ -16,6 +16,7 @@ func TestArchitectureImports(t *testing.T) {
 	allowed := map[string][]string{
 		"store":                 {},
 		"registry":              {},
+		"kqerr":                 {},
 		"store/memory":          {"store"},
 		"store/rocksdb":         {"store"},
 		"store/mysql":           {"store"},
@@ -23,14 +24,14 @@ func TestArchitectureImports(t *testing.T) {
 		"registry/zk":           {"registry"},
 		"registry/file":         {"registry"},
 		"registry/registrytest": {"registry"},
-		"semantics":             {"store", "registry"},
-		"txn":                   {"store"},
-		"compat":                {"compat/wire", "store"},
+		"semantics":             {"store", "registry", "kqerr"},
+		"txn":                   {"store", "kqerr"},
+		"compat":                {"compat/wire", "store", "kqerr"},
 		"compat/wire":           {},
 		"compat/compattest":     {"compat/wire"},
 		"bridge":                {},
 		"admin":                 {},
-		"client":                {},
+		"client":                {"kqerr"},
 	}
 	out, err := exec.Command("go", "list", "-json", "./...").Output()
 	require.NoError(t, err)

@@ -35,10 +35,7 @@ type kiteqBroker struct {
 
 // ResolveTx applies a producer's TxAck.
 func (k kiteqBroker) ResolveTx(ctx context.Context, topic, id string, commit bool) error {
-	if err := txError(k.tx.Resolve(ctx, topic, id, commit)); err != nil {
-		return kiteqError(err)
-	}
-	return nil
+	return k.tx.Resolve(ctx, topic, id, commit)
 }
 
 func (k kiteqBroker) Publish(m *store.Message, mode compat.Mode, done func(compat.Result, error)) {
@@ -46,7 +43,7 @@ func (k kiteqBroker) Publish(m *store.Message, mode compat.Mode, done func(compa
 	m.Prepared = p.Prepare
 	k.b.Publish(p, func(ack semantics.PubAck, err error) {
 		if err != nil {
-			done(compat.Result{}, kiteqError(err))
+			done(compat.Result{}, err)
 			return
 		}
 		done(compat.Result{Duplicate: ack.Duplicate, Seq: ack.Seq, Groups: ack.Groups}, nil)
@@ -64,21 +61,7 @@ func (k kiteqBroker) Ack(a compat.Ack, done func(error)) {
 	if a.OK {
 		kind = semantics.AckOK
 	}
-	k.b.Ack(a.Group, a.Consumer, a.Delivery, semantics.Ack{Kind: kind}, func(err error) {
-		if err != nil {
-			err = kiteqError(err)
-		}
-		done(err)
-	})
-}
-
-// kiteqError turns a broker refusal into the compat refusal a KiteQ client
-// sees: the same code and, as feedback, the same description a NATS client
-// gets (NATS-PROTOCOL.md §8). Anything that is not a semantics.Error is an
-// internal error.
-func kiteqError(err error) error {
-	e := semantics.AsError(err)
-	return &compat.Error{Code: compat.Code(e.Code), Description: e.Description}
+	k.b.Ack(a.Group, a.Consumer, a.Delivery, semantics.Ack{Kind: kind}, done)
 }
 
 // kiteqEndpoint is semantics.Endpoint over a KiteQ connection.

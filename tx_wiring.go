@@ -47,7 +47,7 @@ type txAdapter struct{ c *txn.Coordinator }
 func (a txAdapter) NextCheck(now time.Time) time.Time { return a.c.NextCheck(now) }
 
 func (a txAdapter) Resolve(ctx context.Context, topic, id string, commit bool) error {
-	return txError(a.c.Resolve(ctx, topic, id, commit))
+	return a.c.Resolve(ctx, topic, id, commit)
 }
 
 func (a txAdapter) List(ctx context.Context, offset, limit int) (int, any, error) {
@@ -73,21 +73,6 @@ type txItem struct {
 	AgeSeconds  int64  `json:"ageSeconds"`
 	Checks      int    `json:"checks"`    // check-backs sent so far
 	NextCheck   int64  `json:"nextCheck"` // Unix seconds
-}
-
-// txError maps the coordinator's errors into the table of
-// NATS-PROTOCOL.md §8: unknown and conflicting ids are 409.
-func txError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, txn.ErrConflict):
-		return semantics.NewError(semantics.CodeConflict, "%v", err)
-	case errors.Is(err, txn.ErrNotFound):
-		return semantics.NewError(semantics.CodeConflict, "%v", err)
-	default:
-		return err
-	}
 }
 
 // newCoordinator builds the two-phase-commit coordinator and enables

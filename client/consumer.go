@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/nats-io/nats.go"
 )
 
@@ -387,7 +388,7 @@ func (c *Consumer) close() error {
 	}
 	err := call(context.Background(), c.nc, "$KQ.API.CONSUMER.DELETE."+EncodeToken(c.group), map[string]string{"consumer": id}, nil)
 	var e *Error
-	if err != nil && !(errors.As(err, &e) && e.Code == 409) {
+	if err != nil && !(errors.As(err, &e) && kqerr.Code(e.Code) == kqerr.Conflict) {
 		errs = append(errs, fmt.Errorf("client: deleting consumer %s: %w", id, err))
 	}
 	return errors.Join(errs...)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/kitenats/kitenats/kqerr"
 )
 
 // Error is a refusal from the broker: the "error" member of a publish ack,
@@ -15,7 +17,8 @@ import (
 type Error struct {
 	// Code is the HTTP-like class: 400 bad request, 404 topic not served,
 	// 409 conflict, 413 too large, 429 accept limit, 500 internal, 501 not
-	// implemented, 503 store full or unavailable.
+	// implemented, 503 store full or unavailable (kqerr's constants; compare
+	// with kqerr.Code(e.Code) == kqerr.NotFound, or with the number).
 	Code int `json:"code"`
 	// ErrCode is the JetStream-style code, 14000..14999 (10054 for 413).
 	ErrCode int `json:"err_code"`
@@ -33,7 +36,7 @@ func (e *Error) Error() string {
 
 // Retriable reports whether the same request may succeed later unchanged:
 // the accept limit (429) or the store (503) was at fault, not the request.
-func (e *Error) Retriable() bool { return e.Code == 429 || e.Code == 503 }
+func (e *Error) Retriable() bool { return kqerr.Code(e.Code).Retriable() }
 
 // ErrClosed is returned by [Consumer.Start] after [Consumer.Close].
 var ErrClosed = errors.New("client: consumer closed")

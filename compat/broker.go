@@ -17,7 +17,7 @@ type Broker interface {
 	// (never compressed). The broker owns m from the call on. done is
 	// called exactly once, on any goroutine, possibly before Publish
 	// returns: with the result once the message is durable (accepted, for
-	// ModeFly), or with the refusal, an *Error whose Description the
+	// ModeFly), or with the refusal, a *kqerr.Error whose Description the
 	// publisher gets as feedback. done must not block.
 	Publish(m *store.Message, mode Mode, done func(Result, error))
 	// Join makes ep a consumer of group and returns its id. key identifies

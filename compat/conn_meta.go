@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kitenats/kitenats/compat/wire"
+	"github.com/kitenats/kitenats/kqerr"
 )
 
 // authSucc is the feedback of an accepted handshake, the original broker's.
@@ -34,7 +35,7 @@ func (s *session) handleConnMeta(opaque uint32, m *wire.ConnMeta) error {
 		// The original adds the connection to the group again; joining
 		// once is enough, and another group is refused.
 		if group != s.group {
-			s.reply(opaque, wire.CmdConnAuth, authAck(refusal(CodeConflict, "connection already joined group %q", s.group)))
+			s.reply(opaque, wire.CmdConnAuth, authAck(kqerr.New(kqerr.Conflict, nil, "connection already joined group %q", s.group)))
 			return nil
 		}
 		s.reply(opaque, wire.CmdConnAuth, authAck(nil))
@@ -61,14 +62,14 @@ func (s *session) handleConnMeta(opaque uint32, m *wire.ConnMeta) error {
 // secrets) any non-empty group passes, like KiteQ.
 func (s *Server) authorize(group, secret string) error {
 	if group == "" {
-		return refusal(CodeBadRequest, "groupId must not be empty")
+		return kqerr.New(kqerr.BadRequest, nil, "groupId must not be empty")
 	}
 	if len(s.cfg.Secrets) == 0 {
 		return nil
 	}
 	want, ok := s.cfg.Secrets[group]
 	if !ok || subtle.ConstantTimeCompare([]byte(want), []byte(secret)) != 1 {
-		return refusal(CodeUnauthorized, "unknown group or wrong secret for %q", group)
+		return kqerr.New(kqerr.Unauthorized, nil, "unknown group or wrong secret for %q", group)
 	}
 	return nil
 }

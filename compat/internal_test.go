@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kitenats/kitenats/compat/wire"
+	"github.com/kitenats/kitenats/kqerr"
 )
 
 func TestCompatNormalize(t *testing.T) {
@@ -61,14 +62,14 @@ func TestCompatOpaqueOf(t *testing.T) {
 func TestCompatRefusalMapping(t *testing.T) {
 	for _, tc := range []struct {
 		err      error
-		code     Code
+		code     kqerr.Code
 		internal bool
 	}{
-		{&Error{Code: CodeNotFound, Description: "kq: topic not served: x"}, CodeNotFound, false},
-		{fmt.Errorf("wrapped: %w", &Error{Code: CodeTooMany, Description: "kq: accept limit"}), CodeTooMany, false},
-		{fmt.Errorf("compat: m: %w", wire.ErrBodyTooLarge), CodeTooLarge, false},
-		{fmt.Errorf("compat: m: %w", wire.ErrCorruptBody), CodeBadRequest, false},
-		{errors.New("disk on fire"), CodeInternal, true},
+		{&kqerr.Error{Code: kqerr.NotFound, Description: "kq: topic not served: x"}, kqerr.NotFound, false},
+		{fmt.Errorf("wrapped: %w", &kqerr.Error{Code: kqerr.TooMany, Description: "kq: accept limit"}), kqerr.TooMany, false},
+		{fmt.Errorf("compat: m: %w", wire.ErrBodyTooLarge), kqerr.TooLarge, false},
+		{fmt.Errorf("compat: m: %w", wire.ErrCorruptBody), kqerr.BadRequest, false},
+		{errors.New("disk on fire"), kqerr.Internal, true},
 	} {
 		e, internal := asRefusal(tc.err)
 		require.Equal(t, tc.code, e.Code, tc.err.Error())
@@ -76,7 +77,7 @@ func TestCompatRefusalMapping(t *testing.T) {
 		require.Regexp(t, "^kq: ", e.Description)
 		require.Equal(t, e.Description, feedback(tc.err))
 	}
-	require.Equal(t, "kq: topic not served: x", feedback(&Error{Code: CodeNotFound, Description: "kq: topic not served: x"}),
+	require.Equal(t, "kq: topic not served: x", feedback(&kqerr.Error{Code: kqerr.NotFound, Description: "kq: topic not served: x"}),
 		"a broker's description is the feedback verbatim (NATS-PROTOCOL.md §8)")
 }
 

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kitenats/kitenats/compat/wire"
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/store"
 )
 
@@ -47,7 +48,7 @@ func (s *session) handlePublish(opaque uint32, cmd wire.Cmd, h *wire.Header, bod
 // newMessage validates a published header, in the original's order where
 // the checks are ours (message id, expiry, fly without commit; the topic,
 // size, rate and store checks are the broker's), normalises it, and builds
-// the message with its body decompressed. Refusals are *Error values or the
+// the message with its body decompressed. Refusals are *kqerr.Error values or the
 // codec's body errors, both mapped by asRefusal. The mode is returned even
 // with an error, for logs.
 func newMessage(cmd wire.Cmd, h *wire.Header, body []byte, now time.Time, maxBody int) (*store.Message, Mode, error) {
@@ -59,17 +60,17 @@ func newMessage(cmd wire.Cmd, h *wire.Header, body []byte, now time.Time, maxBod
 		mode = ModeFly
 	}
 	if !validMessageID(h.GetMessageId()) {
-		return nil, mode, refusal(CodeBadRequest, "messageId %q is not 32 hex digits", h.GetMessageId())
+		return nil, mode, kqerr.New(kqerr.BadRequest, nil, "messageId %q is not 32 hex digits", h.GetMessageId())
 	}
 	if h.GetTopic() == "" || h.GetMessageType() == "" {
-		return nil, mode, refusal(CodeBadRequest, "topic and messageType must not be empty")
+		return nil, mode, kqerr.New(kqerr.BadRequest, nil, "topic and messageType must not be empty")
 	}
 	created, expires, limit := normalize(h, now)
 	if expires <= now.Unix() {
-		return nil, mode, refusal(CodeBadRequest, "expired message: expiredTime %d is not after now (%d)", expires, now.Unix())
+		return nil, mode, kqerr.New(kqerr.BadRequest, nil, "expired message: expiredTime %d is not after now (%d)", expires, now.Unix())
 	}
 	if h.GetFly() && !h.GetCommit() {
-		return nil, mode, refusal(CodeBadRequest, "a fly message must be committed (fly=true, commit=false)")
+		return nil, mode, kqerr.New(kqerr.BadRequest, nil, "a fly message must be committed (fly=true, commit=false)")
 	}
 	raw, err := wire.DecodeBody(cmd, body, h.GetSnappy(), maxBody)
 	if err != nil {

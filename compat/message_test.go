@@ -13,6 +13,7 @@ import (
 	"github.com/kitenats/kitenats/compat"
 	"github.com/kitenats/kitenats/compat/compattest"
 	"github.com/kitenats/kitenats/compat/wire"
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/store"
 )
 
@@ -47,7 +48,7 @@ func TestCompatPublishStoreAck(t *testing.T) {
 		{
 			name: "broker refusal is passed through",
 			answer: func(done func(compat.Result, error)) {
-				done(compat.Result{}, &compat.Error{Code: compat.CodeNotFound, Description: "kq: topic not served: trade"})
+				done(compat.Result{}, &kqerr.Error{Code: kqerr.NotFound, Description: "kq: topic not served: trade"})
 			},
 			feedback: "kq: topic not served: trade",
 		},
@@ -56,7 +57,7 @@ func TestCompatPublishStoreAck(t *testing.T) {
 			edit: func(h *wire.Header) { h.Commit = proto.Bool(false) },
 			mode: compat.ModePrepare,
 			answer: func(done func(compat.Result, error)) {
-				done(compat.Result{}, &compat.Error{Code: 501, Description: "kq: two-phase commit is not implemented yet"})
+				done(compat.Result{}, &kqerr.Error{Code: 501, Description: "kq: two-phase commit is not implemented yet"})
 			},
 			feedback: "kq: two-phase commit is not implemented yet",
 		},

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kitenats/kitenats/compat/wire"
+	"github.com/kitenats/kitenats/kqerr"
 )
 
 // socketBuffer is the size of each connection's read and write buffers,
@@ -204,7 +205,7 @@ func (s *session) refuseUnauthed(opaque uint32, h *wire.Header) {
 	if !h.GetCommit() {
 		mode = ModePrepare
 	}
-	err := refusal(CodeUnauthorized, "unauthorized: the connection has not completed its handshake (ConnMeta)")
+	err := kqerr.New(kqerr.Unauthorized, nil, "unauthorized: the connection has not completed its handshake (ConnMeta)")
 	s.storeAck(opaque, h.GetMessageId(), mode, Result{}, err, s.srv.cfg.Now())
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/kitenats/kitenats/compat"
 	"github.com/kitenats/kitenats/compat/compattest"
 	"github.com/kitenats/kitenats/compat/wire"
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/store"
 )
 
@@ -231,7 +232,7 @@ func TestCompatSlowStoreDoesNotBlockHeartbeats(t *testing.T) {
 	// publish's opaque.
 	done2(compat.Result{Seq: 2}, nil)
 	require.True(t, c.ExpectStoreAck(o2).GetStatus())
-	done1(compat.Result{}, &compat.Error{Code: compat.CodeUnavailable, Description: "kq: store unavailable"})
+	done1(compat.Result{}, &kqerr.Error{Code: kqerr.Unavailable, Description: "kq: store unavailable"})
 	ack := c.ExpectStoreAck(o1)
 	require.False(t, ack.GetStatus())
 	require.Equal(t, "kq: store unavailable", ack.GetFeedback())

@@ -3,6 +3,7 @@ package semantics
 import (
 	"strings"
 
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/store"
 )
 
@@ -15,7 +16,7 @@ func (b *Broker) handleAck(msg *Msg) {
 	}
 	group, err := DecodeToken(tok[2])
 	if err != nil {
-		b.answer(msg.Reply, errorf(CodeBadRequest, err, "bad ack subject %s", msg.Subject))
+		b.answer(msg.Reply, kqerr.New(kqerr.BadRequest, err, "bad ack subject %s", msg.Subject))
 		return
 	}
 	b.Ack(group, tok[4], tok[5], ParseAck(msg.Data), func(err error) { b.answer(msg.Reply, err) })
@@ -35,11 +36,11 @@ func (b *Broker) answer(reply string, err error) {
 }
 
 // Ack applies a consumer's acknowledgement of delivery id. done is called
-// once the outcome is durable, with nil or an *Error (409 for an unknown,
+// once the outcome is durable, with nil or an *kqerr.Error (409 for an unknown,
 // stale or used id; 400 for an unknown payload).
 func (b *Broker) Ack(group, consumerID, id string, a Ack, done func(error)) {
 	if a.Kind == AckUnknown {
-		done(errorf(CodeBadRequest, nil, "unknown ack payload"))
+		done(kqerr.New(kqerr.BadRequest, nil, "unknown ack payload"))
 		return
 	}
 	b.mu.Lock()
@@ -51,7 +52,7 @@ func (b *Broker) Ack(group, consumerID, id string, a Ack, done func(error)) {
 			done(nil) // the same terminal reply again: same answer
 			return
 		}
-		done(errorf(CodeConflict, nil, "unknown, stale or used delivery id %s", id))
+		done(kqerr.New(kqerr.Conflict, nil, "unknown, stale or used delivery id %s", id))
 		return
 	}
 	now := b.cfg.Now()

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/store"
 )
 
@@ -29,7 +30,7 @@ func (b *Broker) handleAPI(msg *Msg) {
 	}
 	body, err := json.Marshal(res)
 	if err != nil {
-		body = errorBody(errorf(CodeInternal, err, "encoding reply"))
+		body = errorBody(kqerr.New(kqerr.Internal, err, "encoding reply"))
 	}
 	b.reply(msg.Reply, body)
 }
@@ -39,11 +40,11 @@ func (b *Broker) api(ctx context.Context, call string, body []byte) (any, error)
 	tok := strings.Split(call, ".")
 	groupAt := func(i int) (string, error) {
 		if len(tok) != i+1 {
-			return "", errorf(CodeBadRequest, nil, "bad API subject $KQ.API.%s", call)
+			return "", kqerr.New(kqerr.BadRequest, nil, "bad API subject $KQ.API.%s", call)
 		}
 		g, err := DecodeToken(tok[i])
 		if err != nil {
-			return "", errorf(CodeBadRequest, err, "bad group token in $KQ.API.%s: %v", call, err)
+			return "", kqerr.New(kqerr.BadRequest, err, "bad group token in $KQ.API.%s: %v", call, err)
 		}
 		return g, nil
 	}
@@ -78,10 +79,10 @@ func (b *Broker) api(ctx context.Context, call string, body []byte) (any, error)
 			Consumer string `json:"consumer"`
 		}
 		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, errorf(CodeBadRequest, err, "bad request: %v", err)
+			return nil, kqerr.New(kqerr.BadRequest, err, "bad request: %v", err)
 		}
 		if !b.Leave(g, req.Consumer) {
-			return nil, errorf(CodeConflict, nil, "unknown consumer %s of %s", req.Consumer, g)
+			return nil, kqerr.New(kqerr.Conflict, nil, "unknown consumer %s of %s", req.Consumer, g)
 		}
 		return map[string]bool{"deleted": true}, nil
 	case strings.HasPrefix(call, "BINDINGS.DELETE."):
@@ -91,14 +92,14 @@ func (b *Broker) api(ctx context.Context, call string, body []byte) (any, error)
 		}
 		var req bindingSpec
 		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, errorf(CodeBadRequest, err, "bad request: %v", err)
+			return nil, kqerr.New(kqerr.BadRequest, err, "bad request: %v", err)
 		}
 		if err := b.RemoveBinding(ctx, g, req.Topic, req.MessageType); err != nil {
 			return nil, err
 		}
 		return map[string]bool{"deleted": true}, nil
 	}
-	return nil, errorf(CodeNotFound, nil, "unknown API call $KQ.API.%s", call)
+	return nil, kqerr.New(kqerr.NotFound, nil, "unknown API call $KQ.API.%s", call)
 }
 
 // page is the shape of every list reply.
@@ -121,11 +122,11 @@ func parsePageRequest(body []byte) (pageRequest, error) {
 	var r pageRequest
 	if len(body) > 0 {
 		if err := json.Unmarshal(body, &r); err != nil {
-			return r, errorf(CodeBadRequest, err, "bad request: %v", err)
+			return r, kqerr.New(kqerr.BadRequest, err, "bad request: %v", err)
 		}
 	}
 	if r.Offset < 0 || r.Limit < 0 {
-		return r, errorf(CodeBadRequest, nil, "offset and limit must not be negative")
+		return r, kqerr.New(kqerr.BadRequest, nil, "offset and limit must not be negative")
 	}
 	if r.Limit == 0 || r.Limit > 1000 {
 		r.Limit = min(max(r.Limit, 100), 1000)
@@ -181,7 +182,7 @@ func (b *Broker) listDead(ctx context.Context, body []byte) (any, error) {
 		return nil, err
 	}
 	if r.Topic == "" || r.Group == "" {
-		return nil, errorf(CodeBadRequest, nil, "DLQ.LIST needs topic and groupId")
+		return nil, kqerr.New(kqerr.BadRequest, nil, "DLQ.LIST needs topic and groupId")
 	}
 	dls, total, err := b.st.DeadLetters(ctx, r.Topic, r.Group, r.Offset, r.Limit)
 	if err != nil {
@@ -210,7 +211,7 @@ func (b *Broker) replay(body []byte) (any, error) {
 		return nil, err
 	}
 	if r.Topic == "" || r.Group == "" || r.ID == "" {
-		return nil, errorf(CodeBadRequest, nil, "DLQ.REPLAY needs topic, id and groupId")
+		return nil, kqerr.New(kqerr.BadRequest, nil, "DLQ.REPLAY needs topic, id and groupId")
 	}
 	done := make(chan error, 1)
 	b.update(store.Update{Op: store.OpReplay, Topic: r.Topic, ID: r.ID, Group: r.Group, Next: b.cfg.Now()}, func(err error) { done <- err })

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/registry"
 )
 
@@ -35,14 +36,14 @@ type bindingSpec struct {
 func (b *Broker) handleBind(ctx context.Context, group string, body []byte) (any, error) {
 	var req bindRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, errorf(CodeBadRequest, err, "bad BIND request: %v", err)
+		return nil, kqerr.New(kqerr.BadRequest, err, "bad BIND request: %v", err)
 	}
 	prefix := "$KQ.DLV." + EncodeToken(group) + "."
 	if !strings.HasPrefix(req.Deliver, prefix) || len(req.Deliver) == len(prefix) || strings.ContainsAny(req.Deliver, "*> ") {
-		return nil, errorf(CodeBadRequest, nil, "deliver subject %q must be %s<anything>", req.Deliver, prefix)
+		return nil, kqerr.New(kqerr.BadRequest, nil, "deliver subject %q must be %s<anything>", req.Deliver, prefix)
 	}
 	if req.WarmingupSec < 0 || req.MaxInflight < 0 || req.AckWait < 0 {
-		return nil, errorf(CodeBadRequest, nil, "warmingupSec, maxInflight and ackWait must not be negative")
+		return nil, kqerr.New(kqerr.BadRequest, nil, "warmingupSec, maxInflight and ackWait must not be negative")
 	}
 	bs := make([]registry.Binding, 0, len(req.Bindings))
 	for _, s := range req.Bindings {
@@ -51,19 +52,19 @@ func (b *Broker) handleBind(ctx context.Context, group string, body []byte) (any
 			Persistent: s.Persistent, Watermark: s.Watermark,
 		}.Normalize()
 		if err := bd.Validate(); err != nil {
-			return nil, errorf(CodeBadRequest, err, "%v", err)
+			return nil, kqerr.New(kqerr.BadRequest, err, "%v", err)
 		}
 		if !b.serves(bd.Topic) {
-			return nil, errorf(CodeNotFound, nil, "topic not served: %s", bd.Topic)
+			return nil, kqerr.New(kqerr.NotFound, nil, "topic not served: %s", bd.Topic)
 		}
 		bs = append(bs, bd)
 	}
 	holders, err := b.loc.Holders(req.Deliver)
 	if err != nil {
-		return nil, errorf(CodeInternal, err, "finding the deliver subscription: %v", err)
+		return nil, kqerr.New(kqerr.Internal, err, "finding the deliver subscription: %v", err)
 	}
 	if len(holders) != 1 {
-		return nil, errorf(CodeConflict, nil, "%d connections subscribe to %s; exactly one must", len(holders), req.Deliver)
+		return nil, kqerr.New(kqerr.Conflict, nil, "%d connections subscribe to %s; exactly one must", len(holders), req.Deliver)
 	}
 	if err := b.AddBindings(ctx, group, bs); err != nil {
 		return nil, err
@@ -91,7 +92,7 @@ func (b *Broker) AddBindings(ctx context.Context, group string, bs []registry.Bi
 	for _, bd := range bs {
 		dup, err := registry.Conflict(set, bd)
 		if err != nil {
-			return errorf(CodeConflict, err, "%v", err)
+			return kqerr.New(kqerr.Conflict, err, "%v", err)
 		}
 		if !dup {
 			set = append(set, bd)
@@ -116,7 +117,7 @@ func (b *Broker) RemoveBinding(ctx context.Context, group, topic, messageType st
 		}
 	}
 	if len(set) == len(old) {
-		return errorf(CodeNotFound, nil, "%s has no binding %s/%s", group, topic, messageType)
+		return kqerr.New(kqerr.NotFound, nil, "%s has no binding %s/%s", group, topic, messageType)
 	}
 	return b.keepBindings(ctx, group, set)
 }
@@ -125,9 +126,9 @@ func (b *Broker) RemoveBinding(ctx context.Context, group, topic, messageType st
 func (b *Broker) keepBindings(ctx context.Context, group string, set []registry.Binding) error {
 	if err := b.keeper.KeepBindings(ctx, group, set); err != nil {
 		if errors.Is(err, registry.ErrStatic) {
-			return errorf(CodeConflict, err, "bindings are static")
+			return kqerr.New(kqerr.Conflict, err, "bindings are static")
 		}
-		return errorf(CodeUnavailable, err, "keeping bindings: %v", err)
+		return kqerr.New(kqerr.Unavailable, err, "keeping bindings: %v", err)
 	}
 	b.SetBindings(group, set)
 	return nil

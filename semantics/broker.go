@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/registry"
 	"github.com/kitenats/kitenats/store"
 )
@@ -416,15 +417,15 @@ func (b *Broker) serves(topic string) bool {
 }
 
 // storeError maps a store failure to its wire error.
-func storeError(err error) *Error {
+func storeError(err error) *kqerr.Error {
 	switch {
 	case errors.Is(err, store.ErrFull):
-		return errorf(CodeUnavailable, err, "store full")
+		return kqerr.New(kqerr.Unavailable, err, "store full")
 	case errors.Is(err, store.ErrBusy):
-		return errorf(CodeUnavailable, err, "store busy: too many writes waiting")
+		return kqerr.New(kqerr.Unavailable, err, "store busy: too many writes waiting")
 	case errors.Is(err, store.ErrClosed):
-		return errorf(CodeUnavailable, err, "broker shutting down")
+		return kqerr.New(kqerr.Unavailable, err, "broker shutting down")
 	default:
-		return errorf(CodeUnavailable, err, "store unavailable")
+		return kqerr.New(kqerr.Unavailable, err, "store unavailable")
 	}
 }

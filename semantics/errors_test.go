@@ -6,25 +6,26 @@ import (
 	"math"
 	"testing"
 
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/stretchr/testify/require"
 )
 
 func TestSemanticsErrorTable(t *testing.T) {
-	want := map[Code]int{400: 14001, 404: 14004, 409: 14009, 413: 10054, 429: 14029, 500: 14500, 501: 14501, 503: 14503}
+	want := map[kqerr.Code]int{400: 14001, 404: 14004, 409: 14009, 413: 10054, 429: 14029, 500: 14500, 501: 14501, 503: 14503}
 	for c, ec := range want {
 		require.Equal(t, ec, c.ErrCode(), "code %d", c)
 	}
 	var body struct {
 		Error apiError `json:"error"`
 	}
-	require.NoError(t, json.Unmarshal(errorBody(errorf(CodeConflict, nil, "stale id %s", "x")), &body))
+	require.NoError(t, json.Unmarshal(errorBody(kqerr.New(kqerr.Conflict, nil, "stale id %s", "x")), &body))
 	require.Equal(t, apiError{Code: 409, ErrCode: 14009, Description: "kq: stale id x"}, body.Error)
 
 	cause := errors.New("disk")
-	e := AsError(errorf(CodeUnavailable, cause, "store unavailable"))
-	require.True(t, e.Retriable)
+	e := kqerr.From(kqerr.New(kqerr.Unavailable, cause, "store unavailable"))
+	require.True(t, e.Retriable())
 	require.ErrorIs(t, e, cause)
-	require.Equal(t, CodeInternal, AsError(cause).Code)
+	require.Equal(t, kqerr.Internal, kqerr.From(cause).Code)
 }
 
 func TestPubAckJSONMatchesEncodingJSON(t *testing.T) {

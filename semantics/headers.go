@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/store"
 )
 
@@ -53,7 +54,7 @@ var publishHeaders = map[string]bool{
 
 // ParsePublish validates a NATS publish of (topic, messageType) and builds
 // its message. now is the broker's clock; newID makes an id when the
-// publisher gave none. Any refusal is a 400 *Error.
+// publisher gave none. Any refusal is a 400 *kqerr.Error.
 func ParsePublish(topic, messageType string, hdr map[string][]string, body []byte, now time.Time, newID func() string) (*Publication, error) {
 	m := &store.Message{
 		Topic:        topic,
@@ -78,11 +79,11 @@ func ParsePublish(topic, messageType string, hdr map[string][]string, body []byt
 		switch {
 		case strings.HasPrefix(k, "Kq-"):
 			if !publishHeaders[k] {
-				return nil, errorf(CodeBadRequest, nil, "unknown header %s", k)
+				return nil, kqerr.New(kqerr.BadRequest, nil, "unknown header %s", k)
 			}
 		case strings.HasPrefix(k, "Nats-"):
 			if k != HdrNatsMsgID && k != HdrNatsTTL {
-				return nil, errorf(CodeBadRequest, nil, "header %s is not supported", k)
+				return nil, kqerr.New(kqerr.BadRequest, nil, "header %s is not supported", k)
 			}
 		default:
 			m.Properties = append(m.Properties, store.Property{Key: k, Value: first(k)})
@@ -90,7 +91,7 @@ func ParsePublish(topic, messageType string, hdr map[string][]string, body []byt
 	}
 	if v, ok := hdr[HdrMsgID]; ok && len(v) > 0 {
 		if !ValidMessageID(v[0]) {
-			return nil, errorf(CodeBadRequest, nil, "%s %q is not 32 hex digits", HdrMsgID, v[0])
+			return nil, kqerr.New(kqerr.BadRequest, nil, "%s %q is not 32 hex digits", HdrMsgID, v[0])
 		}
 		m.ID = v[0]
 	} else if v, ok := hdr[HdrNatsMsgID]; ok && len(v) > 0 {
@@ -108,7 +109,7 @@ func ParsePublish(topic, messageType string, hdr map[string][]string, body []byt
 	if v, ok := hdr[HdrDeliverLimit]; ok && len(v) > 0 {
 		n, err := strconv.Atoi(v[0])
 		if err != nil || n < 1 || n > MaxDeliverLimit {
-			return nil, errorf(CodeBadRequest, err, "%s %q is not in 1..%d", HdrDeliverLimit, v[0], MaxDeliverLimit)
+			return nil, kqerr.New(kqerr.BadRequest, err, "%s %q is not in 1..%d", HdrDeliverLimit, v[0], MaxDeliverLimit)
 		}
 		m.DeliverLimit = n
 	}
@@ -118,7 +119,7 @@ func ParsePublish(topic, messageType string, hdr map[string][]string, body []byt
 		case "string":
 			m.BodyType = store.BodyString
 		default:
-			return nil, errorf(CodeBadRequest, nil, "%s %q is not bytes or string", HdrBodyType, v[0])
+			return nil, kqerr.New(kqerr.BadRequest, nil, "%s %q is not bytes or string", HdrBodyType, v[0])
 		}
 	}
 	if err := parseFlags(p, hdr); err != nil {
@@ -134,18 +135,18 @@ func parseFlags(p *Publication, hdr map[string][]string) error {
 			p.Fly = true
 		case "false":
 		default:
-			return errorf(CodeBadRequest, nil, "%s %q is not true or false", HdrFly, v[0])
+			return kqerr.New(kqerr.BadRequest, nil, "%s %q is not true or false", HdrFly, v[0])
 		}
 	}
 	if v, ok := hdr[HdrTx]; ok && len(v) > 0 {
 		if v[0] != "prepare" {
-			return errorf(CodeBadRequest, nil, "%s %q: only prepare is allowed", HdrTx, v[0])
+			return kqerr.New(kqerr.BadRequest, nil, "%s %q: only prepare is allowed", HdrTx, v[0])
 		}
 		if p.Fly {
-			return errorf(CodeBadRequest, nil, "%s and %s together: a fly message must be committed", HdrFly, HdrTx)
+			return kqerr.New(kqerr.BadRequest, nil, "%s and %s together: a fly message must be committed", HdrFly, HdrTx)
 		}
 		if len(hdr[HdrMsgID]) == 0 || p.Message.Group == "" {
-			return errorf(CodeBadRequest, nil, "%s needs %s and %s", HdrTx, HdrMsgID, HdrGroup)
+			return kqerr.New(kqerr.BadRequest, nil, "%s needs %s and %s", HdrTx, HdrMsgID, HdrGroup)
 		}
 		p.Prepare = true
 		p.Message.Prepared = true
@@ -161,11 +162,11 @@ func parseExpiry(hdr map[string][]string, now time.Time) (time.Time, error) {
 	if v, ok := hdr[HdrExpires]; ok && len(v) > 0 {
 		sec, err := strconv.ParseInt(v[0], 10, 64)
 		if err != nil {
-			return exp, errorf(CodeBadRequest, err, "%s %q is not Unix seconds", HdrExpires, v[0])
+			return exp, kqerr.New(kqerr.BadRequest, err, "%s %q is not Unix seconds", HdrExpires, v[0])
 		}
 		t := time.Unix(sec, 0)
 		if !t.After(now) {
-			return exp, errorf(CodeBadRequest, nil, "%s %q is already past", HdrExpires, v[0])
+			return exp, kqerr.New(kqerr.BadRequest, nil, "%s %q is already past", HdrExpires, v[0])
 		}
 		if t.Before(exp) {
 			exp = t
@@ -174,7 +175,7 @@ func parseExpiry(hdr map[string][]string, now time.Time) (time.Time, error) {
 	if v, ok := hdr[HdrNatsTTL]; ok && len(v) > 0 {
 		d, err := parseTTL(v[0])
 		if err != nil || d < time.Second {
-			return exp, errorf(CodeBadRequest, err, "%s %q is not a duration of at least 1s", HdrNatsTTL, v[0])
+			return exp, kqerr.New(kqerr.BadRequest, err, "%s %q is not a duration of at least 1s", HdrNatsTTL, v[0])
 		}
 		if t := now.Add(d); t.Before(exp) {
 			exp = t

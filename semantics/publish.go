@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/store"
 )
 
@@ -65,7 +66,7 @@ func (b *Broker) handlePublish(msg *Msg) {
 func (b *Broker) parsePublish(msg *Msg) (*Publication, error) {
 	topic, mt, err := ParseSubject(msg.Subject)
 	if err != nil {
-		return nil, errorf(CodeBadRequest, err, "%v", err)
+		return nil, kqerr.New(kqerr.BadRequest, err, "%v", err)
 	}
 	size := len(msg.Data)
 	for k, vs := range msg.Header {
@@ -74,7 +75,7 @@ func (b *Broker) parsePublish(msg *Msg) (*Publication, error) {
 		}
 	}
 	if size > b.cfg.MaxMessageBytes {
-		return nil, errorf(CodeTooLarge, nil, "message too large: %d bytes, at most %d", size, b.cfg.MaxMessageBytes)
+		return nil, kqerr.New(kqerr.TooLarge, nil, "message too large: %d bytes, at most %d", size, b.cfg.MaxMessageBytes)
 	}
 	return ParsePublish(topic, mt, msg.Header, msg.Data, b.cfg.Now(), newMessageID)
 }
@@ -95,24 +96,24 @@ func (b *Broker) reply(subject string, body []byte) {
 
 // Publish accepts a validated publication from any protocol. done is called
 // exactly once: with the ack once the message is durable (at once for a fly
-// message, which is accepted, not stored), or with an *Error.
+// message, which is accepted, not stored), or with an *kqerr.Error.
 func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 	now := b.cfg.Now()
 	m := p.Message
 	if !b.serves(m.Topic) {
-		done(PubAck{}, errorf(CodeNotFound, nil, "topic not served: %s", m.Topic))
+		done(PubAck{}, kqerr.New(kqerr.NotFound, nil, "topic not served: %s", m.Topic))
 		return
 	}
 	if size := m.Size(); size > b.cfg.MaxMessageBytes {
-		done(PubAck{}, errorf(CodeTooLarge, nil, "message too large: %d bytes, at most %d", size, b.cfg.MaxMessageBytes))
+		done(PubAck{}, kqerr.New(kqerr.TooLarge, nil, "message too large: %d bytes, at most %d", size, b.cfg.MaxMessageBytes))
 		return
 	}
 	if b.accept != nil && !b.accept.AllowN(now, 1) {
-		done(PubAck{}, errorf(CodeTooMany, nil, "accept limit reached (%d msgs/s)", b.cfg.AcceptRate))
+		done(PubAck{}, kqerr.New(kqerr.TooMany, nil, "accept limit reached (%d msgs/s)", b.cfg.AcceptRate))
 		return
 	}
 	if p.Prepare && b.tx == nil {
-		done(PubAck{}, errorf(CodeNotImplemented, nil, "two-phase commit (%s) is not implemented yet", HdrTx))
+		done(PubAck{}, kqerr.New(kqerr.NotImplemented, nil, "two-phase commit (%s) is not implemented yet", HdrTx))
 		return
 	}
 	m.Seq = b.nextSeq()

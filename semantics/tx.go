@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/store"
 )
 
 // Transactions resolves prepared messages (satisfied by an adapter over
-// txn.Coordinator that main builds). Its errors should be *Error values
-// (404 unknown id, 409 the other way already); anything else is a 500.
+// txn.Coordinator that main builds). Its refusals should be *kqerr.Error values
+// (409 for an unknown id or the other way already); anything else is a 500.
 type Transactions interface {
 	// NextCheck is the first check-back time of a message prepared at now.
 	NextCheck(now time.Time) time.Time
@@ -29,12 +30,6 @@ func (b *Broker) SetTransactions(t Transactions) { b.tx = t }
 // (for the transaction coordinator, which shares it). done gets the
 // outcome once it is durable.
 func (b *Broker) Update(u store.Update, done func(error)) error { return b.w.Update(u, done) }
-
-// NewError returns a wire error with code, for adapters that map their own
-// errors into the table of NATS-PROTOCOL.md §8.
-func NewError(code Code, format string, args ...any) *Error {
-	return errorf(code, nil, format, args...)
-}
 
 // Release makes a committed message deliverable: it plans its groups as a
 // fresh publish would, writes the commit with them and, once that is
@@ -81,11 +76,11 @@ type txRequest struct {
 // handleTx serves $KQ.API.TX.<group>: commit or roll back a prepared message.
 func (b *Broker) handleTx(ctx context.Context, body []byte) (any, error) {
 	if b.tx == nil {
-		return nil, errorf(CodeNotImplemented, nil, "two-phase commit is not implemented yet")
+		return nil, kqerr.New(kqerr.NotImplemented, nil, "two-phase commit is not implemented yet")
 	}
 	var req txRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, errorf(CodeBadRequest, err, "bad TX request: %v", err)
+		return nil, kqerr.New(kqerr.BadRequest, err, "bad TX request: %v", err)
 	}
 	var commit bool
 	switch req.Action {
@@ -93,10 +88,10 @@ func (b *Broker) handleTx(ctx context.Context, body []byte) (any, error) {
 		commit = true
 	case "rollback":
 	default:
-		return nil, errorf(CodeBadRequest, nil, "action %q is not commit or rollback", req.Action)
+		return nil, kqerr.New(kqerr.BadRequest, nil, "action %q is not commit or rollback", req.Action)
 	}
 	if req.Topic == "" || !ValidMessageID(req.ID) {
-		return nil, errorf(CodeBadRequest, nil, "TX needs a topic and a 32-hex-digit id")
+		return nil, kqerr.New(kqerr.BadRequest, nil, "TX needs a topic and a 32-hex-digit id")
 	}
 	if err := b.tx.Resolve(ctx, req.Topic, req.ID, commit); err != nil {
 		return nil, err
@@ -107,7 +102,7 @@ func (b *Broker) handleTx(ctx context.Context, body []byte) (any, error) {
 // listTx serves $KQ.API.TX.LIST.
 func (b *Broker) listTx(ctx context.Context, body []byte) (any, error) {
 	if b.tx == nil {
-		return nil, errorf(CodeNotImplemented, nil, "two-phase commit is not implemented yet")
+		return nil, kqerr.New(kqerr.NotImplemented, nil, "two-phase commit is not implemented yet")
 	}
 	r, err := parsePageRequest(body)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/store"
 )
 
@@ -157,7 +158,7 @@ func (c *Coordinator) decide(ctx context.Context, topic, id string, want Action,
 		case err != nil:
 			return Unknown, err
 		case got != Unknown && got != want:
-			return got, fmt.Errorf("txn: %s %s/%s: already %s: %w", want, topic, id, past(got), ErrConflict)
+			return got, kqerr.New(kqerr.Conflict, ErrConflict, "txn: %s %s/%s: already %s: %v", want, topic, id, past(got), ErrConflict)
 		}
 		return got, nil
 	}
@@ -196,7 +197,7 @@ func (c *Coordinator) apply(ctx context.Context, k key, want Action, final bool)
 		if final {
 			return Unknown, nil
 		}
-		return Unknown, fmt.Errorf("txn: %s %s/%s: %w", want, k.topic, k.id, ErrNotFound)
+		return Unknown, kqerr.New(kqerr.Conflict, ErrNotFound, "txn: %s %s/%s: %v", want, k.topic, k.id, ErrNotFound)
 	case err != nil:
 		return Unknown, fmt.Errorf("txn: %s %s/%s: %w", want, k.topic, k.id, err)
 	case !m.Prepared:

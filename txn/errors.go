@@ -2,6 +2,10 @@ package txn
 
 import "errors"
 
+// Resolve returns ErrNotFound and ErrConflict inside a *kqerr.Error: both
+// are the 409 of NATS-PROTOCOL.md §8 (an unknown id, or a decision the
+// other way), and the wire description is "kq: " followed by the text of
+// the wrapped error. errors.Is finds the sentinel through it.
 var (
 	// ErrNotFound is returned by Resolve when no message has that topic and
 	// id and the Coordinator remembers no outcome for it: it was never
