@@ -1,12 +1,15 @@
 # kitenats — the two commands the README promises:
 #   make run    install what is missing, build, start the broker on the embedded default
 #   make test   install and start what the tests need, run every test, stop what it started
+# CI (.ci/run) runs make lint (golangci-lint, pinned in tools/go.mod) first.
 GO        ?= go
 BIN       := bin/kitenats
 CACHE     := $(CURDIR)/.cache
 GOFLAGS_T ?= -race -shuffle=on -count=1
+LINT      := $(CACHE)/bin/golangci-lint
+LINT_VER   = $(shell awk '{ for (i = 1; i < NF; i++) if ($$i == "github.com/golangci/golangci-lint/v2") print $$(i+1) }' tools/go.mod)
 
-.PHONY: run build test unit integration deps deps-test fuzz bench fmt vet cover clean
+.PHONY: run build test unit integration deps deps-test fuzz bench fmt vet lint cover clean
 
 run: build
 	./$(BIN)
@@ -52,6 +55,15 @@ fmt:
 
 vet:
 	$(GO) vet ./...
+
+# lint runs golangci-lint with .golangci.yml. The version is the one tools/go.mod
+# requires; it is built into .cache/bin the first time (a few minutes) and again
+# only when that version changes. The RocksDB store is cgo, hence deps.
+lint: deps
+	@$(LINT) version 2>/dev/null | grep -q 'version $(patsubst v%,%,$(LINT_VER)) ' || { \
+		echo "installing golangci-lint $(LINT_VER) into $(CACHE)/bin"; \
+		GOBIN=$(CACHE)/bin $(GO) install -C tools github.com/golangci/golangci-lint/v2/cmd/golangci-lint; }
+	CGO_ENABLED=1 $(LINT) run ./...
 
 cover:
 	CGO_ENABLED=1 $(GO) test -coverprofile=cover.out ./... && $(GO) tool cover -func=cover.out | tail -1

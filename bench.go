@@ -112,7 +112,13 @@ func bench(args []string) error {
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer func() {
+			// After StopCPUProfile (defers run last first): a failed
+			// close means a truncated profile, so say so.
+			if err := f.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: cpu profile:", err)
+			}
+		}()
 		if err := pprof.StartCPUProfile(f); err != nil {
 			return err
 		}
@@ -539,7 +545,7 @@ func benchJetStream(c benchConfig, storage jetstream.StorageType) (benchResult, 
 	if err != nil {
 		return benchResult{}, err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	br, err := bridge.New(bridge.Config{Port: -1, JetStreamDir: dir})
 	if err != nil {
 		return benchResult{}, err
@@ -547,7 +553,7 @@ func benchJetStream(c benchConfig, storage jetstream.StorageType) (benchResult, 
 	if err := br.Start(); err != nil {
 		return benchResult{}, err
 	}
-	defer br.Close()
+	defer func() { _ = br.Close() }()
 	url := br.ClientURL()
 	nc, err := nats.Connect(url)
 	if err != nil {

@@ -188,7 +188,7 @@ func (w *benchWatch) kiteqPublisher(addr string, n int, stopAt time.Time) error 
 	if err != nil {
 		return err
 	}
-	defer kc.conn.Close()
+	defer func() { _ = kc.conn.Close() }()
 	var prefix [8]byte // message ids: a random prefix per publisher and a counter
 	if _, err := rand.Read(prefix[:]); err != nil {
 		return err

@@ -27,7 +27,7 @@ func TestE2EMetrics(t *testing.T) {
 	metrics := func() string {
 		resp, err := http.Get("http://" + srv.Addr().String() + "/metrics")
 		require.NoError(t, err)
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		b, err := io.ReadAll(resp.Body)
 		require.NoError(t, err)
@@ -114,7 +114,7 @@ func TestE2EUnmatchedPublishes(t *testing.T) {
 	get := func(path string) string {
 		resp, err := http.Get("http://" + srv.Addr().String() + path)
 		require.NoError(t, err)
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		b, err := io.ReadAll(resp.Body)
 		require.NoError(t, err)

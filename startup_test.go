@@ -66,7 +66,7 @@ func TestStartupFailureReleasesWhatWasOpened(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	held, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	defer held.Close()
+	defer func() { _ = held.Close() }()
 	cfg := startupConfig()
 	cfg.DB = "rocksdb://" + t.TempDir()
 	cfg.NATS, cfg.Bind = freeLocalAddr(t), freeLocalAddr(t)

@@ -216,10 +216,10 @@ func TestBridgeCloseWithoutStart(t *testing.T) {
 func TestBridgeStartPortInUse(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	s, err := New(Config{Port: l.Addr().(*net.TCPAddr).Port, Logger: newTestLogger(t)})
 	require.NoError(t, err)
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	start := time.Now()
 	err = s.Start()
 	require.Error(t, err)

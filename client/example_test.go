@@ -65,8 +65,11 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer consumer.Close() // runs before cc.Close; waits for running handlers
-	<-ctx.Done()           // until Ctrl-C
+	<-ctx.Done() // until Ctrl-C
+	// Before cc.Close: stop taking deliveries, wait for running handlers.
+	if err := consumer.Close(); err != nil {
+		log.Print(err)
+	}
 }
 
 // A transactional publish: the message is delivered only if the local

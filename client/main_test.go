@@ -40,7 +40,7 @@ func testMain(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "client:", err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
+		defer func() { _ = os.RemoveAll(dir) }()
 		brokerBin = filepath.Join(dir, "kitenats")
 		cmd := exec.Command("go", "build", "-o", brokerBin, ".")
 		cmd.Dir = ".."

@@ -74,7 +74,7 @@ func seeds(t testing.TB) [][]byte {
 func feed(t testing.TB, addr string, handshake bool, data []byte) {
 	conn, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if handshake {
 		_, err = conn.Write(connMeta(t))
 		require.NoError(t, err)

@@ -65,7 +65,7 @@ func dropMySQL(t *testing.T, addr, prefix string) {
 		t.Errorf("mysql cleanup: %v", err)
 		return
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	like := prefix + `\_%`

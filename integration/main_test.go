@@ -29,7 +29,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "integration:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	binPath = filepath.Join(dir, "kitenats")
 	cmd := exec.Command("go", "build", "-o", binPath, ".")
 	cmd.Dir = ".."

@@ -108,7 +108,7 @@ func TestIntegrationStartupZooKeeperUnreachable(t *testing.T) {
 func TestIntegrationStartupPortInUse(t *testing.T) {
 	held, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	defer held.Close()
+	defer func() { _ = held.Close() }()
 	addr := held.Addr().String()
 	port := strconv.Itoa(held.Addr().(*net.TCPAddr).Port)
 	for name, tc := range map[string]struct {

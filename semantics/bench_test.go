@@ -68,10 +68,10 @@ type nopTransport struct {
 }
 
 func (t *nopTransport) Publish(m *Msg) error {
-	switch {
-	case m.Subject == dlv:
+	switch m.Subject {
+	case dlv:
 		t.onDeliver(m)
-	case m.Subject == "_INBOX.x":
+	case "_INBOX.x":
 		t.onReply()
 	}
 	return nil

@@ -22,7 +22,7 @@ func TestRegistryFakeConformance(t *testing.T) {
 
 func TestRegistryFakeServers(t *testing.T) {
 	f := registrytest.NewFake()
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	ctx := context.Background()
 	require.NoError(t, f.PublishServer(ctx, "b:1", []string{"trade", "user"}))
 	require.NoError(t, f.PublishServer(ctx, "a:1", []string{"trade"}))
@@ -36,7 +36,7 @@ func TestRegistryFakeServers(t *testing.T) {
 // write; LoseSession/RestoreSession for a ZooKeeper session loss.
 func TestRegistryFakeKiteQClient(t *testing.T) {
 	f := registrytest.NewFake()
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	ch, err := f.Watch(t.Context(), "trade")
 	require.NoError(t, err)
 	registrytest.AwaitState(t, ch, nil)

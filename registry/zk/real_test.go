@@ -276,7 +276,7 @@ func expireSession(t *testing.T, addr string, r *Registry) {
 	require.Len(t, passwd, 16)
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
 	// ConnectRequest: protocolVersion, lastZxidSeen, timeOut, sessionId,
 	// passwd (length-prefixed), readOnly.

@@ -182,10 +182,10 @@ func (s *Store) Adopt(ctx context.Context, deadBroker string, progress func(rows
 		return 0, err
 	}
 	defer s.mu.RUnlock()
-	switch {
-	case deadBroker == "":
+	switch deadBroker {
+	case "":
 		return 0, errors.New("mysql: adopt: empty broker name")
-	case deadBroker == s.cfg.Broker:
+	case s.cfg.Broker:
 		return 0, fmt.Errorf("mysql: adopt %q: that is this broker", deadBroker)
 	}
 	return s.adopt(ctx, deadBroker, adoptChunk, progress)

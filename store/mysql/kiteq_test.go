@@ -62,7 +62,7 @@ func requirePlan(t *testing.T, s *Store, q string, args []any, index string) {
 	t.Helper()
 	rows, err := s.db.QueryContext(context.Background(), q, args...)
 	require.NoError(t, err)
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	cols, err := rows.Columns()
 	require.NoError(t, err)
 	require.True(t, rows.Next(), "no plan for %s", q)

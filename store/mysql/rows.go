@@ -179,7 +179,7 @@ func (s *Store) loadMessages(ctx context.Context, q queryer, keys []key) (map[ke
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		m, err := scanMessage(rows)
 		if err != nil {
@@ -199,7 +199,7 @@ func (s *Store) loadMessages(ctx context.Context, q queryer, keys []key) (map[ke
 	if err != nil {
 		return nil, err
 	}
-	defer grows.Close()
+	defer func() { _ = grows.Close() }()
 	for grows.Next() {
 		var id, topic, group []byte
 		var g store.GroupState

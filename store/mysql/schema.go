@@ -238,7 +238,7 @@ func checkSchema(ctx context.Context, db *sql.DB, n *names) error {
 	if err != nil {
 		return fmt.Errorf("mysql: check schema: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	var bad []string
 	for rows.Next() {
 		var t string

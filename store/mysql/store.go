@@ -216,7 +216,7 @@ func (s *Store) dueMessages(ctx context.Context, partSQL func(h int) string, lim
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	var keys []key
 	for rows.Next() {
 		var at int64

@@ -304,7 +304,7 @@ func scanRows(ctx context.Context, qr queryer, q string, args []any, each func(s
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		if err := each(rows); err != nil {
 			return err

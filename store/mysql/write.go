@@ -334,7 +334,7 @@ func (s *Store) scanExisting(ctx context.Context, tx *sql.Tx, q string, args []a
 	if err != nil {
 		return fmt.Errorf("look up saves: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		var stored bool
 		var id, topic []byte

@@ -113,15 +113,15 @@ func (j *journal) start(seg uint64) error {
 		return err
 	}
 	if _, err := f.WriteString(journalMagic); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := syncDir(j.dir); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	j.f, j.seg, j.size, j.dirty = f, seg, int64(len(journalMagic)), false

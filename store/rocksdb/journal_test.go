@@ -28,12 +28,12 @@ func frame(rec []byte) []byte {
 	if err != nil {
 		panic(err)
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	j, err := openJournal(dir, 1)
 	if err != nil {
 		panic(err)
 	}
-	defer j.close()
+	defer func() { _ = j.close() }()
 	if err := j.append(rec, false); err != nil {
 		panic(err)
 	}
