@@ -8,8 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kitenats/kitenats/kqerr"
 	"github.com/nats-io/nats.go"
+
+	"github.com/kitenats/kitenats/kqerr"
 )
 
 // BindType is how a [Binding] matches messageTypes.

@@ -6,8 +6,9 @@ import (
 	"math"
 	"testing"
 
-	"github.com/kitenats/kitenats/kqerr"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kitenats/kitenats/kqerr"
 )
 
 func TestSemanticsErrorTable(t *testing.T) {
