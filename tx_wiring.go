@@ -41,6 +41,15 @@ func (c txChecker) Check(ctx context.Context, m *store.Message) (txn.Action, err
 	return txn.Unknown, errors.New("no producer of the group is connected")
 }
 
+// txReleaser is txn.Releaser over the broker. The coordinator is built
+// before the broker (which takes it at construction), so it reaches the
+// broker through the daemon; it releases only once run started them.
+type txReleaser struct{ d *daemon }
+
+func (r txReleaser) Release(ctx context.Context, m *store.Message) error {
+	return r.d.broker.Release(ctx, m)
+}
+
 // txAdapter is semantics.Transactions over the coordinator.
 type txAdapter struct{ c *txn.Coordinator }
 
@@ -75,8 +84,9 @@ type txItem struct {
 	NextCheck   int64  `json:"nextCheck"` // Unix seconds
 }
 
-// newCoordinator builds the two-phase-commit coordinator and enables
-// transactions in the broker.
+// newCoordinator builds the two-phase-commit coordinator over the daemon's
+// group-commit writer. It is called before the broker is built, which takes
+// it (through txAdapter) in its Config.
 func (d *daemon) newCoordinator() error {
 	cfg := txn.DefaultConfig()
 	cfg.Logger = d.log.With("component", "txn")
@@ -94,12 +104,11 @@ func (d *daemon) newCoordinator() error {
 			return err
 		}
 	}
-	c, err := txn.New(cfg, d.st, d.broker, txChecker{d}, d.broker)
+	c, err := txn.New(cfg, d.st, d.w, txChecker{d}, txReleaser{d})
 	if err != nil {
 		return err
 	}
 	d.tx = c
-	d.broker.SetTransactions(txAdapter{c})
 	return nil
 }
 

@@ -30,6 +30,7 @@ type daemon struct {
 	nc     *nats.Conn        // subscriptions: publishes, acks, API calls
 	out    *bridge.Publisher // what the broker sends
 	tr     *natsTransport
+	w      *store.Batcher // group commit, shared by the broker and the coordinator
 	broker *semantics.Broker
 	admin  *admin.Server  // nil when -pport is -1
 	kiteq  *compat.Server // nil when -bind is off
@@ -87,6 +88,15 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// One group-commit writer for the broker and the transaction
+	// coordinator, so that commits and acks share batches; run starts it
+	// before the broker and stops it after.
+	d.w = store.NewBatcher(d.st, store.BatcherConfig{DedupWindow: cfg.DedupWindow})
+	// The coordinator comes first: the broker takes it at construction.
+	// It reaches the broker (to release commits) through the daemon.
+	if err = d.newCoordinator(); err != nil {
+		return nil, err
+	}
 	d.broker, err = semantics.New(semantics.Config{
 		BrokerID:     cfg.BrokerID,
 		Topics:       cfg.Topics,
@@ -97,13 +107,10 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 		// The broker refuses what the server would refuse anyway, so that
 		// KiteQ publishes get the same 413 as NATS ones.
 		MaxMessageBytes: cfg.MaxPayload,
-		Batcher:         store.BatcherConfig{DedupWindow: cfg.DedupWindow},
+		Transactions:    txAdapter{d.tx},
 		Logger:          log.With("component", "semantics"),
-	}, d.st, d.tr, d.br, keeper, initial)
+	}, d.st, d.w, d.tr, d.br, keeper, initial)
 	if err != nil {
-		return nil, err
-	}
-	if err = d.newCoordinator(); err != nil {
 		return nil, err
 	}
 	if cfg.Bind != "off" {
@@ -195,6 +202,11 @@ func (d *daemon) run(ctx context.Context) error {
 	} else {
 		close(kdone)
 	}
+	// The writer outlives the broker and the coordinator: it is stopped
+	// once both returned, and writes what they queued first.
+	wctx, stopWriter := context.WithCancel(context.Background())
+	wdone := make(chan struct{})
+	go func() { defer close(wdone); _ = d.w.Run(wctx) }()
 	bctx, stopBroker := context.WithCancel(context.Background())
 	bdone := make(chan error, 1)
 	go func() { bdone <- d.broker.Run(bctx) }()
@@ -207,6 +219,8 @@ func (d *daemon) run(ctx context.Context) error {
 		stopTx()
 		<-tdone
 		stopBroker()
+		stopWriter()
+		<-wdone
 		stopKiteQ()
 		<-kdone
 		stopEvents()
@@ -264,6 +278,8 @@ func (d *daemon) run(ctx context.Context) error {
 	<-tdone
 	stopBroker()
 	err = <-bdone
+	stopWriter()
+	<-wdone
 	stopEvents()
 	if d.reg != nil {
 		_ = d.reg.Close() // ends the binding watches

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kitenats/kitenats/store"
 	"github.com/kitenats/kitenats/store/memory"
 )
 
@@ -37,13 +38,14 @@ func BenchmarkParsePublish(b *testing.B) {
 func BenchmarkPublishPath(b *testing.B) {
 	tr := &nopTransport{}
 	st := memory.New(memory.Config{})
-	br, err := New(Config{BrokerID: "b1", Seed: 1, MaxInflight: 1 << 20}, st, tr, fakeLocator{dlv: {1}}, &fakeKeeper{}, nil)
+	w := store.NewBatcher(st, store.BatcherConfig{})
+	br, err := New(Config{BrokerID: "b1", Seed: 1, MaxInflight: 1 << 20}, st, w, tr, fakeLocator{dlv: {1}}, &fakeKeeper{}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = br.w.Run(ctx); close(done) }()
+	go func() { _ = w.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 	if _, err := br.api(ctx, "BIND.s-trade", []byte(`{"deliver":"`+dlv+`","bindings":[{"topic":"trade","messageType":"pay","persistent":true}]}`)); err != nil {
 		b.Fatal(err)

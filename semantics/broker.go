@@ -100,8 +100,9 @@ type Config struct {
 	// DrainTimeout bounds how long shutdown waits for in-flight
 	// deliveries. Default 5 s.
 	DrainTimeout time.Duration
-	// Batcher configures the group-commit writer.
-	Batcher store.BatcherConfig
+	// Transactions enables two-phase commit (prepares and $KQ.API.TX).
+	// nil: a prepare is answered 501.
+	Transactions Transactions
 	// Now is the clock of every timing decision. Default time.Now.
 	Now func() time.Time
 	// Seed seeds the random choice of consumers and the warmup draws.
@@ -145,9 +146,6 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.Batcher.Now == nil {
-		c.Batcher.Now = c.Now
-	}
 	if c.Seed == 0 {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
@@ -186,7 +184,7 @@ type Broker struct {
 	log    *slog.Logger
 	sched  Schedule
 	st     store.Store
-	w      *store.Batcher
+	w      Writer
 	tr     Transport
 	loc    Locator
 	keeper BindingKeeper
@@ -217,12 +215,29 @@ type Broker struct {
 	draining  bool
 }
 
-// New builds a broker over st. It starts nothing: call Run. initial holds
-// the bindings loaded from the store or the registry, by group.
-func New(cfg Config, st store.Store, tr Transport, loc Locator, keeper BindingKeeper, initial map[string][]registry.Binding) (*Broker, error) {
+// Writer is the group-commit writer the broker saves and updates through
+// (*store.Batcher, which the caller builds, runs and shares with the
+// transaction coordinator, so that commits and acks share batches). Save
+// and Update call done exactly once, on the writer's callback goroutine,
+// unless they return an error themselves; done must not block.
+type Writer interface {
+	Save(m *store.Message, done func(store.SaveResult, error)) error
+	Update(u store.Update, done func(error)) error
+	// Pending is the number of queued requests (Stat's WriteQueue).
+	Pending() int
+}
+
+// New builds a broker over st, writing through w. It starts nothing: call
+// Run, with w running from before Run is called until after it returned.
+// initial holds the bindings loaded from the store or the registry, by
+// group.
+func New(cfg Config, st store.Store, w Writer, tr Transport, loc Locator, keeper BindingKeeper, initial map[string][]registry.Binding) (*Broker, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if w == nil {
+		return nil, errors.New("semantics: New needs a writer")
 	}
 	sched, _ := NewSchedule(cfg.Windows)
 	b := &Broker{
@@ -230,10 +245,11 @@ func New(cfg Config, st store.Store, tr Transport, loc Locator, keeper BindingKe
 		log:       cfg.Logger,
 		sched:     sched,
 		st:        st,
-		w:         store.NewBatcher(st, cfg.Batcher),
+		w:         w,
 		tr:        tr,
 		loc:       loc,
 		keeper:    keeper,
+		tx:        cfg.Transactions,
 		served:    make(map[string]bool),
 		kick:      make(chan struct{}, 1),
 		closed:    make(chan struct{}, 1),
@@ -270,15 +286,10 @@ func (b *Broker) ID() string { return b.cfg.BrokerID }
 
 // Run serves until ctx ends, then shuts down in order: stop taking
 // publishes, wait (up to DrainTimeout) for in-flight deliveries, stop the
-// closer, acks and the recover loop, and flush the store writer. It returns
-// the first error that stopped it.
+// closer, acks and the recover loop. It returns the first error that
+// stopped it. The writer must run until Run returned: the caller stops it
+// then, and it writes what was accepted first.
 func (b *Broker) Run(ctx context.Context) error {
-	wctx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = b.w.Run(wctx) }()
-	defer func() { stopWriter(); wg.Wait() }()
-
 	stopAcks, err := b.tr.Subscribe("$KQ.ACK.*."+b.cfg.BrokerID+".*.*", "", b.handleAck)
 	if err != nil {
 		return fmt.Errorf("semantics: subscribe acks: %w", err)

@@ -445,8 +445,7 @@ func (fakeTx) Resolve(context.Context, string, string, bool) error { return nil 
 func (fakeTx) List(context.Context, int, int) (int, any, error)    { return 0, nil, nil }
 
 func TestDispatchPreparedAckCountsGroupsOfTheCommit(t *testing.T) {
-	h := newHarness(t, nil)
-	h.b.SetTransactions(fakeTx{})
+	h := newHarness(t, func(c *Config) { c.Transactions = fakeTx{} })
 	h.bind("s-a", "$KQ.DLV.s-a.1", 1, "", direct("trade", "pay", true))
 	h.bind("s-b", "$KQ.DLV.s-b.1", 2, "", `{"topic":"trade","bindType":"fanout","persistent":true}`)
 	prepare := func(mt, id string) PubAck {

@@ -8,15 +8,17 @@
 // limit, expiry and dead letters, the warmup ramp, the per-(topic, group)
 // watermark, the per-consumer in-flight limit, the broker-wide accept limit,
 // taps, and the $KQ.API calls of NATS-PROTOCOL.md. It imports only store and
-// registry; the NATS connection, the connection lookup and the binding
-// keeper are small interfaces that main satisfies.
+// registry; the group-commit writer, the NATS connection, the connection
+// lookup, the binding keeper and the transaction coordinator are small
+// interfaces that main satisfies.
 //
 // # Basics
 //
 // A publish is validated, its groups are planned (a consumer is reserved for
-// each group that can take it now), and it is saved through the store's
-// group-commit Batcher; the publish ack and the deliveries go out once the
-// batch is durable. A group that cannot take the message now gets a stored
+// each group that can take it now), and it is saved through the
+// group-commit Writer (a store.Batcher that main builds, runs and shares
+// with the transaction coordinator); the publish ack and the deliveries go
+// out once the batch is durable. A group that cannot take the message now gets a stored
 // state due at once, and the recover loop (Tick) feeds it later at the pace
 // of the group's free capacity. Every attempt is persisted with its count
 // and a lease, so after a crash a delivery is retried once its lease ends
@@ -36,8 +38,9 @@
 // replies to acks may be published while it is held, so a Transport must
 // never call back into the Broker synchronously. The id generator and the
 // per-topic unmatched counts have their own leaf locks. Store callbacks run
-// on the Batcher's callback goroutine. Run owns every goroutine the broker
-// starts and returns after they ended. ConnClosed only queues the
+// on the Writer's callback goroutine. Run owns every goroutine the broker
+// starts and returns after they ended; the Writer is not one of them: its
+// owner runs it from before Run until after Run returned. ConnClosed only queues the
 // connection: Run's closer removes its consumers after Transport.Sync, so
 // that the acks the connection sent before closing are handled first.
 package semantics

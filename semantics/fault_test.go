@@ -193,7 +193,7 @@ func TestEarlyDeliveryJoinsSaveAndAck(t *testing.T) {
 		}
 	})
 	busy := make(chan struct{}, 1) // the ack of a message that does not exist: only its completion matters
-	require.NoError(t, h.b.w.Update(store.Update{Op: store.OpAck, Topic: "\x00", ID: "\x00"}, func(error) { busy <- struct{}{} }))
+	require.NoError(t, h.w.Update(store.Update{Op: store.OpAck, Topic: "\x00", ID: "\x00"}, func(error) { busy <- struct{}{} }))
 	require.Eventually(t, func() bool { return gs.waiting.Load() == 1 }, 5*time.Second, time.Millisecond,
 		"the writer took its write and waits at the gate")
 

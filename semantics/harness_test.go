@@ -148,6 +148,7 @@ func (k *fakeKeeper) KeepBindings(_ context.Context, g string, bs []registry.Bin
 type harness struct {
 	t      *testing.T
 	b      *Broker
+	w      *store.Batcher
 	clk    *fakeClock
 	tr     *fakeTransport
 	loc    fakeLocator
@@ -174,13 +175,14 @@ func newHarnessOver(t *testing.T, mod func(*Config), wrap func(store.Store) stor
 	if wrap != nil {
 		st = wrap(st)
 	}
-	b, err := New(cfg, st, h.tr, h.loc, h.keeper, nil)
+	h.w = store.NewBatcher(st, store.BatcherConfig{Now: h.clk.Now})
+	b, err := New(cfg, st, h.w, h.tr, h.loc, h.keeper, nil)
 	require.NoError(t, err)
 	h.b = b
 	ctx, cancel := context.WithCancel(context.Background())
 	h.ctx = ctx
 	done := make(chan struct{})
-	go func() { _ = b.w.Run(ctx); close(done) }()
+	go func() { _ = h.w.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return h
 }
@@ -192,7 +194,7 @@ func (h *harness) settle() {
 	// The callback's error is dropped: an injected store failure is the
 	// test's business.
 	done := make(chan struct{}, 1)
-	require.NoError(h.t, h.b.w.Update(store.Update{Op: store.OpAck, Topic: "\x00", ID: "\x00"}, func(error) { done <- struct{}{} }))
+	require.NoError(h.t, h.w.Update(store.Update{Op: store.OpAck, Topic: "\x00", ID: "\x00"}, func(error) { done <- struct{}{} }))
 	<-done
 }
 

@@ -10,8 +10,8 @@ import (
 	"github.com/kitenats/kitenats/store"
 )
 
-// Transactions resolves prepared messages (satisfied by an adapter over
-// txn.Coordinator that main builds). Its refusals should be *kqerr.Error values
+// Transactions resolves prepared messages (Config.Transactions; satisfied by
+// an adapter over txn.Coordinator that main builds before the broker). Its refusals should be *kqerr.Error values
 // (409 for an unknown id or the other way already); anything else is a 500.
 type Transactions interface {
 	// NextCheck is the first check-back time of a message prepared at now.
@@ -21,15 +21,6 @@ type Transactions interface {
 	// List pages through prepared messages for $KQ.API.TX.LIST.
 	List(ctx context.Context, offset, limit int) (total int, items any, err error)
 }
-
-// SetTransactions enables two-phase commit. Until it is called a prepare
-// is answered 501. It must be called before Run.
-func (b *Broker) SetTransactions(t Transactions) { b.tx = t }
-
-// Update queues a store update through the broker's group-commit writer
-// (for the transaction coordinator, which shares it). done gets the
-// outcome once it is durable.
-func (b *Broker) Update(u store.Update, done func(error)) error { return b.w.Update(u, done) }
 
 // Release makes a committed message deliverable: it plans its groups as a
 // fresh publish would, writes the commit with them and, once that is
