@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/kitenats/kitenats/semantics"
 )
 
 // apiCall sends one $KQ.API request to a running broker and returns the
@@ -135,8 +137,8 @@ func txCmd(args []string) error {
 		return err
 	}
 	var page struct {
-		Total int      `json:"total"`
-		Items []txItem `json:"items"`
+		Total int                    `json:"total"`
+		Items []semantics.PreparedTx `json:"items"`
 	}
 	if err := json.Unmarshal(raw, &page); err != nil {
 		return err

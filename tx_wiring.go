@@ -59,29 +59,17 @@ func (a txAdapter) Resolve(ctx context.Context, topic, id string, commit bool) e
 	return a.c.Resolve(ctx, topic, id, commit)
 }
 
-func (a txAdapter) List(ctx context.Context, offset, limit int) (int, any, error) {
+func (a txAdapter) List(ctx context.Context, offset, limit int) (int, []semantics.PreparedTx, error) {
 	ps, total, err := a.c.List(ctx, offset, limit)
 	if err != nil {
 		return 0, nil, err
 	}
-	items := make([]txItem, len(ps))
+	items := make([]semantics.PreparedTx, len(ps))
 	for i, p := range ps {
-		items[i] = txItem{Topic: p.Topic, ID: p.ID, MessageType: p.MessageType, Group: p.Group,
+		items[i] = semantics.PreparedTx{Topic: p.Topic, ID: p.ID, MessageType: p.MessageType, Group: p.Group,
 			Created: p.Created.Unix(), AgeSeconds: int64(p.Age / time.Second), Checks: p.Checks, NextCheck: p.NextCheck.Unix()}
 	}
 	return total, items, nil
-}
-
-// txItem is one prepared message as $KQ.API.TX.LIST shows it.
-type txItem struct {
-	Topic       string `json:"topic"`
-	ID          string `json:"id"`
-	MessageType string `json:"messageType"`
-	Group       string `json:"groupId"` // publishing group: who is asked
-	Created     int64  `json:"created"` // Unix seconds
-	AgeSeconds  int64  `json:"ageSeconds"`
-	Checks      int    `json:"checks"`    // check-backs sent so far
-	NextCheck   int64  `json:"nextCheck"` // Unix seconds
 }
 
 // newCoordinator builds the two-phase-commit coordinator over the daemon's

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -159,8 +160,17 @@ func (d *daemon) bindings() (semantics.BindingKeeper, map[string][]registry.Bind
 // adminSource lets the admin endpoints read the broker.
 type adminSource struct{ d *daemon }
 
-func (a adminSource) Stat(ctx context.Context) (any, error) { return a.d.broker.Stat(ctx) }
-func (a adminSource) Bindings() any                         { return a.d.broker.Bindings() }
+// Stat is $KQ.API.STAT's reply, encoded.
+func (a adminSource) Stat(ctx context.Context) (json.RawMessage, error) {
+	st, err := a.d.broker.Stat(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(st)
+}
+
+// Bindings is every group's bindings, encoded.
+func (a adminSource) Bindings() (json.RawMessage, error) { return json.Marshal(a.d.broker.Bindings()) }
 
 // Health reports the broker's own NATS connections (without them it takes
 // no publish and sends nothing) and a store that failed until a restart.

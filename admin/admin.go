@@ -11,12 +11,14 @@ import (
 	"time"
 )
 
-// Source is what the endpoints read.
+// Source is what the endpoints read. Stat and Bindings return JSON documents
+// the source encodes (admin, a leaf, does not know the broker's types); the
+// endpoints serve them indented.
 type Source interface {
-	// Stat returns the broker's counters (any JSON-encodable value).
-	Stat(ctx context.Context) (any, error)
-	// Bindings returns every group's bindings.
-	Bindings() any
+	// Stat returns the broker's counters, as $KQ.API.STAT's reply.
+	Stat(ctx context.Context) (json.RawMessage, error)
+	// Bindings returns every group's bindings, by group.
+	Bindings() (json.RawMessage, error)
 	// Health returns nil while the broker can serve, else why it cannot
 	// (a broken connection of its own to the NATS server, say).
 	Health() error
@@ -64,7 +66,14 @@ func New(cfg Config, src Source) (*Server, error) {
 		}
 		writeJSON(w, st)
 	})
-	mux.HandleFunc("GET /binds", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, src.Bindings()) })
+	mux.HandleFunc("GET /binds", func(w http.ResponseWriter, _ *http.Request) {
+		bs, err := src.Bindings()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, bs)
+	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		ms, err := src.Metrics(r.Context())
 		if err != nil {
@@ -110,9 +119,12 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
+// writeJSON serves doc indented by two spaces, with a final newline. The
+// encoder compacts doc first (HTML-escaping as json.Marshal does), so a
+// document from json.Marshal(v) is served as encoding v itself would be.
+func writeJSON(w http.ResponseWriter, doc json.RawMessage) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	_ = enc.Encode(doc)
 }

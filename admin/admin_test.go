@@ -2,9 +2,11 @@ package admin_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -17,10 +19,28 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type fakeSource struct{ err, sick error }
 
-func (f fakeSource) Stat(context.Context) (any, error) {
-	return map[string]int{"published": 3}, f.err
+// fakeStat has what the encoding of a served document must keep: nesting,
+// empty and null members, and characters json.Marshal escapes.
+type fakeStat struct {
+	Broker    string           `json:"broker"`
+	Published int64            `json:"published"`
+	Topics    []map[string]int `json:"topics"`
+	Groups    []string         `json:"groups"`
+	Consumers []string         `json:"consumers"`
 }
-func (fakeSource) Bindings() any   { return map[string][]string{"s-trade": {"trade/pay"}} }
+
+var theStat = fakeStat{Broker: "b<1>&\u2028", Published: 3, Topics: []map[string]int{{"messages": 2}}, Groups: []string{}}
+
+func (f fakeSource) Stat(context.Context) (json.RawMessage, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return json.Marshal(theStat)
+}
+
+func (fakeSource) Bindings() (json.RawMessage, error) {
+	return json.Marshal(map[string][]string{"s-trade": {"trade/pay"}})
+}
 func (f fakeSource) Health() error { return f.sick }
 func (f fakeSource) Metrics(context.Context) ([]admin.Metric, error) {
 	if f.err != nil {
@@ -97,6 +117,42 @@ kitenats_group_pending{topic="a\"b\\c\nd",group="g"} 0.25
 # HELP kitenats_empty No samples.
 # TYPE kitenats_empty gauge
 `
+
+// TestStatBytes: /stat and /binds serve the source's documents as the
+// indenting encoder serves the values they encode (what the endpoints wrote
+// when the source returned values), byte for byte.
+func TestStatBytes(t *testing.T) {
+	s, err := admin.New(admin.Config{Addr: "127.0.0.1:0"}, fakeSource{})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	indented := func(v any) string {
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetIndent("", "  ")
+		require.NoError(t, enc.Encode(v))
+		return b.String()
+	}
+	_, body := get(t, "http://"+s.Addr().String()+"/stat")
+	require.Equal(t, indented(theStat), body)
+	require.Equal(t, `{
+  "broker": "b\u003c1\u003e\u0026\u2028",
+  "published": 3,
+  "topics": [
+    {
+      "messages": 2
+    }
+  ],
+  "groups": [],
+  "consumers": null
+}
+`, body)
+	_, body = get(t, "http://"+s.Addr().String()+"/binds")
+	require.Equal(t, "{\n  \"s-trade\": [\n    \"trade/pay\"\n  ]\n}\n", body)
+	cancel()
+	require.NoError(t, <-done)
+}
 
 // TestMetricsContentType: /metrics says which exposition format it is.
 func TestMetricsContentType(t *testing.T) {

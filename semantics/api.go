@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kitenats/kitenats/kqerr"
+	"github.com/kitenats/kitenats/registry"
 	"github.com/kitenats/kitenats/store"
 )
 
@@ -103,11 +104,11 @@ func (b *Broker) api(ctx context.Context, call string, body []byte) (any, error)
 }
 
 // page is the shape of every list reply.
-type page struct {
+type page[T any] struct {
 	Total  int `json:"total"`
 	Offset int `json:"offset"`
 	Limit  int `json:"limit"`
-	Items  any `json:"items"`
+	Items  []T `json:"items"`
 }
 
 type pageRequest struct {
@@ -134,12 +135,14 @@ func parsePageRequest(body []byte) (pageRequest, error) {
 	return r, nil
 }
 
-func (b *Broker) listBindings(body []byte) (any, error) {
+// listBindings serves $KQ.API.BINDINGS.LIST: every group's bindings, by
+// group name.
+func (b *Broker) listBindings(body []byte) (page[registry.Binding], error) {
 	r, err := parsePageRequest(body)
 	if err != nil {
-		return nil, err
+		return page[registry.Binding]{}, err
 	}
-	var all []any
+	var all []registry.Binding
 	bs := b.Bindings()
 	names := make([]string, 0, len(bs))
 	for n := range bs {
@@ -147,15 +150,14 @@ func (b *Broker) listBindings(body []byte) (any, error) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		for _, bd := range bs[n] {
-			all = append(all, bd)
-		}
+		all = append(all, bs[n]...)
 	}
 	return paged(all, r), nil
 }
 
-func paged(all []any, r pageRequest) page {
-	p := page{Total: len(all), Offset: r.Offset, Limit: r.Limit, Items: []any{}}
+// paged is the page of all that r asks for (items [] past the end).
+func paged[T any](all []T, r pageRequest) page[T] {
+	p := page[T]{Total: len(all), Offset: r.Offset, Limit: r.Limit, Items: []T{}}
 	if r.Offset < len(all) {
 		p.Items = all[r.Offset:min(len(all), r.Offset+r.Limit)]
 	}
@@ -176,17 +178,17 @@ type deadItem struct {
 	Body        []byte            `json:"body"`
 }
 
-func (b *Broker) listDead(ctx context.Context, body []byte) (any, error) {
+func (b *Broker) listDead(ctx context.Context, body []byte) (page[deadItem], error) {
 	r, err := parsePageRequest(body)
 	if err != nil {
-		return nil, err
+		return page[deadItem]{}, err
 	}
 	if r.Topic == "" || r.Group == "" {
-		return nil, kqerr.New(kqerr.BadRequest, nil, "DLQ.LIST needs topic and groupId")
+		return page[deadItem]{}, kqerr.New(kqerr.BadRequest, nil, "DLQ.LIST needs topic and groupId")
 	}
 	dls, total, err := b.st.DeadLetters(ctx, r.Topic, r.Group, r.Offset, r.Limit)
 	if err != nil {
-		return nil, storeError(err)
+		return page[deadItem]{}, storeError(err)
 	}
 	items := make([]deadItem, 0, len(dls))
 	for _, d := range dls {
@@ -201,7 +203,7 @@ func (b *Broker) listDead(ctx context.Context, body []byte) (any, error) {
 		}
 		items = append(items, it)
 	}
-	return page{Total: total, Offset: r.Offset, Limit: r.Limit, Items: items}, nil
+	return page[deadItem]{Total: total, Offset: r.Offset, Limit: r.Limit, Items: items}, nil
 }
 
 // replay re-queues one dead letter for its group only.

@@ -440,9 +440,9 @@ func TestDispatchPubAckCountsGroups(t *testing.T) {
 // fakeTx is Transactions that resolves nothing.
 type fakeTx struct{}
 
-func (fakeTx) NextCheck(now time.Time) time.Time                   { return now.Add(time.Hour) }
-func (fakeTx) Resolve(context.Context, string, string, bool) error { return nil }
-func (fakeTx) List(context.Context, int, int) (int, any, error)    { return 0, nil, nil }
+func (fakeTx) NextCheck(now time.Time) time.Time                         { return now.Add(time.Hour) }
+func (fakeTx) Resolve(context.Context, string, string, bool) error       { return nil }
+func (fakeTx) List(context.Context, int, int) (int, []PreparedTx, error) { return 0, nil, nil }
 
 func TestDispatchPreparedAckCountsGroupsOfTheCommit(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Transactions = fakeTx{} })

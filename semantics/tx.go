@@ -19,7 +19,19 @@ type Transactions interface {
 	// Resolve commits or rolls back a prepared message.
 	Resolve(ctx context.Context, topic, id string, commit bool) error
 	// List pages through prepared messages for $KQ.API.TX.LIST.
-	List(ctx context.Context, offset, limit int) (total int, items any, err error)
+	List(ctx context.Context, offset, limit int) (total int, items []PreparedTx, err error)
+}
+
+// PreparedTx is one prepared message as $KQ.API.TX.LIST shows it.
+type PreparedTx struct {
+	Topic       string `json:"topic"`
+	ID          string `json:"id"`
+	MessageType string `json:"messageType"`
+	Group       string `json:"groupId"` // publishing group: who is asked
+	Created     int64  `json:"created"` // Unix seconds
+	AgeSeconds  int64  `json:"ageSeconds"`
+	Checks      int    `json:"checks"`    // check-backs sent so far
+	NextCheck   int64  `json:"nextCheck"` // Unix seconds
 }
 
 // Release makes a committed message deliverable: it plans its groups as a
@@ -91,17 +103,17 @@ func (b *Broker) handleTx(ctx context.Context, body []byte) (any, error) {
 }
 
 // listTx serves $KQ.API.TX.LIST.
-func (b *Broker) listTx(ctx context.Context, body []byte) (any, error) {
+func (b *Broker) listTx(ctx context.Context, body []byte) (page[PreparedTx], error) {
 	if b.tx == nil {
-		return nil, kqerr.New(kqerr.NotImplemented, nil, "two-phase commit is not implemented yet")
+		return page[PreparedTx]{}, kqerr.New(kqerr.NotImplemented, nil, "two-phase commit is not implemented yet")
 	}
 	r, err := parsePageRequest(body)
 	if err != nil {
-		return nil, err
+		return page[PreparedTx]{}, err
 	}
 	total, items, err := b.tx.List(ctx, r.Offset, r.Limit)
 	if err != nil {
-		return nil, fmt.Errorf("listing prepared messages: %w", err)
+		return page[PreparedTx]{}, fmt.Errorf("listing prepared messages: %w", err)
 	}
-	return page{Total: total, Offset: r.Offset, Limit: r.Limit, Items: items}, nil
+	return page[PreparedTx]{Total: total, Offset: r.Offset, Limit: r.Limit, Items: items}, nil
 }

@@ -1,0 +1,40 @@
+package semantics
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// listTx is Transactions whose List returns items.
+type listTx struct {
+	fakeTx
+	items []PreparedTx
+}
+
+func (l listTx) List(context.Context, int, int) (int, []PreparedTx, error) {
+	return len(l.items), l.items, nil
+}
+
+// TestListRepliesBytes pins the JSON of BINDINGS.LIST and TX.LIST replies.
+func TestListRepliesBytes(t *testing.T) {
+	h := newHarness(t, nil)
+	require.Equal(t, `{"total":0,"offset":0,"limit":100,"items":[]}`, string(h.api("BINDINGS.LIST", "")))
+	h.bind("s-trade", dlv, 1, "", direct("trade", "pay", true), direct("trade", "refund", false))
+	h.bind("s-a", "$KQ.DLV.s-a.1", 1, "", direct("trade", "pay", true))
+	require.Equal(t, `{"total":3,"offset":1,"limit":1,"items":[`+
+		`{"groupId":"s-trade","topic":"trade","messageType":"pay","bindType":0,"version":"1.0.0","watermark":0,"persistent":true}]}`,
+		string(h.api("BINDINGS.LIST", `{"offset":1,"limit":1}`)))
+	require.Equal(t, `{"total":3,"offset":5,"limit":100,"items":[]}`, string(h.api("BINDINGS.LIST", `{"offset":5}`)))
+
+	h = newHarness(t, func(c *Config) {
+		c.Transactions = listTx{items: []PreparedTx{{Topic: "trade", ID: "m1", MessageType: "pay", Group: "p-trade",
+			Created: 1700000000, AgeSeconds: 5, Checks: 2, NextCheck: 1700000060}}}
+	})
+	require.Equal(t, `{"total":1,"offset":0,"limit":10,"items":[`+
+		`{"topic":"trade","id":"m1","messageType":"pay","groupId":"p-trade","created":1700000000,"ageSeconds":5,"checks":2,"nextCheck":1700000060}]}`,
+		string(h.api("TX.LIST", `{"limit":10}`)))
+	h = newHarness(t, func(c *Config) { c.Transactions = listTx{items: []PreparedTx{}} })
+	require.Equal(t, `{"total":0,"offset":0,"limit":100,"items":[]}`, string(h.api("TX.LIST", "")))
+}
