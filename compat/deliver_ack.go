@@ -75,7 +75,7 @@ func (s *session) Deliver(d Delivery) error {
 	// Recorded before the frame is queued: the ack may come back at once.
 	p := pendingDelivery{id: d.ID, consumer: d.Consumer, size: size, sent: s.srv.cfg.Now()}
 	s.pending[opaque] = p
-	s.window += size
+	s.window.Add(int64(size))
 	s.mu.Unlock()
 	buf := wire.AppendFrame(make([]byte, 0, size), wire.Frame{Opaque: opaque, Cmd: cmd, Body: body})
 	if err := s.enqueue(outFrame{buf: buf}); err != nil {
@@ -195,11 +195,12 @@ func (s *session) handleDeliverAck(opaque uint32, m *wire.DeliverAck) {
 // starved for good; that scan runs at most once per StaleDelivery/8 while
 // the window is full.
 func (s *session) Full() bool {
+	limit := int64(s.srv.cfg.DeliveryWindow)
+	if s.window.Load() < limit {
+		return false // the common case: no lock
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.window < s.srv.cfg.DeliveryWindow {
-		return false
-	}
 	now := s.srv.cfg.Now()
 	if now.Sub(s.staleScan) < s.srv.cfg.StaleDelivery/8 {
 		return true
@@ -212,11 +213,11 @@ func (s *session) Full() bool {
 			s.pending[o] = p
 		}
 	}
-	return s.window >= s.srv.cfg.DeliveryWindow
+	return s.window.Load() >= limit
 }
 
 // uncountLocked takes p's bytes out of the window.
 // caller must hold s.mu
 func (s *session) uncountLocked(p pendingDelivery) {
-	s.window -= p.size
+	s.window.Add(-int64(p.size))
 }

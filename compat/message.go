@@ -45,6 +45,18 @@ func (s *session) handlePublish(opaque uint32, cmd wire.Cmd, h *wire.Header, bod
 	})
 }
 
+// modeOf is the publish mode a header's commit and fly flags ask for.
+func modeOf(h *wire.Header) Mode {
+	switch {
+	case !h.GetCommit():
+		return ModePrepare
+	case h.GetFly():
+		return ModeFly
+	default:
+		return ModeStore
+	}
+}
+
 // newMessage validates a published header, in the original's order where
 // the checks are ours (message id, expiry, fly without commit; the topic,
 // size, rate and store checks are the broker's), normalises it, and builds
@@ -52,13 +64,7 @@ func (s *session) handlePublish(opaque uint32, cmd wire.Cmd, h *wire.Header, bod
 // codec's body errors, both mapped by asRefusal. The mode is returned even
 // with an error, for logs.
 func newMessage(cmd wire.Cmd, h *wire.Header, body []byte, now time.Time, maxBody int) (*store.Message, Mode, error) {
-	mode := ModeStore
-	switch {
-	case !h.GetCommit():
-		mode = ModePrepare
-	case h.GetFly():
-		mode = ModeFly
-	}
+	mode := modeOf(h)
 	if !validMessageID(h.GetMessageId()) {
 		return nil, mode, kqerr.New(kqerr.BadRequest, nil, "messageId %q is not 32 hex digits", h.GetMessageId())
 	}

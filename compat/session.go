@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -49,10 +50,13 @@ type session struct {
 	authAt   time.Time
 	consumer string // from Broker.Join
 
-	mu        sync.Mutex // guards seq, pending, window, staleScan and joined
+	// window is the bytes of the pending deliveries that count (Full):
+	// written under mu, read without it on the broker's hot path.
+	window atomic.Int64
+
+	mu        sync.Mutex // guards seq, pending, staleScan and joined
 	seq       uint64     // requests sent so far; the next opaque derives from it
 	pending   map[uint32]pendingDelivery
-	window    int       // bytes of the pending deliveries that count (Full)
 	staleScan time.Time // when Full last looked for stale deliveries
 	// joined is a copy of the handshake state for other goroutines
 	// (Server.Check): set once, after the handshake.
@@ -201,12 +205,8 @@ func clientCommand(cmd wire.Cmd) bool {
 
 // refuseUnauthed answers a publish sent before the handshake.
 func (s *session) refuseUnauthed(opaque uint32, h *wire.Header) {
-	mode := ModeStore
-	if !h.GetCommit() {
-		mode = ModePrepare
-	}
 	err := kqerr.New(kqerr.Unauthorized, nil, "unauthorized: the connection has not completed its handshake (ConnMeta)")
-	s.storeAck(opaque, h.GetMessageId(), mode, Result{}, err, s.srv.cfg.Now())
+	s.storeAck(opaque, h.GetMessageId(), modeOf(h), Result{}, err, s.srv.cfg.Now())
 }
 
 // reply queues a response frame. A reply that does not fit in the write

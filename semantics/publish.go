@@ -202,7 +202,7 @@ func (b *Broker) plan(m *store.Message, now time.Time) []*flight {
 	var flights []*flight
 	m.Groups = m.Groups[:0]
 	for i, g := range gs {
-		if len(g.consumers) == 0 && !persistent[i] {
+		if !g.takes(persistent[i]) {
 			b.counters.dropped.Add(1)
 			continue
 		}
@@ -226,11 +226,19 @@ func (b *Broker) takers(topic, messageType string) int {
 	gs, persistent := b.matching(topic, messageType)
 	n := 0
 	for i, g := range gs {
-		if len(g.consumers) > 0 || persistent[i] {
+		if g.takes(persistent[i]) {
 			n++
 		}
 	}
 	return n
+}
+
+// takes reports whether g takes a message it matches, persistent saying
+// whether a matching binding of g is: a group without a live consumer
+// takes only what a persistent binding keeps for it.
+// caller must hold b.mu
+func (g *group) takes(persistent bool) bool {
+	return persistent || len(g.consumers) > 0
 }
 
 // publishFly delivers a fly message to one consumer of each matching group,

@@ -108,7 +108,7 @@ func (b *Broker) redeliver(g *group, due []*store.Message, now time.Time, gen ui
 			continue
 		}
 		match, persistent := b.binds(g, m.Topic, m.MessageType)
-		if !match || (!persistent && len(g.consumers) == 0) {
+		if !match || !g.takes(persistent) {
 			// The group no longer binds it: it is done for this group.
 			b.update(store.Update{Op: store.OpAck, Topic: m.Topic, ID: m.ID, Group: g.name}, nil)
 			b.counters.dropped.Add(1)
