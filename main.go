@@ -11,99 +11,52 @@
 //	kitenats tx    [-s URL] [list] | -commit|-rollback ID -topic T -group G
 //	kitenats adopt -db mysql://…&broker=SURVIVOR -from DEAD
 //
-// main parses flags and config, wires the components, waits for a signal and
-// shuts down in order. It holds no broker logic.
+// main picks the subcommand and calls it: the daemon is package daemon,
+// its configuration package config, the subcommands internal/cli and
+// internal/bench.
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/kitenats/kitenats/internal/bench"
+	"github.com/kitenats/kitenats/internal/cli"
 )
 
+// commands are the subcommands; serve is the default.
+var commands = map[string]func(args []string) error{
+	"serve": cli.Serve,
+	"pub":   cli.Pub,
+	"sub":   cli.Sub,
+	"bench": bench.Run,
+	"stat":  cli.Stat,
+	"dlq":   cli.DLQ,
+	"tx":    cli.Tx,
+	"adopt": cli.Adopt,
+}
+
 func main() {
-	args := os.Args[1:]
-	cmd := "serve"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	}
-	var err error
-	switch cmd {
-	case "serve":
-		err = serve(args)
-	case "bench":
-		err = bench(args)
-	case "stat":
-		err = statCmd(args)
-	case "dlq":
-		err = dlqCmd(args)
-	case "tx":
-		err = txCmd(args)
-	case "adopt":
-		err = adoptCmd(args)
-	case "pub":
-		err = pubCmd(args)
-	case "sub":
-		err = subCmd(args)
-	case "help":
-		fmt.Println("usage: kitenats [serve|pub|sub|bench|stat|dlq|tx|adopt] [flags]; kitenats CMD -h for the flags")
-	default:
-		err = fmt.Errorf("unknown command %q (want serve, pub, sub, bench, stat, dlq, tx or adopt)", cmd)
-	}
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
+	if err := run(os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "kitenats:", err)
 		os.Exit(1)
 	}
 }
 
-// serve runs the daemon until SIGINT or SIGTERM; a second signal forces
-// exit.
-func serve(args []string) (err error) {
-	// The flags are read twice: first to learn where the logs go, then with
-	// that logger, so that the config file's notes are in the log file too.
-	cfg, err := parseServeFlags(args, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return err
+func run(args []string) error {
+	name := "serve"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		name, args = args[0], args[1:]
 	}
-	out, closeLog, err := openLogOutput(cfg.LogPath)
-	if err != nil {
-		return err
+	if name == "help" {
+		fmt.Println("usage: kitenats [serve|pub|sub|bench|stat|dlq|tx|adopt] [flags]; kitenats CMD -h for the flags")
+		return nil
 	}
-	defer func() { _ = closeLog() }()
-	log := newLogger(out, cfg.LogLevel)
-	if cfg.LogPath != "" {
-		// main prints the error on stderr; the log file says it too.
-		defer func() {
-			if err != nil {
-				log.Error("kitenats failed", "err", err)
-			}
-		}()
+	cmd, ok := commands[name]
+	if !ok {
+		return fmt.Errorf("unknown command %q (want serve, pub, sub, bench, stat, dlq, tx or adopt)", name)
 	}
-	if cfg, err = parseServeFlags(args, log); err != nil {
-		return err
-	}
-	d, err := newDaemon(cfg, log)
-	if err != nil {
-		return err
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		s := <-sigs
-		log.Info("shutting down: draining deliveries; a second signal forces exit", "signal", s.String())
-		stop()
-		s = <-sigs
-		log.Error("forced exit", "signal", s.String())
-		os.Exit(2)
-	}()
-	err = d.run(ctx)
-	log.Info("kitenats stopped")
-	return err
+	return cmd(args)
 }

@@ -191,3 +191,64 @@ func TestIntegrationLogPathNotWritable(t *testing.T) {
 	requireStartupError(t, code, stderr, "kitenats: -logPath "+dir+": cannot write kitenats.log: ", "not a directory")
 	require.Equal(t, "kitenats: -logPath "+dir+": cannot write kitenats.log: mkdir "+file+": not a directory\n", stderr)
 }
+
+// hungListener accepts connections on 127.0.0.1 and never answers: a
+// ZooKeeper or MySQL that hangs.
+func hungListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	held := make(chan net.Conn, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held <- c
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+		close(held)
+		for c := range held {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// Ctrl-C while the broker waits for a ZooKeeper or a MySQL that accepts
+// and never answers ends start-up at once, with one line saying so, rather
+// than after the registry's 15 s or the store's minute.
+func TestIntegrationStartupInterrupted(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "cluster.toml")
+	require.NoError(t, os.WriteFile(conf, []byte("[clusters.it]\ntopics = [\"trade\"]\n"), 0o600))
+	for name, args := range map[string][]string{
+		"zookeeper": {"-registry", "zk://" + hungListener(t), "-configPath", conf, "-clusterName", "it"},
+		"mysql":     {"-db", "mysql://" + hungListener(t) + "?db=kite&username=root&password=s3cret"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var errBuf bytes.Buffer
+			cmd := exec.Command(binPath, startArgs(t, args...)...)
+			cmd.Stderr = &errBuf
+			require.NoError(t, cmd.Start())
+			time.Sleep(time.Second) // well into the wait
+			require.NoError(t, cmd.Process.Signal(os.Interrupt))
+			exited := make(chan struct{})
+			go func() { defer close(exited); _ = cmd.Wait() }() // the exit code is read below
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+				t.Fatalf("still starting 5 s after SIGINT; stderr:\n%s", errBuf.String())
+			}
+			requireStartupError(t, cmd.ProcessState.ExitCode(), errBuf.String(), "start-up interrupted")
+			require.NotContains(t, errBuf.String(), "s3cret", "the password is masked")
+		})
+	}
+}

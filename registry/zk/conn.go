@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 )
@@ -40,30 +43,83 @@ type dialFunc func(cfg Config, onEvent func(zk.Event)) (conn, error)
 
 // dialZK is the real dialFunc.
 func dialZK(cfg Config, onEvent func(zk.Event)) (conn, error) {
+	sockets := &sockets{open: make(map[net.Conn]struct{})}
 	c, events, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
 		zk.WithEventCallback(onEvent),
 		zk.WithLogger(zkLogger{cfg.Logger}),
-		zk.WithLogInfo(true))
+		zk.WithLogInfo(true),
+		zk.WithDialer(sockets.dial))
 	if err != nil {
 		return nil, fmt.Errorf("zk: connect %v: %w", cfg.Servers, err)
 	}
-	return &zkConn{Conn: c, events: events}, nil
+	return &zkConn{Conn: c, events: events, sockets: sockets}, nil
 }
 
 // zkConn makes Close wait for go-zookeeper's goroutines: its event channel
 // is closed only after its connection loop has returned.
 type zkConn struct {
 	*zk.Conn
-	events <-chan zk.Event
+	events  <-chan zk.Event
+	sockets *sockets
 }
 
 func (c *zkConn) Close() {
 	c.Conn.Close()
+	// A server that accepted the connection and never answers holds the
+	// library's handshake read for ten receive timeouts (about 33 s), and
+	// its loop with it; closing the socket ends the read at once.
+	c.sockets.closeAll()
 	// The library closes events when its loop has returned; the events
 	// themselves already went to the callback.
 	for range c.events {
 		continue
 	}
+}
+
+// sockets dials go-zookeeper's connections and keeps them, so that Close
+// can close them under the library.
+type sockets struct {
+	mu     sync.Mutex
+	open   map[net.Conn]struct{}
+	closed bool
+}
+
+func (s *sockets) dial(network, address string, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout(network, address, timeout)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		_ = c.Close()
+		return nil, net.ErrClosed
+	}
+	s.open[c] = struct{}{}
+	return trackedConn{Conn: c, s: s}, nil
+}
+
+func (s *sockets) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for c := range s.open {
+		_ = c.Close()
+	}
+	clear(s.open)
+}
+
+// trackedConn forgets itself when the library closes it.
+type trackedConn struct {
+	net.Conn
+	s *sockets
+}
+
+func (c trackedConn) Close() error {
+	c.s.mu.Lock()
+	delete(c.s.open, c.Conn)
+	c.s.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // zkLogger routes go-zookeeper's Printf logging into slog. The library

@@ -10,6 +10,7 @@ package zk
 // them afterwards.
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -467,4 +468,39 @@ func TestRegistryZKPartition(t *testing.T) {
 		ok, st, err := obs.Exists(serverNode)
 		return err == nil && ok && st.EphemeralOwner != old && st.EphemeralOwner == r.conn.SessionID()
 	}, registrytest.Timeout, 20*time.Millisecond, "server node back in the new session")
+}
+
+// A server that accepts the connection and never answers: New gives up
+// when ctx ends, and returns soon after, with go-zookeeper's goroutines
+// gone (main_test's leak check), not after the library's handshake read
+// times out (ten receive timeouts, about 33 s).
+func TestNewGivesUpOnAHungServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var held []net.Conn
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	defer func() {
+		_ = ln.Close()
+		<-accepted
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = New(ctx, Config{Servers: []string{ln.Addr().String()}, Logger: slog.New(slog.DiscardHandler)})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(start), 5*time.Second)
+	t.Logf("New returned %s after it started", time.Since(start).Round(time.Millisecond))
 }

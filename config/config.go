@@ -1,0 +1,331 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/kitenats/kitenats/txn"
+)
+
+// Config is the whole daemon configuration: defaults, then the TOML file
+// (KiteQ's cluster.toml keys plus ours), then flags.
+type Config struct {
+	NATS        string        // NATS client listen address; default 127.0.0.1:4222
+	Bind        string        // KiteQ TCP listen address; default 127.0.0.1:13800; "off" disables it
+	Advertise   string        // host:port registered for KiteQ clients; default: Bind when its host is specific
+	AdminPort   int           // admin HTTP port (KiteQ's -pport); default 13801, -1 off
+	DB          string        // store URI; default rocksdb://./data
+	Registry    string        // registry URI; empty: none (bindings kept in the store)
+	Topics      []string      // topics served; empty: all
+	AckWait     time.Duration // KiteQ's deliverySeconds; default 5 s
+	Recover     time.Duration // recover loop period (recoverPeriod); default 100 ms
+	AcceptRate  int           // KiteQ's recievePermitsPerSecond; 0 = off
+	MaxPayload  int           // bytes, default 4 MiB
+	MaxInflight int           // per consumer, default 1000
+	DedupWindow time.Duration // default 2 min
+	BrokerID    string        // ack-subject token; default random per start
+	Secrets     map[string]string
+	AdminSecret string
+	Tx          TxConfig
+	LogLevel    slog.Level
+	LogPath     string // KiteQ's -logPath: logs go to LogPath/kitenats.log; empty: stderr
+}
+
+// TxConfig is the two-phase-commit check-back schedule.
+type TxConfig struct {
+	FirstCheck time.Duration   // after a prepare; default 5 s
+	Interval   time.Duration   // between checks; default 10 s
+	MaxChecks  int             // then the final action; default 10
+	Final      txn.FinalAction // txFinalAction: rollback (default) or deadletter
+}
+
+// The daemon's log file, with -logPath DIR (KiteQ's flag): DIR/kitenats.log,
+// rotated when it reaches LogMaxSizeMB, the rotated files renamed
+// kitenats-<UTC time>.log beside it and the LogMaxBackups newest kept.
+// Without -logPath the logs go to stderr.
+const (
+	LogFileName   = "kitenats.log"
+	LogMaxSizeMB  = 100
+	LogMaxBackups = 10
+)
+
+// Default is ARCHITECTURE.md's standalone default.
+func Default() Config {
+	return Config{
+		NATS:        "127.0.0.1:4222",
+		Bind:        "127.0.0.1:13800",
+		AdminPort:   13801,
+		DB:          "rocksdb://./data",
+		AckWait:     5 * time.Second,
+		Recover:     100 * time.Millisecond,
+		MaxPayload:  4 << 20,
+		MaxInflight: 1000,
+		DedupWindow: 2 * time.Minute,
+	}
+}
+
+// tomlFile is KiteQ's cluster.toml: [registry.<env>] hosts and
+// [clusters.<name>] sections.
+type tomlFile struct {
+	Registry map[string]struct {
+		Hosts string `toml:"hosts"`
+	} `toml:"registry"`
+	Clusters map[string]tomlCluster `toml:"clusters"`
+}
+
+type tomlCluster struct {
+	// KiteQ's keys.
+	Env                     string   `toml:"env"`
+	Topics                  []string `toml:"topics"`
+	DLQExecHour             int      `toml:"dlqExecHour"`
+	DeliveryFirst           bool     `toml:"deliveryFirst"`
+	LogXML                  string   `toml:"logxml"`
+	DB                      string   `toml:"db"`
+	DeliverySeconds         int      `toml:"deliverySeconds"`
+	MaxDeliverWorkers       int      `toml:"maxDeliverWorkers"`
+	RecoverSeconds          int      `toml:"recoverSeconds"`
+	RecievePermitsPerSecond int      `toml:"recievePermitsPerSecond"`
+	// Ours.
+	NATS          string            `toml:"nats"`
+	Advertise     string            `toml:"advertise"`
+	MaxPayload    int               `toml:"maxPayload"`
+	MaxInflight   int               `toml:"maxInflight"`
+	DedupWindow   string            `toml:"dedupWindow"`
+	BrokerID      string            `toml:"brokerId"`
+	Secrets       map[string]string `toml:"secrets"`
+	AdminSecret   string            `toml:"adminSecret"`
+	RecoverPeriod string            `toml:"recoverPeriod"`
+	TxFirstCheck  string            `toml:"txFirstCheck"`
+	TxInterval    string            `toml:"txCheckInterval"`
+	TxMaxChecks   int               `toml:"txMaxChecks"`
+	TxFinal       string            `toml:"txFinalAction"`
+}
+
+// ignoredKiteQKeys are KiteQ keys we read and do not need.
+var ignoredKiteQKeys = map[string]string{
+	"dlqExecHour":       "dead letters move at once, not in a daily job",
+	"deliveryFirst":     "kitenats always stores before it delivers",
+	"logxml":            "logs go to stderr, or with -logPath DIR to DIR/kitenats.log",
+	"maxDeliverWorkers": "deliveries are bounded per consumer by maxInflight",
+	"recoverSeconds":    "redelivery times are exact; the recover loop runs every recoverPeriod (default 100ms)",
+}
+
+// loadTOML applies the [clusters.<cluster>] section of path to c. Unknown
+// keys are warned about, not fatal; KiteQ keys we do not need are noted.
+func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
+	var f tomlFile
+	md, err := toml.DecodeFile(path, &f)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	for _, k := range md.Undecoded() {
+		log.Warn("config: unknown key ignored", "key", k.String(), "file", path)
+	}
+	cl, ok := f.Clusters[cluster]
+	if !ok {
+		names := make([]string, 0, len(f.Clusters))
+		for n := range f.Clusters {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return fmt.Errorf("config %s: no [clusters.%s] (have %s)", path, cluster, strings.Join(names, ", "))
+	}
+	for k, why := range ignoredKiteQKeys {
+		if md.IsDefined("clusters", cluster, k) {
+			log.Info("config: KiteQ key not needed", "key", k, "why", why)
+		}
+	}
+	if cl.Env != "" {
+		reg, ok := f.Registry[cl.Env]
+		if !ok {
+			return fmt.Errorf("config %s: cluster %s names env %q but there is no [registry.%s]", path, cluster, cl.Env, cl.Env)
+		}
+		c.Registry = reg.Hosts
+	}
+	if cl.Topics != nil {
+		c.Topics = cl.Topics
+	}
+	if cl.DB != "" {
+		c.DB = cl.DB
+	}
+	if cl.DeliverySeconds > 0 {
+		c.AckWait = time.Duration(cl.DeliverySeconds) * time.Second
+	}
+	if cl.RecoverPeriod != "" {
+		if c.Recover, err = time.ParseDuration(cl.RecoverPeriod); err != nil {
+			return fmt.Errorf("config %s: recoverPeriod: %w", path, err)
+		}
+	}
+	c.AcceptRate = cl.RecievePermitsPerSecond
+	if cl.NATS != "" {
+		c.NATS = cl.NATS
+	}
+	if cl.Advertise != "" {
+		c.Advertise = cl.Advertise
+	}
+	if cl.MaxPayload > 0 {
+		c.MaxPayload = cl.MaxPayload
+	}
+	if cl.MaxInflight > 0 {
+		c.MaxInflight = cl.MaxInflight
+	}
+	if cl.DedupWindow != "" {
+		if c.DedupWindow, err = time.ParseDuration(cl.DedupWindow); err != nil {
+			return fmt.Errorf("config %s: dedupWindow: %w", path, err)
+		}
+	}
+	if cl.BrokerID != "" {
+		c.BrokerID = cl.BrokerID
+	}
+	c.Secrets, c.AdminSecret = cl.Secrets, cl.AdminSecret
+	for _, d := range []struct {
+		key string
+		val string
+		dst *time.Duration
+	}{{"txFirstCheck", cl.TxFirstCheck, &c.Tx.FirstCheck}, {"txCheckInterval", cl.TxInterval, &c.Tx.Interval}} {
+		if d.val == "" {
+			continue
+		}
+		if *d.dst, err = time.ParseDuration(d.val); err != nil {
+			return fmt.Errorf("config %s: %s: %w", path, d.key, err)
+		}
+	}
+	if cl.TxMaxChecks > 0 {
+		c.Tx.MaxChecks = cl.TxMaxChecks
+	}
+	if cl.TxFinal != "" {
+		if err := c.Tx.Final.UnmarshalText([]byte(cl.TxFinal)); err != nil {
+			return fmt.Errorf("config %s: txFinalAction: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// Parse reads the serve flags (KiteQ's -clusterName -configPath
+// -pport -bind, plus ours) into a Config.
+func Parse(args []string, log *slog.Logger) (Config, error) {
+	fs := flag.NewFlagSet("kitenats", flag.ContinueOnError)
+	natsAddr := fs.String("nats", "", "NATS listen address (default 127.0.0.1:4222)")
+	bind := fs.String("bind", "", "KiteQ TCP listen address (default 127.0.0.1:13800; off: no KiteQ adapter)")
+	advertise := fs.String("advertise", "", "host:port registered in the registry for KiteQ clients (default: -bind)")
+	pport := fs.Int("pport", 0, "admin HTTP port on the -nats host (default 13801; -1 off)")
+	db := fs.String("db", "", "store URI: rocksdb://DIR[?durability=sync|async], memory://, mysql://... (default rocksdb://./data)")
+	reg := fs.String("registry", "", "registry URI: zk://host:port,... or file://path.yaml (default none)")
+	cluster := fs.String("clusterName", "default_dev", "the [clusters.<name>] section of the config file")
+	cfgPath := fs.String("configPath", "", "TOML config file (KiteQ's cluster.toml keys are accepted)")
+	logPath := fs.String("logPath", "", fmt.Sprintf("directory of the log file %s, rotated at %d MB, %d old files kept (KiteQ's flag; default: logs go to stderr)", LogFileName, LogMaxSizeMB, LogMaxBackups))
+	debug := fs.Bool("debug", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	c := Default()
+	if *cfgPath != "" {
+		if err := loadTOML(&c, *cfgPath, *cluster, log); err != nil {
+			return Config{}, err
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["nats"] {
+		c.NATS = *natsAddr
+	}
+	if set["bind"] {
+		c.Bind = *bind
+	}
+	if set["advertise"] {
+		c.Advertise = *advertise
+	}
+	if set["pport"] {
+		c.AdminPort = *pport
+	}
+	if set["db"] {
+		c.DB = *db
+	}
+	if set["registry"] {
+		c.Registry = *reg
+	}
+	if *debug {
+		c.LogLevel = slog.LevelDebug
+	}
+	c.LogPath = *logPath
+	return c, c.Validate()
+}
+
+// Validate checks c and returns one error naming every bad key (the flag's
+// name where a flag sets it, else the cluster.toml key).
+func (c Config) Validate() error {
+	var bad []string
+	for _, a := range []struct{ name, addr string }{{"nats", c.NATS}, {"bind", c.Bind}} {
+		if a.name == "bind" && a.addr == "off" {
+			continue
+		}
+		if _, _, err := SplitHostPort(a.addr); err != nil {
+			bad = append(bad, fmt.Sprintf("-%s %q: %v", a.name, a.addr, err))
+		}
+	}
+	if c.AdminPort < -1 || c.AdminPort > 65535 || c.AdminPort == 0 {
+		bad = append(bad, fmt.Sprintf("-pport %d: want 1..65535, or -1 for off", c.AdminPort))
+	}
+	if c.DB == "" {
+		bad = append(bad, "db: empty (want rocksdb://DIR, memory:// or mysql://…)")
+	}
+	if c.MaxPayload <= 0 || c.MaxPayload > 64<<20 {
+		bad = append(bad, fmt.Sprintf("maxPayload %d: want 1..64 MiB", c.MaxPayload))
+	}
+	if c.MaxInflight <= 0 {
+		bad = append(bad, fmt.Sprintf("maxInflight %d: want a positive number", c.MaxInflight))
+	}
+	if c.AcceptRate < 0 {
+		bad = append(bad, fmt.Sprintf("recievePermitsPerSecond %d: must not be negative", c.AcceptRate))
+	}
+	for _, d := range []struct {
+		key string
+		val time.Duration
+	}{{"deliverySeconds", c.AckWait}, {"recoverPeriod", c.Recover}, {"dedupWindow", c.DedupWindow}} {
+		if d.val <= 0 {
+			bad = append(bad, fmt.Sprintf("%s %s: want a positive duration", d.key, d.val))
+		}
+	}
+	for _, d := range []struct {
+		key string
+		val time.Duration
+	}{{"txFirstCheck", c.Tx.FirstCheck}, {"txCheckInterval", c.Tx.Interval}} {
+		if d.val < 0 {
+			bad = append(bad, fmt.Sprintf("%s %s: must not be negative", d.key, d.val))
+		}
+	}
+	if c.Registry != "" && len(c.Topics) == 0 {
+		bad = append(bad, "topics: with a registry, the served topics must be listed")
+	}
+	if c.AdminSecret == "" && len(c.Secrets) > 0 {
+		bad = append(bad, "adminSecret: secrets are configured without it, so the admin user would be locked out")
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("bad config: %s", strings.Join(bad, "; "))
+}
+
+// SplitHostPort splits host:port and checks the port.
+func SplitHostPort(addr string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(ps)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", ps)
+	}
+	return host, p, nil
+}

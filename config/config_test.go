@@ -1,0 +1,107 @@
+package config
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kitenats/kitenats/txn"
+)
+
+func TestConfigKiteQClusterTOML(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	c, err := Parse([]string{"-configPath", "testdata/cluster.toml", "-clusterName", "memory_dev", "-pport", "-1"}, log)
+	require.NoError(t, err)
+	require.Equal(t, "file://./conf/registry_demo.yaml", c.Registry)
+	require.Equal(t, []string{"relation", "message", "user-profile"}, c.Topics)
+	require.Equal(t, "memory://.?initcap=10000000&maxcap=2000000", c.DB)
+	require.Equal(t, 7*time.Second, c.AckWait)
+	require.Equal(t, 100*time.Millisecond, c.Recover, "KiteQ's recoverSeconds would round redelivery up: not used")
+	require.Equal(t, 20000, c.AcceptRate)
+	require.Equal(t, 64, c.MaxInflight)
+	require.Equal(t, 5*time.Minute, c.DedupWindow)
+	require.Equal(t, map[string]string{"s-user-profile": "123456"}, c.Secrets)
+	require.Equal(t, -1, c.AdminPort, "flags override the file")
+	require.Equal(t, "127.0.0.1:4222", c.NATS, "defaults stay where nothing says otherwise")
+	require.Contains(t, logs.String(), "unknown key ignored")
+	require.Contains(t, logs.String(), "someFutureKey")
+	require.Contains(t, logs.String(), "maxDeliverWorkers")
+}
+
+func TestConfigDefaultsAndFlags(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	c, err := Parse(nil, log)
+	require.NoError(t, err)
+	require.Equal(t, Default(), c)
+	c, err = Parse([]string{"-nats", "127.0.0.1:5222", "-bind", "127.0.0.1:13900", "-db", "memory://"}, log)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:5222", c.NATS)
+	require.Equal(t, "127.0.0.1:13900", c.Bind)
+	require.Equal(t, "memory://", c.DB)
+}
+
+func TestConfigErrors(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	require.NoError(t, os.WriteFile(bad, []byte("[clusters.x\n"), 0o600))
+	noEnv := filepath.Join(t.TempDir(), "noenv.toml")
+	require.NoError(t, os.WriteFile(noEnv, []byte("[clusters.x]\nenv = \"nowhere\"\n"), 0o600))
+	for name, args := range map[string][]string{
+		"missing file":     {"-configPath", "testdata/nope.toml"},
+		"syntax":           {"-configPath", bad, "-clusterName", "x"},
+		"missing cluster":  {"-configPath", "testdata/cluster.toml", "-clusterName", "nope"},
+		"missing registry": {"-configPath", noEnv, "-clusterName", "x"},
+		"bad nats addr":    {"-nats", "localhost"},
+		"bad port":         {"-pport", "0"},
+		"unknown flag":     {"-frobnicate"},
+		"stray argument":   {"extra"},
+	} {
+		_, err := Parse(args, log)
+		require.Error(t, err, name)
+	}
+}
+
+func TestConfigSecretsNeedAdmin(t *testing.T) {
+	c := Default()
+	c.Secrets = map[string]string{"g": "s"}
+	require.ErrorContains(t, c.Validate(), "adminSecret")
+}
+
+// Bad values are one error that names each bad key.
+func TestConfigValidateNamesEveryKey(t *testing.T) {
+	c := Default()
+	c.NATS = "localhost"
+	c.MaxInflight = 0
+	c.AckWait = 0
+	c.Tx.Interval = -time.Second
+	c.Registry = "zk://127.0.0.1:2181"
+	err := c.Validate()
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "\n", "one line")
+	for _, key := range []string{"-nats", "maxInflight", "deliverySeconds", "txCheckInterval", "topics"} {
+		require.ErrorContains(t, err, key)
+	}
+	require.NoError(t, Default().Validate())
+}
+
+// txFinalAction is parsed with the file, and a bad value names the key.
+func TestConfigTxFinalAction(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	dir := t.TempDir()
+	write := func(v string) string {
+		p := filepath.Join(dir, v+".toml")
+		require.NoError(t, os.WriteFile(p, []byte("[clusters.x]\ntxFinalAction = \""+v+"\"\n"), 0o600))
+		return p
+	}
+	c, err := Parse([]string{"-configPath", write("deadletter"), "-clusterName", "x"}, log)
+	require.NoError(t, err)
+	require.Equal(t, txn.FinalDeadLetter, c.Tx.Final)
+	_, err = Parse([]string{"-configPath", write("commit"), "-clusterName", "x"}, log)
+	require.ErrorContains(t, err, "txFinalAction")
+}

@@ -1,0 +1,76 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/kitenats/kitenats/compat"
+	"github.com/kitenats/kitenats/config"
+	"github.com/kitenats/kitenats/semantics"
+	"github.com/kitenats/kitenats/store"
+	"github.com/kitenats/kitenats/txn"
+)
+
+// newKiteQServer builds the KiteQ TCP adapter on cfg.Bind over broker b,
+// with cfg.Secrets as group secrets (none: open mode) and cfg.MaxPayload as
+// the decompressed body limit, so KiteQ and NATS publishes share one size
+// limit. It opens the listener and starts nothing: the caller runs it with
+// Run(ctx), which returns once every connection is closed. Stop it before
+// the broker (ARCHITECTURE.md A.3), so that its connections leave their
+// groups while the broker still runs.
+func newKiteQServer(cfg config.Config, b *semantics.Broker, tx *txn.Coordinator, log *slog.Logger) (*compat.Server, error) {
+	return compat.New(compat.Config{
+		Addr:    cfg.Bind,
+		Secrets: cfg.Secrets,
+		MaxBody: cfg.MaxPayload,
+		Logger:  log.With("component", "kiteq"),
+	}, kiteqBroker{b: b, tx: tx})
+}
+
+// kiteqBroker is compat.Broker over the semantics broker.
+type kiteqBroker struct {
+	b  *semantics.Broker
+	tx *txn.Coordinator
+}
+
+// ResolveTx applies a producer's TxAck.
+func (k kiteqBroker) ResolveTx(ctx context.Context, topic, id string, commit bool) error {
+	return k.tx.Resolve(ctx, topic, id, commit)
+}
+
+func (k kiteqBroker) Publish(m *store.Message, mode compat.Mode, done func(compat.Result, error)) {
+	p := &semantics.Publication{Message: m, Fly: mode == compat.ModeFly, Prepare: mode == compat.ModePrepare}
+	m.Prepared = p.Prepare
+	k.b.Publish(p, func(ack semantics.PubAck, err error) {
+		if err != nil {
+			done(compat.Result{}, err)
+			return
+		}
+		done(compat.Result{Duplicate: ack.Duplicate, Seq: ack.Seq, Groups: ack.Groups}, nil)
+	})
+}
+
+func (k kiteqBroker) Join(group, key string, warmup time.Duration, ep compat.Endpoint) string {
+	return k.b.Join(semantics.ConsumerSpec{Group: group, Key: key, Warmup: warmup, Endpoint: kiteqEndpoint{ep}})
+}
+
+func (k kiteqBroker) Leave(group, consumerID string) { k.b.Leave(group, consumerID) }
+
+func (k kiteqBroker) Ack(a compat.Ack, done func(error)) {
+	kind := semantics.AckNak
+	if a.OK {
+		kind = semantics.AckOK
+	}
+	k.b.Ack(a.Group, a.Consumer, a.Delivery, semantics.Ack{Kind: kind}, done)
+}
+
+// kiteqEndpoint is semantics.Endpoint over a KiteQ connection.
+type kiteqEndpoint struct{ ep compat.Endpoint }
+
+func (e kiteqEndpoint) Deliver(d *semantics.Delivery) error {
+	return e.ep.Deliver(compat.Delivery{ID: d.ID, Consumer: d.Consumer, Attempt: d.Attempt, Message: d.Message})
+}
+
+// Full makes the connection's delivery window a semantics.Throttler.
+func (e kiteqEndpoint) Full() bool { return e.ep.Full() }
