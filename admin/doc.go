@@ -4,7 +4,7 @@
 // restart), /stat (the $KQ.API.STAT counters
 // as JSON), /binds (every group's bindings) and /metrics (the same counters
 // in Prometheus's text format). It imports nothing of this module: it reads
-// state through the small Source interface that main satisfies.
+// state through the small Source interface that the daemon satisfies.
 //
 // Server.Run owns the HTTP server's goroutines and returns after they
 // ended.

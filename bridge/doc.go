@@ -28,7 +28,7 @@
 //
 // It knows nothing about topics, groups, subjects' meaning or KiteQ rules:
 // the permission template, the $KQ subjects and the consumer registry belong
-// to semantics and main. It does not drain the connections Connect returns:
+// to the NATS adapter, semantics and the daemon. It does not drain the connections Connect returns:
 // their owners drain them before Close.
 //
 // # Accounts and reserved users

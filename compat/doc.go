@@ -12,7 +12,7 @@
 // and the mapping of refusals to KiteQ feedback (asRefusal, the one place).
 // It does not own broker rules (topics served, sizes, dedup, dispatch,
 // redelivery, warmup): those are the Broker's, a small interface declared
-// here that main satisfies over semantics. It imports compat/wire and the
+// here that the daemon satisfies over semantics (daemon/kiteq.go). It imports compat/wire and the
 // store types only. A commit=false publish goes to the broker as
 // ModePrepare; a producer's TxAck is handed to Broker.ResolveTx by one
 // goroutine of the server's.
@@ -33,7 +33,11 @@
 //  3. Serving: heartbeats are echoed; publishes go to Broker.Publish and
 //     their store ack is sent from the broker's callback, so the reader
 //     never waits for the store; deliveries arrive through the session's
-//     Endpoint.Deliver and DeliverAcks go to Broker.Ack; TxAcks are logged.
+//     Endpoint.Deliver and DeliverAcks go to Broker.Ack; a TxAck (the
+//     producer's answer to Check, or its own commit or rollback) goes to
+//     Broker.ResolveTx. Check asks one warmed-up connection of the
+//     publishing group about a prepared message (ErrNoProducer when none
+//     can take it).
 //  4. Close (client gone, a fatal frame, a write failure or timeout, a full
 //     write queue on a reply, or server shutdown): the connection and the
 //     writer stop, then the reader Leaves the group, so the broker sends
