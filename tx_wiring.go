@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/kitenats/kitenats/compat"
+	"github.com/kitenats/kitenats/natsproto"
 	"github.com/kitenats/kitenats/semantics"
 	"github.com/kitenats/kitenats/store"
 	"github.com/kitenats/kitenats/txn"
@@ -20,17 +20,12 @@ import (
 type txChecker struct{ d *daemon }
 
 func (c txChecker) Check(ctx context.Context, m *store.Message) (txn.Action, error) {
-	subject := "$KQ.TXCHECK." + semantics.EncodeToken(m.Group)
-	if c.d.br.Interested(subject) {
-		reply, err := c.d.nc.RequestMsgWithContext(ctx, &nats.Msg{
-			Subject: subject,
-			Header:  nats.Header(semantics.DeliveryHeaders(m, 0)),
-			Data:    m.Body,
-		})
-		if err != nil {
-			return txn.Unknown, fmt.Errorf("check %s/%s on %s: %w", m.Topic, m.ID, subject, err)
-		}
-		return txn.ParseAction(string(reply.Data))
+	answer, asked, err := natsproto.TxCheck(ctx, natsRequester{c.d}, m)
+	if err != nil {
+		return txn.Unknown, err
+	}
+	if asked {
+		return txn.ParseAction(answer)
 	}
 	if c.d.kiteq != nil {
 		if err := c.d.kiteq.Check(m); err != nil {
@@ -39,6 +34,20 @@ func (c txChecker) Check(ctx context.Context, m *store.Message) (txn.Action, err
 		return txn.Unknown, nil // the producer answers with a TxAck
 	}
 	return txn.Unknown, errors.New("no producer of the group is connected")
+}
+
+// natsRequester is natsproto.Requester over the embedded server and the
+// broker's inbound connection.
+type natsRequester struct{ d *daemon }
+
+func (r natsRequester) Interested(subject string) bool { return r.d.br.Interested(subject) }
+
+func (r natsRequester) Request(ctx context.Context, subject string, hdr map[string][]string, body []byte) ([]byte, error) {
+	reply, err := r.d.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Header: nats.Header(hdr), Data: body})
+	if err != nil {
+		return nil, err
+	}
+	return reply.Data, nil
 }
 
 // txReleaser is txn.Releaser over the broker. The coordinator is built

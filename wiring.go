@@ -16,6 +16,7 @@ import (
 	"github.com/kitenats/kitenats/admin"
 	"github.com/kitenats/kitenats/bridge"
 	"github.com/kitenats/kitenats/compat"
+	"github.com/kitenats/kitenats/natsproto"
 	"github.com/kitenats/kitenats/registry"
 	"github.com/kitenats/kitenats/semantics"
 	"github.com/kitenats/kitenats/store"
@@ -31,7 +32,8 @@ type daemon struct {
 	nc     *nats.Conn        // subscriptions: publishes, acks, API calls
 	out    *bridge.Publisher // what the broker sends
 	tr     *natsTransport
-	w      *store.Batcher // group commit, shared by the broker and the coordinator
+	nats   *natsproto.Server // the NATS adapter: the broker's Intake and Tap
+	w      *store.Batcher    // group commit, shared by the broker and the coordinator
 	broker *semantics.Broker
 	admin  *admin.Server  // nil when -pport is -1
 	kiteq  *compat.Server // nil when -bind is off
@@ -85,6 +87,7 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 		return nil, err
 	}
 	d.tr = &natsTransport{nc: d.nc, out: d.out}
+	d.nats = natsproto.New(d.tr, d.br)
 	keeper, initial, err := d.bindings()
 	if err != nil {
 		return nil, err
@@ -109,8 +112,10 @@ func newDaemon(cfg Config, log *slog.Logger) (_ *daemon, err error) {
 		// KiteQ publishes get the same 413 as NATS ones.
 		MaxMessageBytes: cfg.MaxPayload,
 		Transactions:    txAdapter{d.tx},
+		Intake:          d.nats,
+		Tap:             d.nats,
 		Logger:          log.With("component", "semantics"),
-	}, d.st, d.w, d.tr, d.br, keeper, initial)
+	}, d.st, d.w, keeper, initial)
 	if err != nil {
 		return nil, err
 	}
@@ -345,8 +350,8 @@ func (d *daemon) close() {
 	}
 }
 
-// natsTransport is semantics.Transport over the broker's in-process
-// connection.
+// natsTransport is natsproto.Transport over the broker's own NATS
+// connections.
 type natsTransport struct {
 	nc   *nats.Conn
 	out  *bridge.Publisher
@@ -354,17 +359,17 @@ type natsTransport struct {
 	subs []*nats.Subscription
 }
 
-func (t *natsTransport) Publish(m *semantics.Msg) error {
+func (t *natsTransport) Publish(m *natsproto.Msg) error {
 	hdr := m.RawHeader
 	if hdr == nil {
-		hdr = semantics.EncodeHeader(m.Header)
+		hdr = natsproto.EncodeHeader(m.Header)
 	}
 	return t.out.Publish(m.Subject, m.Reply, hdr, m.Data)
 }
 
-func (t *natsTransport) Subscribe(subject, queue string, fn func(*semantics.Msg)) (func() error, error) {
+func (t *natsTransport) Subscribe(subject, queue string, fn func(*natsproto.Msg)) (func() error, error) {
 	h := func(m *nats.Msg) {
-		fn(&semantics.Msg{Subject: m.Subject, Reply: m.Reply, Header: m.Header, Data: m.Data})
+		fn(&natsproto.Msg{Subject: m.Subject, Reply: m.Reply, Header: m.Header, Data: m.Data})
 	}
 	var sub *nats.Subscription
 	var err error
@@ -480,28 +485,20 @@ func authorizer(cfg Config) bridge.Authorizer {
 			if pass != cfg.AdminSecret {
 				return nil, errors.New("bad admin secret")
 			}
-			return &bridge.Permissions{
-				Publish:        []string{"$KQ.API.>", "kq.>"},
-				Subscribe:      []string{"$KQ.TAP.>", "kq.>", "_INBOX.>"},
-				AllowResponses: true,
-			}, nil
+			return bridgePermissions(natsproto.AdminPermissions()), nil
 		}
 		secret, ok := cfg.Secrets[user]
 		if !ok || secret != pass {
 			return nil, fmt.Errorf("unknown group or wrong secret for %q", user)
 		}
-		return groupPermissions(user), nil
+		return bridgePermissions(natsproto.GroupPermissions(user)), nil
 	})
 }
 
-// groupPermissions is the permission template of NATS-PROTOCOL.md §7.
-func groupPermissions(group string) *bridge.Permissions {
-	g := semantics.EncodeToken(group)
-	return &bridge.Permissions{
-		Publish:        []string{"kq.>", "$KQ.API.*." + g, "$KQ.API.*.*." + g, "$KQ.ACK." + g + ".>"},
-		Subscribe:      []string{"_INBOX.>", "$KQ.DLV." + g + ".>", "$KQ.TXCHECK." + g},
-		AllowResponses: true,
-	}
+// bridgePermissions is p, the NATS adapter's permission template
+// (NATS-PROTOCOL.md §7), as the embedded server takes it.
+func bridgePermissions(p natsproto.Permissions) *bridge.Permissions {
+	return &bridge.Permissions{Publish: p.Publish, Subscribe: p.Subscribe, AllowResponses: p.AllowResponses}
 }
 
 // startDaemon builds a daemon from cfg and runs it in the background. It
