@@ -7,29 +7,31 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kitenats/kitenats/semantics"
 )
 
 func TestAckParse(t *testing.T) {
 	tests := []struct {
 		in   string
-		want Ack
+		want semantics.Ack
 	}{
-		{"", Ack{Kind: AckOK}},
-		{"+ACK", Ack{Kind: AckOK}},
-		{"+OK", Ack{Kind: AckOK}},
-		{" +ACK\r\n", Ack{Kind: AckOK}},
-		{"-NAK", Ack{Kind: AckNak}},
-		{`-NAK {"delay":2000000000}`, Ack{Kind: AckNak, Delay: 2 * time.Second}},
-		{"-NAK 1.5s", Ack{Kind: AckNak, Delay: 1500 * time.Millisecond}},
-		{"+WPI", Ack{Kind: AckProgress}},
-		{"+TERM", Ack{Kind: AckTerm}},
-		{"+TERM bad payload", Ack{Kind: AckTerm, Reason: "bad payload"}},
-		{"+NXT", Ack{}},
-		{"-NAKED", Ack{}},
-		{"+TERMINATE", Ack{}},
-		{`-NAK {"delay":-5}`, Ack{}},
-		{"-NAK soon", Ack{}},
-		{"hello", Ack{}},
+		{"", semantics.Ack{Kind: semantics.AckOK}},
+		{"+ACK", semantics.Ack{Kind: semantics.AckOK}},
+		{"+OK", semantics.Ack{Kind: semantics.AckOK}},
+		{" +ACK\r\n", semantics.Ack{Kind: semantics.AckOK}},
+		{"-NAK", semantics.Ack{Kind: semantics.AckNak}},
+		{`-NAK {"delay":2000000000}`, semantics.Ack{Kind: semantics.AckNak, Delay: 2 * time.Second}},
+		{"-NAK 1.5s", semantics.Ack{Kind: semantics.AckNak, Delay: 1500 * time.Millisecond}},
+		{"+WPI", semantics.Ack{Kind: semantics.AckProgress}},
+		{"+TERM", semantics.Ack{Kind: semantics.AckTerm}},
+		{"+TERM bad payload", semantics.Ack{Kind: semantics.AckTerm, Reason: "bad payload"}},
+		{"+NXT", semantics.Ack{}},
+		{"-NAKED", semantics.Ack{}},
+		{"+TERMINATE", semantics.Ack{}},
+		{`-NAK {"delay":-5}`, semantics.Ack{}},
+		{"-NAK soon", semantics.Ack{}},
+		{"hello", semantics.Ack{}},
 	}
 	for _, tt := range tests {
 		require.Equal(t, tt.want, ParseAck([]byte(tt.in)), "%q", tt.in)
@@ -45,7 +47,7 @@ func FuzzAckParse(f *testing.F) {
 		if a.Delay < 0 {
 			t.Fatalf("negative delay from %q", p)
 		}
-		if a.Kind != AckNak && a.Delay != 0 || a.Kind != AckTerm && a.Reason != "" {
+		if a.Kind != semantics.AckNak && a.Delay != 0 || a.Kind != semantics.AckTerm && a.Reason != "" {
 			t.Fatalf("stray fields %+v from %q", a, p)
 		}
 	})

@@ -5,15 +5,17 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kitenats/kitenats/semantics"
 )
 
-// listTx is Transactions whose List returns items.
+// listTx is semantics.Transactions whose List returns items.
 type listTx struct {
 	fakeTx
-	items []PreparedTx
+	items []semantics.PreparedTx
 }
 
-func (l listTx) List(context.Context, int, int) (int, []PreparedTx, error) {
+func (l listTx) List(context.Context, int, int) (int, []semantics.PreparedTx, error) {
 	return len(l.items), l.items, nil
 }
 
@@ -28,13 +30,13 @@ func TestListRepliesBytes(t *testing.T) {
 		string(h.api("BINDINGS.LIST", `{"offset":1,"limit":1}`)))
 	require.Equal(t, `{"total":3,"offset":5,"limit":100,"items":[]}`, string(h.api("BINDINGS.LIST", `{"offset":5}`)))
 
-	h = newHarness(t, func(c *Config) {
-		c.Transactions = listTx{items: []PreparedTx{{Topic: "trade", ID: "m1", MessageType: "pay", Group: "p-trade",
+	h = newHarness(t, func(c *semantics.Config) {
+		c.Transactions = listTx{items: []semantics.PreparedTx{{Topic: "trade", ID: "m1", MessageType: "pay", Group: "p-trade",
 			Created: 1700000000, AgeSeconds: 5, Checks: 2, NextCheck: 1700000060}}}
 	})
 	require.Equal(t, `{"total":1,"offset":0,"limit":10,"items":[`+
 		`{"topic":"trade","id":"m1","messageType":"pay","groupId":"p-trade","created":1700000000,"ageSeconds":5,"checks":2,"nextCheck":1700000060}]}`,
 		string(h.api("TX.LIST", `{"limit":10}`)))
-	h = newHarness(t, func(c *Config) { c.Transactions = listTx{items: []PreparedTx{}} })
+	h = newHarness(t, func(c *semantics.Config) { c.Transactions = listTx{items: []semantics.PreparedTx{}} })
 	require.Equal(t, `{"total":0,"offset":0,"limit":100,"items":[]}`, string(h.api("TX.LIST", "")))
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kitenats/kitenats/registry"
+	"github.com/kitenats/kitenats/semantics"
 	"github.com/kitenats/kitenats/store"
 	"github.com/kitenats/kitenats/store/memory"
 )
@@ -37,14 +38,10 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// fakeTransport records what the broker publishes. What a test routes
-// (route) stands for messages the server has routed to the broker that its
-// subscriptions have not handled yet: they are handled at the next Sync.
+// fakeTransport records what the adapter publishes.
 type fakeTransport struct {
-	mu     sync.Mutex
-	out    []*Msg
-	routed []func()
-	syncs  int
+	mu  sync.Mutex
+	out []*Msg
 }
 
 func (t *fakeTransport) Publish(m *Msg) error {
@@ -79,24 +76,12 @@ func decodeHeader(b []byte) map[string][]string {
 
 func (t *fakeTransport) Flush() error { return nil }
 
-func (t *fakeTransport) Sync(context.Context) error {
-	t.mu.Lock()
-	fs := t.routed
-	t.routed = nil
-	t.syncs++
-	t.mu.Unlock()
-	for _, f := range fs {
-		f()
-	}
-	return nil
-}
+func (t *fakeTransport) Dropped() int64 { return 0 }
 
-// route queues handle until the next Sync.
-func (t *fakeTransport) route(handle func()) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.routed = append(t.routed, handle)
-}
+// Sync has nothing to wait for: the tests call the handlers themselves.
+// (The broker's use of it, ordering a close behind the acks before it, is
+// tested in package semantics.)
+func (t *fakeTransport) Sync(context.Context) error { return nil }
 
 func (t *fakeTransport) Subscribe(string, string, func(*Msg)) (func() error, error) {
 	return func() error { return nil }, nil
@@ -143,11 +128,14 @@ func (k *fakeKeeper) KeepBindings(_ context.Context, g string, bs []registry.Bin
 	return nil
 }
 
-// harness is a broker over a memory store, a fake transport and a fake
-// clock. The store writer runs; the recover loop only runs through tick.
+// harness is the adapter over a broker over a memory store, a fake
+// transport and a fake clock. The store writer runs; the recover loop only
+// runs through tick; the tests call the adapter's handlers as its
+// subscriptions would.
 type harness struct {
 	t      *testing.T
-	b      *Broker
+	s      *Server
+	b      *semantics.Broker
 	w      *store.Batcher
 	clk    *fakeClock
 	tr     *fakeTransport
@@ -159,15 +147,16 @@ type harness struct {
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
-func newHarness(t *testing.T, mod func(*Config)) *harness {
+func newHarness(t *testing.T, mod func(*semantics.Config)) *harness {
 	return newHarnessOver(t, mod, nil)
 }
 
 // newHarnessOver is newHarness with the memory store wrapped by wrap.
-func newHarnessOver(t *testing.T, mod func(*Config), wrap func(store.Store) store.Store) *harness {
+func newHarnessOver(t *testing.T, mod func(*semantics.Config), wrap func(store.Store) store.Store) *harness {
 	t.Helper()
 	h := &harness{t: t, clk: &fakeClock{t: t0}, tr: &fakeTransport{}, loc: fakeLocator{}, keeper: &fakeKeeper{}, st: memory.New(memory.Config{})}
-	cfg := Config{BrokerID: "b1", Now: h.clk.Now, Seed: 7}
+	h.s = New(h.tr, h.loc)
+	cfg := semantics.Config{BrokerID: "b1", Now: h.clk.Now, Seed: 7, Intake: h.s, Tap: h.s}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -176,9 +165,10 @@ func newHarnessOver(t *testing.T, mod func(*Config), wrap func(store.Store) stor
 		st = wrap(st)
 	}
 	h.w = store.NewBatcher(st, store.BatcherConfig{Now: h.clk.Now})
-	b, err := New(cfg, st, h.w, h.tr, h.loc, h.keeper, nil)
+	b, err := semantics.New(cfg, st, h.w, h.keeper, nil)
 	require.NoError(t, err)
 	h.b = b
+	h.s.attach(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.ctx = ctx
 	done := make(chan struct{})
@@ -220,7 +210,7 @@ func (h *harness) bind(group, deliver string, conn uint64, extra string, binding
 // api calls $KQ.API.<call> and returns the reply body.
 func (h *harness) api(call, body string) []byte {
 	h.t.Helper()
-	h.b.handleAPI(&Msg{Subject: "$KQ.API." + call, Reply: "_INBOX.api", Data: []byte(body)})
+	h.s.handleAPI(&Msg{Subject: "$KQ.API." + call, Reply: "_INBOX.api", Data: []byte(body)})
 	h.settle()
 	rs := h.tr.take("_INBOX.api")
 	require.Len(h.t, rs, 1)
@@ -230,7 +220,7 @@ func (h *harness) api(call, body string) []byte {
 // publish sends a publish with a reply subject and returns the reply.
 func (h *harness) publish(subject string, hdr map[string][]string, body string) []byte {
 	h.t.Helper()
-	h.b.handlePublish(&Msg{Subject: subject, Reply: "_INBOX.pub", Header: hdr, Data: []byte(body)})
+	h.s.handlePublish(&Msg{Subject: subject, Reply: "_INBOX.pub", Header: hdr, Data: []byte(body)})
 	h.settle()
 	rs := h.tr.take("_INBOX.pub")
 	require.Len(h.t, rs, 1)
@@ -240,7 +230,7 @@ func (h *harness) publish(subject string, hdr map[string][]string, body string) 
 // ack sends payload as the reply to delivery d and returns the answer.
 func (h *harness) ack(d *Msg, payload string) []byte {
 	h.t.Helper()
-	h.b.handleAck(&Msg{Subject: d.Reply, Reply: "_INBOX.ack", Data: []byte(payload)})
+	h.s.handleAck(&Msg{Subject: d.Reply, Reply: "_INBOX.ack", Data: []byte(payload)})
 	h.settle()
 	rs := h.tr.take("_INBOX.ack")
 	require.Len(h.t, rs, 1)
@@ -249,31 +239,20 @@ func (h *harness) ack(d *Msg, payload string) []byte {
 
 func (h *harness) deliveries(deliver string) []*Msg { return h.tr.take(deliver) }
 
-// connClosed reports that conn closed and does the closer's work (Run's
-// goroutine, which the harness does not run).
-func (h *harness) connClosed(conns ...uint64) {
-	h.t.Helper()
-	for _, c := range conns {
-		h.b.ConnClosed(c)
-	}
-	h.b.closeConns(h.ctx)
-	h.settle()
-}
-
-func (h *harness) stat() *Stat {
+func (h *harness) stat() *semantics.Stat {
 	h.t.Helper()
 	s, err := h.b.Stat(context.Background())
 	require.NoError(h.t, err)
 	return s
 }
 
-func (h *harness) groupStat(topic, group string) GroupStat {
+func (h *harness) groupStat(topic, group string) semantics.GroupStat {
 	for _, g := range h.stat().Groups {
 		if g.Topic == topic && g.Group == group {
 			return g
 		}
 	}
-	return GroupStat{Topic: topic, Group: group}
+	return semantics.GroupStat{Topic: topic, Group: group}
 }
 
 func direct(topic, mt string, persistent bool) string {
