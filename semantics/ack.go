@@ -21,17 +21,17 @@ const (
 	AckTerm                    // never redeliver to this group
 )
 
-// String names the kind as NATS clients write it.
+// String names the kind (for logs; each adapter has its own spelling).
 func (k AckKind) String() string {
 	switch k {
 	case AckOK:
-		return "+ACK"
+		return "ok"
 	case AckNak:
-		return "-NAK"
+		return "nak"
 	case AckProgress:
-		return "+WPI"
+		return "progress"
 	case AckTerm:
-		return "+TERM"
+		return "term"
 	default:
 		return "unknown"
 	}
