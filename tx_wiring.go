@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/kitenats/kitenats/bridge"
 	"github.com/kitenats/kitenats/compat"
 	"github.com/kitenats/kitenats/natsproto"
 	"github.com/kitenats/kitenats/semantics"
@@ -20,7 +21,7 @@ import (
 type txChecker struct{ d *daemon }
 
 func (c txChecker) Check(ctx context.Context, m *store.Message) (txn.Action, error) {
-	answer, asked, err := natsproto.TxCheck(ctx, natsRequester{c.d}, m)
+	answer, asked, err := natsproto.TxCheck(ctx, natsRequester{br: c.d.br, nc: c.d.nc}, m)
 	if err != nil {
 		return txn.Unknown, err
 	}
@@ -38,12 +39,15 @@ func (c txChecker) Check(ctx context.Context, m *store.Message) (txn.Action, err
 
 // natsRequester is natsproto.Requester over the embedded server and the
 // broker's inbound connection.
-type natsRequester struct{ d *daemon }
+type natsRequester struct {
+	br *bridge.Server
+	nc *nats.Conn
+}
 
-func (r natsRequester) Interested(subject string) bool { return r.d.br.Interested(subject) }
+func (r natsRequester) Interested(subject string) bool { return r.br.Interested(subject) }
 
 func (r natsRequester) Request(ctx context.Context, subject string, hdr map[string][]string, body []byte) ([]byte, error) {
-	reply, err := r.d.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Header: nats.Header(hdr), Data: body})
+	reply, err := r.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Header: nats.Header(hdr), Data: body})
 	if err != nil {
 		return nil, err
 	}

@@ -200,16 +200,6 @@ func (h *harness) publishMessage(p *Publication) PubAck {
 	return r.ack
 }
 
-// ack acknowledges delivery d of consumer with kind and returns the
-// outcome once durable.
-func (h *harness) ack(consumer string, d *Delivery, kind AckKind) error {
-	h.t.Helper()
-	done := make(chan error, 1)
-	h.b.Ack(d.Group, consumer, d.ID, Ack{Kind: kind}, func(err error) { done <- err })
-	h.settle()
-	return <-done
-}
-
 // connClosed reports that conn closed and does the closer's work (Run's
 // goroutine, which the harness does not run).
 func (h *harness) connClosed(conns ...uint64) {
