@@ -39,6 +39,8 @@ func (c txChecker) Check(ctx context.Context, m *store.Message) (txn.Action, err
 
 // natsRequester is natsproto.Requester over the embedded server and the
 // broker's inbound connection.
+var _ natsproto.Requester = natsRequester{}
+
 type natsRequester struct {
 	br *bridge.Server
 	nc *nats.Conn

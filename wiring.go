@@ -352,6 +352,8 @@ func (d *daemon) close() {
 
 // natsTransport is natsproto.Transport over the broker's own NATS
 // connections.
+var _ natsproto.Transport = (*natsTransport)(nil)
+
 type natsTransport struct {
 	nc   *nats.Conn
 	out  *bridge.Publisher
