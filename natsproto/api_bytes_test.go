@@ -40,3 +40,18 @@ func TestListRepliesBytes(t *testing.T) {
 	h = newHarness(t, func(c *semantics.Config) { c.Transactions = listTx{items: []semantics.PreparedTx{}} })
 	require.Equal(t, `{"total":0,"offset":0,"limit":100,"items":[]}`, string(h.api("TX.LIST", "")))
 }
+
+// TestCallRepliesBytes pins the JSON of the other calls' typed replies:
+// the bytes the maps they replaced encoded to.
+func TestCallRepliesBytes(t *testing.T) {
+	h := newHarness(t, func(c *semantics.Config) { c.Transactions = fakeTx{} })
+	h.loc[dlv] = []uint64{1}
+	bind := string(h.api("BIND.s-trade", `{"deliver":"`+dlv+`","bindings":[`+direct("trade", "pay", true)+`]}`))
+	require.Regexp(t, `^\{"consumer":"[0-9a-f]{16}"\}$`, bind)
+	id := bind[len(`{"consumer":"`) : len(bind)-2]
+	require.Equal(t, `{"deleted":true}`, string(h.api("CONSUMER.DELETE.s-trade", `{"consumer":"`+id+`"}`)))
+	require.Equal(t, `{"deleted":true}`, string(h.api("BINDINGS.DELETE.s-trade", `{"topic":"trade","messageType":"pay"}`)))
+	require.Equal(t, `{"action":"commit","id":"0123456789abcdef0123456789abcdef"}`,
+		string(h.api("TX.p-trade", `{"topic":"trade","id":"0123456789abcdef0123456789abcdef","action":"commit"}`)))
+	require.Equal(t, `{"replayed":true}`, string(h.api("DLQ.REPLAY", `{"topic":"trade","groupId":"s-trade","id":"0123456789abcdef0123456789abcdef"}`)))
+}
