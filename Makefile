@@ -36,8 +36,8 @@ integration: build
 	CGO_ENABLED=1 $(GO) test $(GOFLAGS_T) -tags integration ./integration/...
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzSubjectRoundTrip -fuzztime 20s ./semantics/
-	$(GO) test -run '^$$' -fuzz FuzzAckParse -fuzztime 20s ./semantics/
+	$(GO) test -run '^$$' -fuzz FuzzSubjectRoundTrip -fuzztime 20s ./natsproto/
+	$(GO) test -run '^$$' -fuzz FuzzAckParse -fuzztime 20s ./natsproto/
 	$(GO) test -run '^$$' -fuzz FuzzBindingMatch -fuzztime 20s ./registry/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeFrame -fuzztime 20s ./compat/wire/
 	$(GO) test -run '^$$' -fuzz FuzzCompatSession -fuzztime 20s ./compat/

@@ -29,6 +29,7 @@ func TestArchitectureImports(t *testing.T) {
 		"registry/registrytest": {"registry"},
 		"semantics":             {"store", "registry", "kqerr"},
 		"txn":                   {"store", "kqerr"},
+		"natsproto":             {"semantics", "store", "registry", "kqerr"},
 		"compat":                {"compat/wire", "store", "kqerr"},
 		"compat/wire":           {},
 		"compat/compattest":     {"compat/wire"},
@@ -36,7 +37,7 @@ func TestArchitectureImports(t *testing.T) {
 		"admin":                 {},
 		"client":                {"kqerr"},
 		"config":                {"txn"},
-		"daemon": {"admin", "bridge", "compat", "config", "registry", "registry/file", "registry/zk",
+		"daemon": {"admin", "bridge", "compat", "config", "natsproto", "registry", "registry/file", "registry/zk",
 			"semantics", "store", "store/memory", "store/mysql", "store/rocksdb", "txn"},
 		"internal/cli":   {"client", "config", "daemon", "store/mysql"},
 		"internal/bench": {"bridge", "compat/wire", "config", "daemon", "registry"},
@@ -61,6 +62,11 @@ func TestArchitectureImports(t *testing.T) {
 			if !strings.HasPrefix(imp, mod+"/") {
 				if imp == "github.com/nats-io/nats-server/v2/server" {
 					require.Equal(t, "bridge", rel, "only bridge may import nats-server")
+				}
+				// The adapters and the core reach NATS through interfaces
+				// the root package satisfies.
+				if strings.HasPrefix(imp, "github.com/nats-io/") {
+					require.NotContains(t, []string{"natsproto", "semantics", "compat", "txn"}, rel, "%s must not import %s", rel, imp)
 				}
 				continue
 			}

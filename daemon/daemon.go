@@ -16,6 +16,7 @@ import (
 	"github.com/kitenats/kitenats/bridge"
 	"github.com/kitenats/kitenats/compat"
 	"github.com/kitenats/kitenats/config"
+	"github.com/kitenats/kitenats/natsproto"
 	"github.com/kitenats/kitenats/registry"
 	"github.com/kitenats/kitenats/semantics"
 	"github.com/kitenats/kitenats/store"
@@ -32,7 +33,8 @@ type Daemon struct {
 	nc     *nats.Conn        // subscriptions: publishes, acks, API calls
 	out    *bridge.Publisher // what the broker sends
 	tr     *natsTransport
-	w      *store.Batcher // group commit, shared by the broker and the coordinator
+	nats   *natsproto.Server // the NATS adapter: the broker's Intake and Tap
+	w      *store.Batcher    // group commit, shared by the broker and the coordinator
 	broker *semantics.Broker
 	admin  *admin.Server  // nil when -pport is -1
 	kiteq  *compat.Server // nil when -bind is off
@@ -110,8 +112,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 		// KiteQ publishes get the same 413 as NATS ones.
 		MaxMessageBytes: cfg.MaxPayload,
 		Transactions:    txAdapter{d.tx},
+		Intake:          d.nats,
+		Tap:             d.nats,
 		Logger:          log.With("component", "semantics"),
-	}, d.st, d.w, d.tr, d.br, keeper, initial)
+	}, d.st, d.w, keeper, initial)
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +155,7 @@ func (d *Daemon) connectBroker() (err error) {
 		return err
 	}
 	d.tr = &natsTransport{nc: d.nc, out: d.out}
+	d.nats = natsproto.New(d.tr, d.br)
 	return nil
 }
 

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kitenats/kitenats/bridge"
-	"github.com/kitenats/kitenats/semantics"
+	"github.com/kitenats/kitenats/natsproto"
 )
 
 // TestTransportSyncAfterDisconnect pins the ordering behind
@@ -30,10 +30,10 @@ func TestTransportSyncAfterDisconnect(t *testing.T) {
 	require.NoError(t, err)
 	tr := &natsTransport{nc: nc}
 	var handled atomic.Int64
-	stop, err := tr.Subscribe("$KQ.ACK.*.b1.*.*", "", func(*semantics.Msg) { handled.Add(1) })
+	stop, err := tr.Subscribe("$KQ.ACK.*.b1.*.*", "", func(*natsproto.Msg) { handled.Add(1) })
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = stop() })
-	stopAPI, err := tr.Subscribe("$KQ.API.>", "kq", func(*semantics.Msg) {})
+	stopAPI, err := tr.Subscribe("$KQ.API.>", "kq", func(*natsproto.Msg) {})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = stopAPI() })
 	require.NoError(t, nc.Flush())

@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kitenats/kitenats/client"
-	"github.com/kitenats/kitenats/semantics"
+	"github.com/kitenats/kitenats/natsproto"
 )
 
 // TestClientSubjectEncodingMatchesBroker pins the copy of the subject
@@ -24,7 +24,7 @@ func TestClientSubjectEncodingMatchesBroker(t *testing.T) {
 		cases = append(cases, string(b))
 	}
 	for _, s := range cases {
-		require.Equal(t, semantics.EncodeToken(s), client.EncodeToken(s), "%q", s)
-		require.Equal(t, semantics.Subject("t"+s, s+"m"), client.Subject("t"+s, s+"m"), "%q", s)
+		require.Equal(t, natsproto.EncodeToken(s), client.EncodeToken(s), "%q", s)
+		require.Equal(t, natsproto.Subject("t"+s, s+"m"), client.Subject("t"+s, s+"m"), "%q", s)
 	}
 }

@@ -11,11 +11,13 @@ import (
 
 	"github.com/kitenats/kitenats/bridge"
 	"github.com/kitenats/kitenats/config"
-	"github.com/kitenats/kitenats/semantics"
+	"github.com/kitenats/kitenats/natsproto"
 )
 
-// natsTransport is semantics.Transport over the broker's in-process
-// connection.
+// natsTransport is natsproto.Transport over the broker's own NATS
+// connections.
+var _ natsproto.Transport = (*natsTransport)(nil)
+
 type natsTransport struct {
 	nc   *nats.Conn
 	out  *bridge.Publisher
@@ -23,17 +25,17 @@ type natsTransport struct {
 	subs []*nats.Subscription
 }
 
-func (t *natsTransport) Publish(m *semantics.Msg) error {
+func (t *natsTransport) Publish(m *natsproto.Msg) error {
 	hdr := m.RawHeader
 	if hdr == nil {
-		hdr = semantics.EncodeHeader(m.Header)
+		hdr = natsproto.EncodeHeader(m.Header)
 	}
 	return t.out.Publish(m.Subject, m.Reply, hdr, m.Data)
 }
 
-func (t *natsTransport) Subscribe(subject, queue string, fn func(*semantics.Msg)) (func() error, error) {
+func (t *natsTransport) Subscribe(subject, queue string, fn func(*natsproto.Msg)) (func() error, error) {
 	h := func(m *nats.Msg) {
-		fn(&semantics.Msg{Subject: m.Subject, Reply: m.Reply, Header: m.Header, Data: m.Data})
+		fn(&natsproto.Msg{Subject: m.Subject, Reply: m.Reply, Header: m.Header, Data: m.Data})
 	}
 	var sub *nats.Subscription
 	var err error
@@ -114,26 +116,18 @@ func authorizer(cfg config.Config) bridge.Authorizer {
 			if pass != cfg.AdminSecret {
 				return nil, errors.New("bad admin secret")
 			}
-			return &bridge.Permissions{
-				Publish:        []string{"$KQ.API.>", "kq.>"},
-				Subscribe:      []string{"$KQ.TAP.>", "kq.>", "_INBOX.>"},
-				AllowResponses: true,
-			}, nil
+			return bridgePermissions(natsproto.AdminPermissions()), nil
 		}
 		secret, ok := cfg.Secrets[user]
 		if !ok || secret != pass {
 			return nil, fmt.Errorf("unknown group or wrong secret for %q", user)
 		}
-		return groupPermissions(user), nil
+		return bridgePermissions(natsproto.GroupPermissions(user)), nil
 	})
 }
 
-// groupPermissions is the permission template of NATS-PROTOCOL.md §7.
-func groupPermissions(group string) *bridge.Permissions {
-	g := semantics.EncodeToken(group)
-	return &bridge.Permissions{
-		Publish:        []string{"kq.>", "$KQ.API.*." + g, "$KQ.API.*.*." + g, "$KQ.ACK." + g + ".>"},
-		Subscribe:      []string{"_INBOX.>", "$KQ.DLV." + g + ".>", "$KQ.TXCHECK." + g},
-		AllowResponses: true,
-	}
+// bridgePermissions is p, the NATS adapter's permission template
+// (NATS-PROTOCOL.md §7), as the embedded server takes it.
+func bridgePermissions(p natsproto.Permissions) *bridge.Permissions {
+	return &bridge.Permissions{Publish: p.Publish, Subscribe: p.Subscribe, AllowResponses: p.AllowResponses}
 }

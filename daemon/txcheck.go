@@ -3,12 +3,13 @@ package daemon
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/kitenats/kitenats/bridge"
 	"github.com/kitenats/kitenats/compat"
+	"github.com/kitenats/kitenats/natsproto"
 	"github.com/kitenats/kitenats/semantics"
 	"github.com/kitenats/kitenats/store"
 	"github.com/kitenats/kitenats/txn"
@@ -20,19 +21,14 @@ import (
 type natsTxCheck struct{ d *Daemon }
 
 func (c natsTxCheck) Check(ctx context.Context, m *store.Message) (txn.Action, error) {
-	subject := "$KQ.TXCHECK." + semantics.EncodeToken(m.Group)
-	if !c.d.br.Interested(subject) {
+	answer, asked, err := natsproto.TxCheck(ctx, natsRequester{br: c.d.br, nc: c.d.nc}, m)
+	switch {
+	case err != nil:
+		return txn.Unknown, err
+	case !asked:
 		return txn.Unknown, txn.ErrNoProducer
 	}
-	reply, err := c.d.nc.RequestMsgWithContext(ctx, &nats.Msg{
-		Subject: subject,
-		Header:  nats.Header(semantics.DeliveryHeaders(m, 0)),
-		Data:    m.Body,
-	})
-	if err != nil {
-		return txn.Unknown, fmt.Errorf("check %s/%s on %s: %w", m.Topic, m.ID, subject, err)
-	}
-	return txn.ParseAction(string(reply.Data))
+	return txn.ParseAction(answer)
 }
 
 // kiteqTxCheck asks a KiteQ connection of the group; its answer arrives
@@ -50,6 +46,25 @@ func (c kiteqTxCheck) Check(_ context.Context, m *store.Message) (txn.Action, er
 		return txn.Unknown, txn.ErrNoProducer
 	}
 	return txn.Unknown, err
+}
+
+// natsRequester is natsproto.Requester over the embedded server and the
+// broker's inbound connection.
+var _ natsproto.Requester = natsRequester{}
+
+type natsRequester struct {
+	br *bridge.Server
+	nc *nats.Conn
+}
+
+func (r natsRequester) Interested(subject string) bool { return r.br.Interested(subject) }
+
+func (r natsRequester) Request(ctx context.Context, subject string, hdr map[string][]string, body []byte) ([]byte, error) {
+	reply, err := r.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Header: nats.Header(hdr), Data: body})
+	if err != nil {
+		return nil, err
+	}
+	return reply.Data, nil
 }
 
 // txReleaser is txn.Releaser over the broker. The coordinator is built

@@ -1,38 +1,47 @@
 package semantics
 
 import (
-	"strings"
+	"time"
 
 	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/store"
 )
 
-// handleAck takes a consumer's reply on
-// $KQ.ACK.<group>.<broker>.<consumer>.<delivery>.
-func (b *Broker) handleAck(msg *Msg) {
-	var tok [6]string
-	if !splitTokens(msg.Subject, tok[:]) {
-		return
+// AckKind is what a consumer said about a delivery.
+type AckKind uint8
+
+// The outcomes of a delivery (NATS-PROTOCOL.md §4 writes them in
+// JetStream's ack grammar, which natsproto parses; a KiteQ ack is AckOK or
+// AckNak).
+const (
+	AckUnknown  AckKind = iota // a payload the adapter did not understand: changes nothing
+	AckOK                      // done for this group
+	AckNak                     // redeliver per schedule, not before Ack.Delay
+	AckProgress                // restart the ack timer
+	AckTerm                    // never redeliver to this group
+)
+
+// String names the kind (for logs; each adapter has its own spelling).
+func (k AckKind) String() string {
+	switch k {
+	case AckOK:
+		return "ok"
+	case AckNak:
+		return "nak"
+	case AckProgress:
+		return "progress"
+	case AckTerm:
+		return "term"
+	default:
+		return "unknown"
 	}
-	group, err := DecodeToken(tok[2])
-	if err != nil {
-		b.answer(msg.Reply, kqerr.New(kqerr.BadRequest, err, "bad ack subject %s", msg.Subject))
-		return
-	}
-	b.Ack(group, tok[4], tok[5], ParseAck(msg.Data), func(err error) { b.answer(msg.Reply, err) })
 }
 
-// answer replies to an ack or API request that has a reply subject: an
-// empty body for success, an error body otherwise.
-func (b *Broker) answer(reply string, err error) {
-	if reply == "" {
-		return
-	}
-	if err != nil {
-		b.reply(reply, errorBody(err))
-		return
-	}
-	b.reply(reply, nil)
+// Ack is a consumer's acknowledgement of one delivery.
+type Ack struct {
+	Kind   AckKind
+	Delay  time.Duration // AckNak: not before this
+	Reason string        // AckTerm
 }
 
 // Ack applies a consumer's acknowledgement of delivery id. done is called
@@ -103,21 +112,4 @@ func (b *Broker) Ack(group, consumerID, id string, a Ack, done func(error)) {
 	if wake {
 		b.wake() // capacity was freed while the store may hold due messages
 	}
-}
-
-// splitTokens splits subject at its dots into exactly len(tok) tokens, in
-// place; it reports false for any other number of tokens.
-func splitTokens(subject string, tok []string) bool {
-	for i := range tok[:len(tok)-1] {
-		j := strings.IndexByte(subject, '.')
-		if j < 0 {
-			return false
-		}
-		tok[i], subject = subject[:j], subject[j+1:]
-	}
-	if strings.IndexByte(subject, '.') >= 0 {
-		return false
-	}
-	tok[len(tok)-1] = subject
-	return true
 }

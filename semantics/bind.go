@@ -2,84 +2,12 @@ package semantics
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"slices"
-	"strings"
-	"time"
 
 	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/registry"
 )
-
-// bindRequest is the body of $KQ.API.BIND.<group>.
-type bindRequest struct {
-	Deliver      string        `json:"deliver"`
-	Bindings     []bindingSpec `json:"bindings"`
-	WarmingupSec int           `json:"warmingupSec"`
-	MaxInflight  int           `json:"maxInflight"`
-	AckWait      time.Duration `json:"ackWait"`
-}
-
-// bindingSpec is a binding as a NATS client writes it.
-type bindingSpec struct {
-	Topic       string            `json:"topic"`
-	MessageType string            `json:"messageType"`
-	BindType    registry.BindType `json:"bindType"`
-	Persistent  bool              `json:"persistent"`
-	Watermark   int32             `json:"watermark"`
-}
-
-// handleBind serves $KQ.API.BIND.<group>: it adds the bindings to the
-// group's set (durably) and makes the connection holding the deliver
-// subscription a consumer of the group.
-func (b *Broker) handleBind(ctx context.Context, group string, body []byte) (any, error) {
-	var req bindRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, kqerr.New(kqerr.BadRequest, err, "bad BIND request: %v", err)
-	}
-	prefix := "$KQ.DLV." + EncodeToken(group) + "."
-	if !strings.HasPrefix(req.Deliver, prefix) || len(req.Deliver) == len(prefix) || strings.ContainsAny(req.Deliver, "*> ") {
-		return nil, kqerr.New(kqerr.BadRequest, nil, "deliver subject %q must be %s<anything>", req.Deliver, prefix)
-	}
-	if req.WarmingupSec < 0 || req.MaxInflight < 0 || req.AckWait < 0 {
-		return nil, kqerr.New(kqerr.BadRequest, nil, "warmingupSec, maxInflight and ackWait must not be negative")
-	}
-	bs := make([]registry.Binding, 0, len(req.Bindings))
-	for _, s := range req.Bindings {
-		bd := registry.Binding{
-			GroupID: group, Topic: s.Topic, MessageType: s.MessageType, BindType: s.BindType,
-			Persistent: s.Persistent, Watermark: s.Watermark,
-		}.Normalize()
-		if err := bd.Validate(); err != nil {
-			return nil, kqerr.New(kqerr.BadRequest, err, "%v", err)
-		}
-		if !b.serves(bd.Topic) {
-			return nil, kqerr.New(kqerr.NotFound, nil, "topic not served: %s", bd.Topic)
-		}
-		bs = append(bs, bd)
-	}
-	holders, err := b.loc.Holders(req.Deliver)
-	if err != nil {
-		return nil, kqerr.New(kqerr.Internal, err, "finding the deliver subscription: %v", err)
-	}
-	if len(holders) != 1 {
-		return nil, kqerr.New(kqerr.Conflict, nil, "%d connections subscribe to %s; exactly one must", len(holders), req.Deliver)
-	}
-	if err := b.AddBindings(ctx, group, bs); err != nil {
-		return nil, err
-	}
-	id := b.Join(ConsumerSpec{
-		Group:       group,
-		Key:         req.Deliver,
-		Conn:        holders[0],
-		Warmup:      time.Duration(req.WarmingupSec) * time.Second,
-		MaxInflight: req.MaxInflight,
-		AckWait:     req.AckWait,
-		Endpoint:    natsEndpoint{b: b, subject: req.Deliver},
-	})
-	return map[string]string{"consumer": id}, nil
-}
 
 // AddBindings adds bs to group's set: identical bindings are no-ops, a
 // conflict (NATS-PROTOCOL.md §3) refuses the whole call with 409, and the
@@ -134,7 +62,8 @@ func (b *Broker) keepBindings(ctx context.Context, group string, set []registry.
 	return nil
 }
 
-// SetBindings replaces the bindings of group (from BIND, or a registry watch).
+// SetBindings replaces the bindings of group (from AddBindings, or a
+// registry watch).
 func (b *Broker) SetBindings(group string, bs []registry.Binding) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -248,10 +177,10 @@ func (b *Broker) Leave(group, id string) bool {
 	return true
 }
 
-// ConnClosed reports that NATS connection conn closed: its consumers are
-// removed and their unacknowledged deliveries go to other consumers, but
-// only once every message the server had routed to the broker before the
-// report has been handled (Transport.Sync), so that an ack the client sent
+// ConnClosed reports that connection conn (ConsumerSpec.Conn) closed: its
+// consumers are removed and their unacknowledged deliveries go to other
+// consumers, but only once everything the Intake had received before the
+// report has been handled (Intake.Sync), so that an ack the client sent
 // just before closing counts. It does not wait: Run's closer does that work,
 // for every connection reported meanwhile at once.
 func (b *Broker) ConnClosed(conn uint64) {
@@ -292,11 +221,13 @@ func (b *Broker) closeConns(ctx context.Context) {
 	if len(conns) == 0 {
 		return
 	}
-	if err := b.tr.Sync(ctx); err != nil {
-		if ctx.Err() != nil {
-			return // shutting down: the stored leases bring the deliveries back
+	if in := b.cfg.Intake; in != nil {
+		if err := in.Sync(ctx); err != nil {
+			if ctx.Err() != nil {
+				return // shutting down: the stored leases bring the deliveries back
+			}
+			b.log.Warn("semantics: closing consumers without waiting for their last acks", "conns", len(conns), "err", err)
 		}
-		b.log.Warn("semantics: closing consumers without waiting for their last acks", "conns", len(conns), "err", err)
 	}
 	b.mu.Lock()
 	var more []*flight

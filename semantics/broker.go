@@ -20,46 +20,35 @@ import (
 	"github.com/kitenats/kitenats/store"
 )
 
-// Msg is a NATS message as the broker sees it.
-type Msg struct {
-	Subject string
-	Reply   string
-	Header  map[string][]string
-	// RawHeader, on a message the broker publishes, is its header block
-	// already encoded (see EncodeHeader); it takes the place of Header.
-	RawHeader []byte
-	Data      []byte
-}
-
-// Transport is the broker's own NATS connection (satisfied by an adapter
-// over bridge's in-process connection).
-type Transport interface {
-	// Publish sends m; it must not block for long (a buffered send).
-	Publish(m *Msg) error
-	// Subscribe calls fn for every message on subject (with queue group
-	// queue when not empty), one at a time, until stop is called.
-	Subscribe(subject, queue string, fn func(*Msg)) (stop func() error, err error)
-	// Flush returns once the server has processed everything sent so far
-	// (subscriptions included).
-	Flush() error
-	// Sync returns once every message the server had routed to the
-	// broker's subscriptions before Sync was called has been handled: its
-	// handler returned (or it was dropped over the pending limits). It
-	// orders a connection's close behind the acks that connection sent
-	// before closing (ConnClosed). It returns early with an error when ctx
-	// ends or the broker's connection fails.
+// Intake is a protocol adapter that feeds the broker from connections
+// the broker does not own (natsproto.Server: NATS publishes, acks and API
+// calls over the broker's own NATS connection). Run starts it, and stops it
+// in two steps so that acks keep coming in while deliveries drain.
+type Intake interface {
+	// Start begins feeding b (its handlers call b's exported methods) and
+	// returns once what is sent from now on is taken.
+	Start(b *Broker) error
+	// StopPublishes stops taking publishes: Run calls it when shutdown
+	// begins, before it waits for the deliveries in flight.
+	StopPublishes()
+	// Stop stops taking anything; Run calls it last.
+	Stop()
+	// Sync returns once everything the intake had received before the call
+	// has been handled (or dropped over its limits). It orders a
+	// connection's close behind the acks that connection sent before
+	// closing (ConnClosed). It returns early with an error when ctx ends
+	// or the intake fails.
 	Sync(ctx context.Context) error
+	// Dropped counts what the intake lost before the broker took it
+	// (Stat.IntakeDropped).
+	Dropped() int64
 }
 
-// Locator answers questions about the NATS server's subscriptions
-// (satisfied by bridge.Server).
-type Locator interface {
-	// Holders returns the client connections that hold a plain
-	// subscription on exactly subject.
-	Holders(subject string) ([]uint64, error)
-	// Interested reports whether any client subscribes to a subject
-	// matching subject.
-	Interested(subject string) bool
+// Tapper is told of every accepted, committed message (natsproto.Server
+// republishes it for dashboards). Tap must not block and must not call the
+// Broker; it is called on the goroutine that accepted the message.
+type Tapper interface {
+	Tap(m *store.Message)
 }
 
 // BindingKeeper makes the bindings declared by BIND durable: in the store
@@ -71,7 +60,8 @@ type BindingKeeper interface {
 
 // Config configures a Broker. Zero fields take the defaults given.
 type Config struct {
-	// BrokerID is this broker's token in ack subjects. Default: random.
+	// BrokerID names this broker (in STAT, and in the NATS adapter's ack
+	// subjects, hence one token). Default: random.
 	BrokerID string
 	// Topics served; empty serves every topic (the standalone default).
 	Topics []string
@@ -100,9 +90,15 @@ type Config struct {
 	// DrainTimeout bounds how long shutdown waits for in-flight
 	// deliveries. Default 5 s.
 	DrainTimeout time.Duration
-	// Transactions enables two-phase commit (prepares and $KQ.API.TX).
-	// nil: a prepare is answered 501.
+	// Transactions enables two-phase commit (prepares and their
+	// resolution). nil: a prepare is answered 501.
 	Transactions Transactions
+	// Intake is the adapter Run starts and stops with the broker, and
+	// whose Sync orders connection closes (nil: none; adapters such as
+	// compat then drive the broker on their own goroutines).
+	Intake Intake
+	// Tap is told of accepted messages (nil: nobody).
+	Tap Tapper
 	// Now is the clock of every timing decision. Default time.Now.
 	Now func() time.Time
 	// Seed seeds the random choice of consumers and the warmup draws.
@@ -170,13 +166,13 @@ func (c *Config) Validate() error {
 	return err
 }
 
-// Broker applies KiteQ's semantics to NATS (and, through Join, to any other
-// protocol): it validates and stores publishes, dispatches each message to
+// Broker applies KiteQ's semantics to what its adapters (natsproto,
+// compat) hand it: it and stores publishes, dispatches each message to
 // one consumer of every matching group, tracks acknowledgements, and
 // redelivers on the schedule until the deliver limit or expiry.
 //
 // Locks: Broker.mu guards the broker's state (see doc.go); it is never held
-// across store I/O or Endpoint.Deliver, but an ack's reply may be published
+// across store I/O or Endpoint.Deliver, but an Ack's done may be called
 // while it is held. The id generator's lock (tokens) and the unmatched
 // counts' lock are leaves: nothing is called while they are held.
 type Broker struct {
@@ -185,8 +181,6 @@ type Broker struct {
 	sched  Schedule
 	st     store.Store
 	w      Writer
-	tr     Transport
-	loc    Locator
 	keeper BindingKeeper
 	tx     Transactions    // nil: two-phase commit answers 501
 	served map[string]bool // empty: every topic
@@ -231,7 +225,7 @@ type Writer interface {
 // Run, with w running from before Run is called until after it returned.
 // initial holds the bindings loaded from the store or the registry, by
 // group.
-func New(cfg Config, st store.Store, w Writer, tr Transport, loc Locator, keeper BindingKeeper, initial map[string][]registry.Binding) (*Broker, error) {
+func New(cfg Config, st store.Store, w Writer, keeper BindingKeeper, initial map[string][]registry.Binding) (*Broker, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -246,8 +240,6 @@ func New(cfg Config, st store.Store, w Writer, tr Transport, loc Locator, keeper
 		sched:     sched,
 		st:        st,
 		w:         w,
-		tr:        tr,
-		loc:       loc,
 		keeper:    keeper,
 		tx:        cfg.Transactions,
 		served:    make(map[string]bool),
@@ -278,35 +270,32 @@ func New(cfg Config, st store.Store, w Writer, tr Transport, loc Locator, keeper
 	return b, nil
 }
 
-// Ready is closed once Run serves: its subscriptions are in place.
+// Ready is closed once Run serves: its Intake takes messages.
 func (b *Broker) Ready() <-chan struct{} { return b.ready }
 
-// ID returns the broker's token in ack subjects.
+// ID returns the broker's id (Config.BrokerID).
 func (b *Broker) ID() string { return b.cfg.BrokerID }
 
+// Config returns the broker's configuration, defaults applied: an adapter
+// reads its limits and clock once, when it starts.
+func (b *Broker) Config() Config { return b.cfg }
+
+// CountRefused counts a publish an adapter refused before it reached
+// Publish, or answered with Publish's error (Stat.Refused).
+func (b *Broker) CountRefused() { b.counters.refused.Add(1) }
+
 // Run serves until ctx ends, then shuts down in order: stop taking
-// publishes, wait (up to DrainTimeout) for in-flight deliveries, stop the
-// closer, acks and the recover loop. It returns the first error that
+// publishes (Intake.StopPublishes), wait (up to DrainTimeout) for in-flight deliveries, stop the
+// closer, the recover loop and the intake. It returns the first error that
 // stopped it. The writer must run until Run returned: the caller stops it
 // then, and it writes what was accepted first.
 func (b *Broker) Run(ctx context.Context) error {
-	stopAcks, err := b.tr.Subscribe("$KQ.ACK.*."+b.cfg.BrokerID+".*.*", "", b.handleAck)
-	if err != nil {
-		return fmt.Errorf("semantics: subscribe acks: %w", err)
-	}
-	defer func() { _ = stopAcks() }()
-	stopAPI, err := b.tr.Subscribe("$KQ.API.>", "kq", b.handleAPI)
-	if err != nil {
-		return fmt.Errorf("semantics: subscribe api: %w", err)
-	}
-	defer func() { _ = stopAPI() }()
-	stopPub, err := b.tr.Subscribe(SubjectPrefix+".>", "kq", b.handlePublish)
-	if err != nil {
-		return fmt.Errorf("semantics: subscribe publishes: %w", err)
-	}
-	if err := b.tr.Flush(); err != nil {
-		_ = stopPub()
-		return fmt.Errorf("semantics: flush subscriptions: %w", err)
+	in := b.cfg.Intake
+	if in != nil {
+		if err := in.Start(b); err != nil {
+			return fmt.Errorf("semantics: start intake: %w", err)
+		}
+		defer in.Stop()
 	}
 	// The closer outlives the recover loop: consumers that leave while
 	// deliveries drain give theirs back at once.
@@ -318,7 +307,9 @@ func (b *Broker) Run(ctx context.Context) error {
 
 	b.loop(ctx)
 
-	_ = stopPub()
+	if in != nil {
+		in.StopPublishes()
+	}
 	b.drain()
 	stopCloser()
 	<-closerDone
@@ -371,12 +362,12 @@ func (b *Broker) wake() {
 // broker and, since it starts at the clock in microseconds, across restarts.
 func (b *Broker) nextSeq() uint64 { return b.seq.Add(1) }
 
-// newMessageID makes a message id of 32 lower-case hex digits: the clock in
+// NewMessageID makes a message id of 32 lower-case hex digits: the clock in
 // nanoseconds, then 64 random bits. Ids made later sort later, so the
 // store's keys for a topic's messages (record, dedup entry) are inserted
 // next to each other, not all over its index: in RocksDB that was 9 % of
 // the CPU of a message.
-func newMessageID() string {
+func NewMessageID() string {
 	var buf [16]byte
 	binary.BigEndian.PutUint64(buf[:8], uint64(time.Now().UnixNano()))
 	randomFill(buf[8:])
@@ -410,20 +401,23 @@ func randomFill(b []byte) {
 	tokens.Unlock()
 }
 
+// tokenOK reports whether s is letters, digits, - and _ only: a broker id
+// is one token of the NATS adapter's ack subjects, written unescaped.
 func tokenOK(s string) bool {
 	if s == "" {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if !plain(s[i]) || s[i] == '~' {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 			return false
 		}
 	}
 	return true
 }
 
-// served reports whether topic is served here.
-func (b *Broker) serves(topic string) bool {
+// Serves reports whether topic is served here (Config.Topics).
+func (b *Broker) Serves(topic string) bool {
 	return len(b.served) == 0 || b.served[topic]
 }
 

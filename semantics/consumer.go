@@ -19,8 +19,8 @@ type Delivery struct {
 	Message  *store.Message
 }
 
-// Endpoint pushes deliveries to one consumer: a NATS deliver subject, or a
-// KiteQ connection through the compat adapter. Deliver must not block for
+// Endpoint pushes deliveries to one consumer, through its adapter (a NATS
+// deliver subject, a KiteQ connection). Deliver must not block for
 // long; an error is a refused send: it uses no attempt, and the group is
 // offered the message again after undeliverPause.
 type Endpoint interface {
@@ -44,7 +44,7 @@ type ConsumerSpec struct {
 	// Key identifies the consumer for idempotent joins: joining again with
 	// the same (Group, Key, Conn) returns the same consumer.
 	Key  string
-	Conn uint64 // the holding connection; 0 when not a NATS connection
+	Conn uint64 // the holding connection, as ConnClosed names it; 0: none (compat's consumers leave themselves)
 	// Warmup is the ramp of kiteq-protocol.md §8.1 (0: none).
 	Warmup      time.Duration
 	MaxInflight int           // 0: the broker default

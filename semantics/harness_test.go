@@ -2,9 +2,6 @@ package semantics
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +15,10 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// The tests of this package drive the core through its own API (Publish,
+// Join, Ack, ConnClosed, Tick), with no protocol: the NATS adapter's tests
+// (package natsproto) drive it through NATS messages.
 
 // fakeClock is a settable clock.
 type fakeClock struct {
@@ -37,54 +38,26 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// fakeTransport records what the broker publishes. What a test routes
-// (route) stands for messages the server has routed to the broker that its
-// subscriptions have not handled yet: they are handled at the next Sync.
-type fakeTransport struct {
+// fakeIntake stands for an adapter. What a test routes (route) stands for
+// messages the adapter has received but not yet handed to the broker: they
+// are handled at the next Sync.
+type fakeIntake struct {
 	mu     sync.Mutex
-	out    []*Msg
 	routed []func()
 	syncs  int
 }
 
-func (t *fakeTransport) Publish(m *Msg) error {
-	if m.RawHeader != nil {
-		c := *m
-		c.Header = decodeHeader(m.RawHeader)
-		m = &c
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.out = append(t.out, m)
-	return nil
-}
+func (in *fakeIntake) Start(*Broker) error { return nil }
+func (in *fakeIntake) StopPublishes()      {}
+func (in *fakeIntake) Stop()               {}
+func (in *fakeIntake) Dropped() int64      { return 0 }
 
-// decodeHeader reads a header block as a NATS client does: every value of
-// every key, in order.
-func decodeHeader(b []byte) map[string][]string {
-	lines := strings.Split(strings.TrimSuffix(string(b), "\r\n\r\n"), "\r\n")
-	if len(lines) == 0 || lines[0] != "NATS/1.0" {
-		panic(fmt.Sprintf("bad header block %q", b))
-	}
-	h := map[string][]string{}
-	for _, l := range lines[1:] {
-		k, v, ok := strings.Cut(l, ": ")
-		if !ok {
-			panic(fmt.Sprintf("bad header line %q in %q", l, b))
-		}
-		h[k] = append(h[k], v)
-	}
-	return h
-}
-
-func (t *fakeTransport) Flush() error { return nil }
-
-func (t *fakeTransport) Sync(context.Context) error {
-	t.mu.Lock()
-	fs := t.routed
-	t.routed = nil
-	t.syncs++
-	t.mu.Unlock()
+func (in *fakeIntake) Sync(context.Context) error {
+	in.mu.Lock()
+	fs := in.routed
+	in.routed = nil
+	in.syncs++
+	in.mu.Unlock()
 	for _, f := range fs {
 		f()
 	}
@@ -92,50 +65,42 @@ func (t *fakeTransport) Sync(context.Context) error {
 }
 
 // route queues handle until the next Sync.
-func (t *fakeTransport) route(handle func()) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.routed = append(t.routed, handle)
+func (in *fakeIntake) route(handle func()) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.routed = append(in.routed, handle)
 }
 
-func (t *fakeTransport) Subscribe(string, string, func(*Msg)) (func() error, error) {
-	return func() error { return nil }, nil
+// recorder is an Endpoint that keeps what it is sent.
+type recorder struct {
+	mu  sync.Mutex
+	got []*Delivery
 }
 
-// take returns and forgets the messages published on subjects with prefix.
-func (t *fakeTransport) take(prefix string) []*Msg {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var got, rest []*Msg
-	for _, m := range t.out {
-		if strings.HasPrefix(m.Subject, prefix) {
-			got = append(got, m)
-		} else {
-			rest = append(rest, m)
-		}
-	}
-	t.out = rest
+func (r *recorder) Deliver(d *Delivery) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, d)
+	return nil
+}
+
+// take returns and forgets the deliveries received so far.
+func (r *recorder) take() []*Delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got := r.got
+	r.got = nil
 	return got
 }
-
-type fakeLocator map[string][]uint64
-
-func (l fakeLocator) Holders(s string) ([]uint64, error) { return l[s], nil }
-
-func (l fakeLocator) Interested(string) bool { return true }
 
 type fakeKeeper struct {
 	mu   sync.Mutex
 	kept map[string][]registry.Binding
-	err  error
 }
 
 func (k *fakeKeeper) KeepBindings(_ context.Context, g string, bs []registry.Binding) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.err != nil {
-		return k.err
-	}
 	if k.kept == nil {
 		k.kept = make(map[string][]registry.Binding)
 	}
@@ -143,40 +108,30 @@ func (k *fakeKeeper) KeepBindings(_ context.Context, g string, bs []registry.Bin
 	return nil
 }
 
-// harness is a broker over a memory store, a fake transport and a fake
-// clock. The store writer runs; the recover loop only runs through tick.
+// harness is a broker over a memory store, a fake intake and a fake clock.
+// The store writer runs; the recover loop and the closer only run through
+// tick and connClosed.
 type harness struct {
-	t      *testing.T
-	b      *Broker
-	w      *store.Batcher
-	clk    *fakeClock
-	tr     *fakeTransport
-	loc    fakeLocator
-	keeper *fakeKeeper
-	st     *memory.Store
-	ctx    context.Context
+	t   *testing.T
+	b   *Broker
+	w   *store.Batcher
+	clk *fakeClock
+	in  *fakeIntake
+	st  *memory.Store
+	ctx context.Context
 }
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func newHarness(t *testing.T, mod func(*Config)) *harness {
-	return newHarnessOver(t, mod, nil)
-}
-
-// newHarnessOver is newHarness with the memory store wrapped by wrap.
-func newHarnessOver(t *testing.T, mod func(*Config), wrap func(store.Store) store.Store) *harness {
 	t.Helper()
-	h := &harness{t: t, clk: &fakeClock{t: t0}, tr: &fakeTransport{}, loc: fakeLocator{}, keeper: &fakeKeeper{}, st: memory.New(memory.Config{})}
-	cfg := Config{BrokerID: "b1", Now: h.clk.Now, Seed: 7}
+	h := &harness{t: t, clk: &fakeClock{t: t0}, in: &fakeIntake{}, st: memory.New(memory.Config{})}
+	cfg := Config{BrokerID: "b1", Now: h.clk.Now, Seed: 7, Intake: h.in}
 	if mod != nil {
 		mod(&cfg)
 	}
-	var st store.Store = h.st
-	if wrap != nil {
-		st = wrap(st)
-	}
-	h.w = store.NewBatcher(st, store.BatcherConfig{Now: h.clk.Now})
-	b, err := New(cfg, st, h.w, h.tr, h.loc, h.keeper, nil)
+	h.w = store.NewBatcher(h.st, store.BatcherConfig{Now: h.clk.Now})
+	b, err := New(cfg, h.st, h.w, &fakeKeeper{}, nil)
 	require.NoError(t, err)
 	h.b = b
 	ctx, cancel := context.WithCancel(context.Background())
@@ -191,8 +146,6 @@ func newHarnessOver(t *testing.T, mod func(*Config), wrap func(store.Store) stor
 // its callbacks have run.
 func (h *harness) settle() {
 	h.t.Helper()
-	// The callback's error is dropped: an injected store failure is the
-	// test's business.
 	done := make(chan struct{}, 1)
 	require.NoError(h.t, h.w.Update(store.Update{Op: store.OpAck, Topic: "\x00", ID: "\x00"}, func(error) { done <- struct{}{} }))
 	<-done
@@ -204,50 +157,48 @@ func (h *harness) tick() {
 	h.settle()
 }
 
-// bind makes a consumer of group on its own connection and returns its
-// deliver subject and id.
-func (h *harness) bind(group, deliver string, conn uint64, extra string, bindings ...string) string {
+// join adds bindings to group and joins a consumer with key on conn; it
+// returns the consumer's id and the recorder its deliveries go to.
+func (h *harness) join(group, key string, conn uint64, maxInflight int, bindings ...registry.Binding) (string, *recorder) {
 	h.t.Helper()
-	h.loc[deliver] = []uint64{conn}
-	body := `{"deliver":"` + deliver + `","bindings":[` + strings.Join(bindings, ",") + `]` + extra + `}`
-	res := h.api("BIND."+group, body)
-	var r struct{ Consumer string }
-	require.NoError(h.t, json.Unmarshal(res, &r), string(res))
-	require.NotEmpty(h.t, r.Consumer, string(res))
-	return r.Consumer
+	for i := range bindings {
+		bindings[i].GroupID = group
+		bindings[i] = bindings[i].Normalize()
+	}
+	require.NoError(h.t, h.b.AddBindings(h.ctx, group, bindings))
+	r := &recorder{}
+	id := h.b.Join(ConsumerSpec{Group: group, Key: key, Conn: conn, MaxInflight: maxInflight, Endpoint: r})
+	return id, r
 }
 
-// api calls $KQ.API.<call> and returns the reply body.
-func (h *harness) api(call, body string) []byte {
+// publish publishes body on (topic, messageType) with a broker-made id and
+// the default limits, and waits for its ack.
+func (h *harness) publish(topic, messageType, body string) PubAck {
 	h.t.Helper()
-	h.b.handleAPI(&Msg{Subject: "$KQ.API." + call, Reply: "_INBOX.api", Data: []byte(body)})
+	return h.publishMessage(&Publication{Message: h.message(topic, messageType, body, h.clk.Now()), NewID: true})
+}
+
+// message is a message published at now with a broker-made id and the
+// default limits, as an adapter builds one.
+func (h *harness) message(topic, messageType, body string, now time.Time) *store.Message {
+	return &store.Message{ID: NewMessageID(), Topic: topic, MessageType: messageType, BodyType: store.BodyBytes,
+		Body: []byte(body), Created: now.Truncate(time.Second), Expires: now.Add(MaxExpiry), DeliverLimit: MaxDeliverLimit}
+}
+
+// publishMessage publishes p and waits for its ack.
+func (h *harness) publishMessage(p *Publication) PubAck {
+	h.t.Helper()
+	type res struct {
+		ack PubAck
+		err error
+	}
+	got := make(chan res, 1)
+	h.b.Publish(p, func(a PubAck, err error) { got <- res{a, err} })
 	h.settle()
-	rs := h.tr.take("_INBOX.api")
-	require.Len(h.t, rs, 1)
-	return rs[0].Data
+	r := <-got
+	require.NoError(h.t, r.err)
+	return r.ack
 }
-
-// publish sends a publish with a reply subject and returns the reply.
-func (h *harness) publish(subject string, hdr map[string][]string, body string) []byte {
-	h.t.Helper()
-	h.b.handlePublish(&Msg{Subject: subject, Reply: "_INBOX.pub", Header: hdr, Data: []byte(body)})
-	h.settle()
-	rs := h.tr.take("_INBOX.pub")
-	require.Len(h.t, rs, 1)
-	return rs[0].Data
-}
-
-// ack sends payload as the reply to delivery d and returns the answer.
-func (h *harness) ack(d *Msg, payload string) []byte {
-	h.t.Helper()
-	h.b.handleAck(&Msg{Subject: d.Reply, Reply: "_INBOX.ack", Data: []byte(payload)})
-	h.settle()
-	rs := h.tr.take("_INBOX.ack")
-	require.Len(h.t, rs, 1)
-	return rs[0].Data
-}
-
-func (h *harness) deliveries(deliver string) []*Msg { return h.tr.take(deliver) }
 
 // connClosed reports that conn closed and does the closer's work (Run's
 // goroutine, which the harness does not run).
@@ -276,22 +227,6 @@ func (h *harness) groupStat(topic, group string) GroupStat {
 	return GroupStat{Topic: topic, Group: group}
 }
 
-func direct(topic, mt string, persistent bool) string {
-	p := "false"
-	if persistent {
-		p = "true"
-	}
-	return `{"topic":"` + topic + `","messageType":"` + mt + `","bindType":"direct","persistent":` + p + `}`
-}
-
-func errCode(t *testing.T, body []byte) int {
-	t.Helper()
-	var r struct {
-		Error *apiError `json:"error"`
-	}
-	require.NoError(t, json.Unmarshal(body, &r), string(body))
-	if r.Error == nil {
-		return 0
-	}
-	return r.Error.Code
+func direct(topic, mt string, persistent bool) registry.Binding {
+	return registry.Binding{Topic: topic, MessageType: mt, BindType: registry.Direct, Persistent: persistent}
 }

@@ -14,7 +14,7 @@ func TestNewMessageIDsSortByTime(t *testing.T) {
 	var ids []string
 	seen := map[string]bool{}
 	for range 50 {
-		id := newMessageID()
+		id := NewMessageID()
 		require.True(t, ValidMessageID(id), id)
 		require.Equal(t, 32, len(id))
 		require.False(t, seen[id])

@@ -2,7 +2,6 @@ package semantics
 
 import (
 	"maps"
-	"strconv"
 	"sync"
 	"time"
 
@@ -12,86 +11,15 @@ import (
 
 // PubAck is the answer to an accepted publish.
 type PubAck struct {
-	Stream    string `json:"stream"` // the encoded topic token
-	Seq       uint64 `json:"seq"`
-	Duplicate bool   `json:"duplicate"`
-	ID        string `json:"id"`
+	Topic     string
+	Seq       uint64
+	Duplicate bool
+	ID        string
 	// Groups is how many groups took the message: each gets it (a prepared
 	// message: as the bindings stand now, once committed). 0 means nobody
 	// will get it, not even a group that binds later; a duplicate took
 	// nothing new, so it is 0 too (NATS-PROTOCOL.md §2).
-	Groups int `json:"groups"`
-}
-
-// pubAckSize is the length of a PubAck's JSON but for its stream: the
-// constant text, a 20-digit seq, false, a 32-digit id and a 4-digit groups.
-const pubAckSize = len(`{"stream":"","seq":,"duplicate":false,"id":"","groups":}`) + 20 + 32 + 4
-
-// appendJSON appends a's JSON, as encoding/json writes it, without
-// reflection: it is written once per publish. Stream is a subject token and
-// ID hex digits, so neither needs escaping.
-func (a PubAck) appendJSON(b []byte) []byte {
-	b = append(b, `{"stream":"`...)
-	b = append(b, a.Stream...)
-	b = append(b, `","seq":`...)
-	b = strconv.AppendUint(b, a.Seq, 10)
-	b = append(b, `,"duplicate":`...)
-	b = strconv.AppendBool(b, a.Duplicate)
-	b = append(b, `,"id":"`...)
-	b = append(b, a.ID...)
-	b = append(b, `","groups":`...)
-	b = strconv.AppendInt(b, int64(a.Groups), 10)
-	return append(b, '}')
-}
-
-// handlePublish takes one NATS publish on kq.<topic>.<messageType>.
-func (b *Broker) handlePublish(msg *Msg) {
-	p, err := b.parsePublish(msg)
-	if err != nil {
-		b.refuse(msg.Reply, err)
-		return
-	}
-	b.Publish(p, func(ack PubAck, err error) {
-		if err != nil {
-			b.refuse(msg.Reply, err)
-			return
-		}
-		if msg.Reply != "" {
-			b.reply(msg.Reply, ack.appendJSON(make([]byte, 0, pubAckSize+len(ack.Stream))))
-		}
-	})
-}
-
-// parsePublish validates the subject, topic, size and headers of a publish.
-func (b *Broker) parsePublish(msg *Msg) (*Publication, error) {
-	topic, mt, err := ParseSubject(msg.Subject)
-	if err != nil {
-		return nil, kqerr.New(kqerr.BadRequest, err, "%v", err)
-	}
-	size := len(msg.Data)
-	for k, vs := range msg.Header {
-		for _, v := range vs {
-			size += len(k) + len(v) + 4
-		}
-	}
-	if size > b.cfg.MaxMessageBytes {
-		return nil, kqerr.New(kqerr.TooLarge, nil, "message too large: %d bytes, at most %d", size, b.cfg.MaxMessageBytes)
-	}
-	return ParsePublish(topic, mt, msg.Header, msg.Data, b.cfg.Now(), newMessageID)
-}
-
-// refuse counts a refused publish and answers it, if it has a reply subject.
-func (b *Broker) refuse(reply string, err error) {
-	b.counters.refused.Add(1)
-	if reply != "" {
-		b.reply(reply, errorBody(err))
-	}
-}
-
-func (b *Broker) reply(subject string, body []byte) {
-	if err := b.tr.Publish(&Msg{Subject: subject, Data: body}); err != nil {
-		b.log.Debug("semantics: reply failed", "subject", subject, "err", err)
-	}
+	Groups int
 }
 
 // Publish accepts a validated publication from any protocol. done is called
@@ -100,7 +28,7 @@ func (b *Broker) reply(subject string, body []byte) {
 func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 	now := b.cfg.Now()
 	m := p.Message
-	if !b.serves(m.Topic) {
+	if !b.Serves(m.Topic) {
 		done(PubAck{}, kqerr.New(kqerr.NotFound, nil, "topic not served: %s", m.Topic))
 		return
 	}
@@ -113,11 +41,11 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 		return
 	}
 	if p.Prepare && b.tx == nil {
-		done(PubAck{}, kqerr.New(kqerr.NotImplemented, nil, "two-phase commit (%s) is not implemented yet", HdrTx))
+		done(PubAck{}, kqerr.New(kqerr.NotImplemented, nil, "two-phase commit is not implemented yet"))
 		return
 	}
 	m.Seq = b.nextSeq()
-	ack := PubAck{Stream: EncodeToken(m.Topic), Seq: m.Seq, ID: m.ID}
+	ack := PubAck{Topic: m.Topic, Seq: m.Seq, ID: m.ID}
 	if p.Fly {
 		ack.Groups = b.publishFly(m)
 		done(ack, nil)
@@ -298,32 +226,9 @@ func (u *unmatchedTopics) snapshot() map[string]int64 {
 	return maps.Clone(u.n)
 }
 
-// tap republishes an accepted, committed message on $KQ.TAP for dashboards:
-// at most once, affecting nothing.
+// tap tells Config.Tap of an accepted, committed message.
 func (b *Broker) tap(m *store.Message) {
-	subject := tapSubject(m.Topic, m.MessageType)
-	if b.loc != nil && !b.loc.Interested(subject) {
-		return // nobody taps: skip building and sending the copy
+	if b.cfg.Tap != nil {
+		b.cfg.Tap.Tap(m)
 	}
-	_ = b.tr.Publish(&Msg{
-		Subject: subject,
-		Header:  DeliveryHeaders(m, 0),
-		Data:    m.Body,
-	})
-}
-
-// natsEndpoint delivers to a NATS consumer's deliver subject, with the ack
-// subject as reply: $KQ.ACK.<group>.<broker>.<consumer>.<delivery>.
-type natsEndpoint struct {
-	b       *Broker
-	subject string
-}
-
-func (e natsEndpoint) Deliver(d *Delivery) error {
-	return e.b.tr.Publish(&Msg{
-		Subject:   e.subject,
-		Reply:     "$KQ.ACK." + EncodeToken(d.Group) + "." + e.b.cfg.BrokerID + "." + d.Consumer + "." + d.ID,
-		RawHeader: appendDeliveryHeader(make([]byte, 0, 320), d.Message, d.Attempt),
-		Data:      d.Message.Body,
-	})
 }

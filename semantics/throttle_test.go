@@ -42,17 +42,16 @@ func (e *windowEndpoint) take() []*Delivery {
 // full one is offered messages again once its acks free room.
 func TestThrottlerFullConsumerIsPassedOver(t *testing.T) {
 	h := newHarness(t, nil)
-	h.bind("s-trade", dlv, 1, "", direct("trade", "pay", true))
-	natsID := h.stat().Consumers[0].ID
+	natsID, other := h.join("s-trade", "nats", 1, 0, direct("trade", "pay", true))
 	slow := &windowEndpoint{max: 2}
 	slowID := h.b.Join(ConsumerSpec{Group: "s-trade", Key: "kiteq", Endpoint: slow})
 
 	for range 40 {
-		require.Zero(t, errCode(t, h.publish("kq.trade.pay", nil, "x")))
+		h.publish("trade", "pay", "x") // fails the test unless acked
 	}
 	held := slow.take()
 	require.Len(t, held, 2, "a full member gets nothing past its window")
-	require.Len(t, h.deliveries(dlv), 38, "the rest went to the other member")
+	require.Len(t, other.take(), 38, "the rest went to the other member")
 
 	// Acks free room. The other member leaves with 38 unacknowledged
 	// deliveries: they are reserved for the remaining member in one batch,
@@ -93,12 +92,12 @@ func ackAll(t *testing.T, h *harness, consumer string, ds []*Delivery) {
 func TestThrottlerFullGroupWaitsForAck(t *testing.T) {
 	h := newHarness(t, nil)
 	ep := &windowEndpoint{max: 1}
-	h.bind("s-trade", dlv, 1, "", direct("trade", "pay", true))
-	require.True(t, h.b.Leave("s-trade", h.stat().Consumers[0].ID))
+	c, _ := h.join("s-trade", "nats", 1, 0, direct("trade", "pay", true))
+	require.True(t, h.b.Leave("s-trade", c))
 	id := h.b.Join(ConsumerSpec{Group: "s-trade", Key: "kiteq", Endpoint: ep})
 
-	require.Zero(t, errCode(t, h.publish("kq.trade.pay", nil, "a")))
-	require.Zero(t, errCode(t, h.publish("kq.trade.pay", nil, "b")))
+	h.publish("trade", "pay", "a")
+	h.publish("trade", "pay", "b")
 	h.tick()
 	first := ep.take()
 	require.Len(t, first, 1, "the second message waits: the window is full")

@@ -2,7 +2,6 @@ package semantics
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -18,11 +17,12 @@ type Transactions interface {
 	NextCheck(now time.Time) time.Time
 	// Resolve commits or rolls back a prepared message.
 	Resolve(ctx context.Context, topic, id string, commit bool) error
-	// List pages through prepared messages for $KQ.API.TX.LIST.
+	// List pages through prepared messages (PreparedTxs).
 	List(ctx context.Context, offset, limit int) (total int, items []PreparedTx, err error)
 }
 
-// PreparedTx is one prepared message as $KQ.API.TX.LIST shows it.
+// PreparedTx is one prepared message, as the NATS adapter's TX.LIST shows
+// it.
 type PreparedTx struct {
 	Topic       string `json:"topic"`
 	ID          string `json:"id"`
@@ -69,51 +69,24 @@ func (b *Broker) Release(ctx context.Context, prepared *store.Message) error {
 	return nil
 }
 
-// txRequest is the body of $KQ.API.TX.<group>.
-type txRequest struct {
-	Topic  string `json:"topic"`
-	ID     string `json:"id"`
-	Action string `json:"action"`
+// ResolveTx commits or rolls back a prepared message through
+// Config.Transactions (501 without them).
+func (b *Broker) ResolveTx(ctx context.Context, topic, id string, commit bool) error {
+	if b.tx == nil {
+		return kqerr.New(kqerr.NotImplemented, nil, "two-phase commit is not implemented yet")
+	}
+	return b.tx.Resolve(ctx, topic, id, commit)
 }
 
-// handleTx serves $KQ.API.TX.<group>: commit or roll back a prepared message.
-func (b *Broker) handleTx(ctx context.Context, body []byte) (any, error) {
+// PreparedTxs pages through the prepared messages (501 without
+// Config.Transactions).
+func (b *Broker) PreparedTxs(ctx context.Context, offset, limit int) (total int, items []PreparedTx, err error) {
 	if b.tx == nil {
-		return nil, kqerr.New(kqerr.NotImplemented, nil, "two-phase commit is not implemented yet")
+		return 0, nil, kqerr.New(kqerr.NotImplemented, nil, "two-phase commit is not implemented yet")
 	}
-	var req txRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, kqerr.New(kqerr.BadRequest, err, "bad TX request: %v", err)
-	}
-	var commit bool
-	switch req.Action {
-	case "commit":
-		commit = true
-	case "rollback":
-	default:
-		return nil, kqerr.New(kqerr.BadRequest, nil, "action %q is not commit or rollback", req.Action)
-	}
-	if req.Topic == "" || !ValidMessageID(req.ID) {
-		return nil, kqerr.New(kqerr.BadRequest, nil, "TX needs a topic and a 32-hex-digit id")
-	}
-	if err := b.tx.Resolve(ctx, req.Topic, req.ID, commit); err != nil {
-		return nil, err
-	}
-	return map[string]string{"id": req.ID, "action": req.Action}, nil
-}
-
-// listTx serves $KQ.API.TX.LIST.
-func (b *Broker) listTx(ctx context.Context, body []byte) (page[PreparedTx], error) {
-	if b.tx == nil {
-		return page[PreparedTx]{}, kqerr.New(kqerr.NotImplemented, nil, "two-phase commit is not implemented yet")
-	}
-	r, err := parsePageRequest(body)
+	total, items, err = b.tx.List(ctx, offset, limit)
 	if err != nil {
-		return page[PreparedTx]{}, err
+		return 0, nil, fmt.Errorf("listing prepared messages: %w", err)
 	}
-	total, items, err := b.tx.List(ctx, r.Offset, r.Limit)
-	if err != nil {
-		return page[PreparedTx]{}, fmt.Errorf("listing prepared messages: %w", err)
-	}
-	return page[PreparedTx]{Total: total, Offset: r.Offset, Limit: r.Limit, Items: items}, nil
+	return total, items, nil
 }

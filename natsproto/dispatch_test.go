@@ -1,4 +1,4 @@
-package semantics
+package natsproto
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kitenats/kitenats/semantics"
 )
 
 const dlv = "$KQ.DLV.s-trade.x1"
@@ -138,7 +140,7 @@ func TestRedeliveryDeliverLimitEndsInDeadLetters(t *testing.T) {
 
 	var p struct {
 		Total int
-		Items []deadItem
+		Items []DeadItem
 	}
 	require.NoError(t, json.Unmarshal(h.api("DLQ.LIST", `{"topic":"trade","groupId":"s-trade"}`), &p))
 	require.Equal(t, 1, p.Total)
@@ -211,66 +213,6 @@ func TestDispatchPersistentCollectsNonPersistentDrops(t *testing.T) {
 	require.Empty(t, h.deliveries("$KQ.DLV.s-drop.2"))
 }
 
-func TestDispatchConsumerGoneRedeliversAtOnce(t *testing.T) {
-	h := newHarness(t, nil)
-	h.bind("s-trade", "$KQ.DLV.s-trade.a", 1, `,"maxInflight":1`, direct("trade", "pay", true))
-	h.publish("kq.trade.pay", nil, "x")
-	require.Len(t, h.deliveries("$KQ.DLV.s-trade.a"), 1)
-	h.bind("s-trade", "$KQ.DLV.s-trade.b", 2, "")
-	h.connClosed(1)
-	ds := h.deliveries("$KQ.DLV.s-trade.b")
-	require.Len(t, ds, 1, "the killed consumer's delivery goes to the other member")
-	require.Equal(t, "2", ds[0].Header[HdrDeliverCount][0])
-}
-
-// TestDispatchAckBeforeCloseCounts: acks a consumer sent just before its
-// connection closed, still on their way to the ack handler when the close
-// is reported, count: the close waits for them (Transport.Sync). Only the
-// delivery left unacknowledged goes to the other member.
-func TestDispatchAckBeforeCloseCounts(t *testing.T) {
-	h := newHarness(t, nil)
-	h.bind("s-trade", "$KQ.DLV.s-trade.a", 1, `,"maxInflight":3`, direct("trade", "pay", true))
-	for _, body := range []string{"ack", "acksync", "none"} {
-		h.publish("kq.trade.pay", nil, body)
-	}
-	ds := h.deliveries("$KQ.DLV.s-trade.a")
-	require.Len(t, ds, 3)
-	h.bind("s-trade", "$KQ.DLV.s-trade.b", 2, "")
-	byBody := map[string]*Msg{}
-	for _, d := range ds {
-		byBody[string(d.Data)] = d
-	}
-	h.tr.route(func() { h.b.handleAck(&Msg{Subject: byBody["ack"].Reply, Data: []byte("+ACK")}) })
-	h.tr.route(func() {
-		h.b.handleAck(&Msg{Subject: byBody["acksync"].Reply, Reply: "_INBOX.ack", Data: []byte("+ACK")})
-	})
-	h.connClosed(1)
-
-	again := h.deliveries("$KQ.DLV.s-trade.b")
-	require.Len(t, again, 1, "only the unacknowledged delivery goes to the other member")
-	require.Equal(t, "none", string(again[0].Data))
-	rs := h.tr.take("_INBOX.ack")
-	require.Len(t, rs, 1)
-	require.Empty(t, rs[0].Data, "the AckSync succeeded")
-	st := h.stat()
-	require.Equal(t, int64(2), st.Acked)
-	require.Equal(t, int64(1), st.Redelivered)
-}
-
-// TestDispatchClosesShareOneSync: connections reported closed while the
-// closer was busy are closed together, after one Sync.
-func TestDispatchClosesShareOneSync(t *testing.T) {
-	h := newHarness(t, nil)
-	for conn := uint64(1); conn <= 3; conn++ {
-		h.bind("s-trade", "$KQ.DLV.s-trade."+strconv.FormatUint(conn, 10), conn, "", direct("trade", "pay", true))
-	}
-	h.connClosed(1, 2, 3)
-	require.Equal(t, 1, h.tr.syncs)
-	require.Empty(t, h.stat().Consumers)
-	h.connClosed()
-	require.Equal(t, 1, h.tr.syncs, "nothing to close, no Sync")
-}
-
 func TestDispatchMaxInflight(t *testing.T) {
 	h := newHarness(t, nil)
 	h.bind("s-trade", dlv, 1, `,"maxInflight":2`, direct("trade", "pay", true))
@@ -326,7 +268,7 @@ func TestWatermarkLimitsDeliveriesPerSecond(t *testing.T) {
 }
 
 func TestAcceptLimit(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.AcceptRate = 10 })
+	h := newHarness(t, func(c *semantics.Config) { c.AcceptRate = 10 })
 	for i := 0; i < 5; i++ {
 		require.Zero(t, errCode(t, h.publish("kq.trade.pay", nil, "x")))
 	}
@@ -437,15 +379,17 @@ func TestDispatchPubAckCountsGroups(t *testing.T) {
 	require.Equal(t, int64(1), h.stat().Unmatched)
 }
 
-// fakeTx is Transactions that resolves nothing.
+// fakeTx is semantics.Transactions that resolves nothing.
 type fakeTx struct{}
 
-func (fakeTx) NextCheck(now time.Time) time.Time                         { return now.Add(time.Hour) }
-func (fakeTx) Resolve(context.Context, string, string, bool) error       { return nil }
-func (fakeTx) List(context.Context, int, int) (int, []PreparedTx, error) { return 0, nil, nil }
+func (fakeTx) NextCheck(now time.Time) time.Time                   { return now.Add(time.Hour) }
+func (fakeTx) Resolve(context.Context, string, string, bool) error { return nil }
+func (fakeTx) List(context.Context, int, int) (int, []semantics.PreparedTx, error) {
+	return 0, nil, nil
+}
 
 func TestDispatchPreparedAckCountsGroupsOfTheCommit(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Transactions = fakeTx{} })
+	h := newHarness(t, func(c *semantics.Config) { c.Transactions = fakeTx{} })
 	h.bind("s-a", "$KQ.DLV.s-a.1", 1, "", direct("trade", "pay", true))
 	h.bind("s-b", "$KQ.DLV.s-b.1", 2, "", `{"topic":"trade","bindType":"fanout","persistent":true}`)
 	prepare := func(mt, id string) PubAck {

@@ -1,4 +1,4 @@
-package semantics
+package natsproto
 
 import (
 	"context"
@@ -72,33 +72,6 @@ func TestFaultFailedWriteNeverAcks(t *testing.T) {
 	require.Equal(t, int64(1), h.groupStat("trade", "s-trade").Pending)
 }
 
-// failingEndpoint refuses every delivery, like a KiteQ connection whose
-// write queue is full.
-type failingEndpoint struct{ n atomic.Int64 }
-
-func (e *failingEndpoint) Deliver(*Delivery) error {
-	e.n.Add(1)
-	return errors.New("write queue full")
-}
-
-func TestFaultRefusingEndpointBurnsNoAttempts(t *testing.T) {
-	h := newHarness(t, nil)
-	h.bind("s-trade", dlv, 1, "", direct("trade", "pay", true))
-	require.True(t, h.b.Leave("s-trade", h.stat().Consumers[0].ID))
-	ep := &failingEndpoint{}
-	h.b.Join(ConsumerSpec{Group: "s-trade", Key: "kiteq", Endpoint: ep})
-	h.publish("kq.trade.pay", map[string][]string{HdrDeliverLimit: {"3"}}, "x")
-	require.Equal(t, int64(1), ep.n.Load(), "one send, no tight retry loop")
-	for i := 0; i < 5; i++ {
-		h.clk.Advance(undeliverPause)
-		h.tick()
-	}
-	require.Equal(t, int64(6), ep.n.Load(), "offered again after each pause")
-	gs := h.groupStat("trade", "s-trade")
-	require.Equal(t, int64(1), gs.Pending)
-	require.Zero(t, gs.Dead, "refused sends are not attempts: the deliver limit of 3 is untouched")
-}
-
 // gatedStore holds every Write while closed, so a test can look at the
 // broker while its writes are queued but not yet durable.
 type gatedStore struct {
@@ -164,7 +137,7 @@ func TestRecoverTrustsNoStaleDue(t *testing.T) {
 	ds := h.deliveries("$KQ.DLV.s-trade.b")
 	require.Len(t, ds, 20)
 	for _, d := range ds {
-		h.b.handleAck(&Msg{Subject: d.Reply, Data: []byte("+ACK")})
+		h.s.handleAck(&Msg{Subject: d.Reply, Data: []byte("+ACK")})
 	}
 	h.b.Tick(h.ctx, true)
 	h.b.Tick(h.ctx, false)
@@ -197,15 +170,15 @@ func TestEarlyDeliveryJoinsSaveAndAck(t *testing.T) {
 	require.Eventually(t, func() bool { return gs.waiting.Load() == 1 }, 5*time.Second, time.Millisecond,
 		"the writer took its write and waits at the gate")
 
-	h.b.handlePublish(&Msg{Subject: "kq.trade.pay", Reply: "_INBOX.early", Data: []byte("early")})
+	h.s.handlePublish(&Msg{Subject: "kq.trade.pay", Reply: "_INBOX.early", Data: []byte("early")})
 	ds := h.deliveries(dlv)
 	require.Len(t, ds, 1, "a message with a broker-made id is delivered before its save is written")
 	require.Empty(t, h.tr.take("_INBOX.early"), "but its publisher is answered only once it is durable")
-	h.b.handleAck(&Msg{Subject: ds[0].Reply, Reply: "_INBOX.ack", Data: []byte("+ACK")})
+	h.s.handleAck(&Msg{Subject: ds[0].Reply, Reply: "_INBOX.ack", Data: []byte("+ACK")})
 	require.Empty(t, h.tr.take("_INBOX.ack"), "the ack is answered once durable")
 
 	withID := map[string][]string{HdrMsgID: {"0123456789abcdef0123456789abcdef"}}
-	h.b.handlePublish(&Msg{Subject: "kq.trade.pay", Reply: "_INBOX.late", Header: withID, Data: []byte("late")})
+	h.s.handlePublish(&Msg{Subject: "kq.trade.pay", Reply: "_INBOX.late", Header: withID, Data: []byte("late")})
 	require.Empty(t, h.deliveries(dlv), "a message with the publisher's id waits for its save")
 
 	gs.release()

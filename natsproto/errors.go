@@ -1,4 +1,4 @@
-package semantics
+package natsproto
 
 import (
 	"encoding/json"
@@ -8,7 +8,8 @@ import (
 
 // Every refusal the broker sends is a *kqerr.Error: a row of the table of
 // NATS-PROTOCOL.md §8 (package kqerr) with its description. This file holds
-// the one thing about them that is semantics': the JSON of an error reply.
+// the one thing about them that is the NATS adapter's: the JSON of an error
+// reply.
 
 // apiError is the JSON shape of an error reply.
 type apiError struct {

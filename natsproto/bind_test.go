@@ -1,4 +1,4 @@
-package semantics
+package natsproto
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kitenats/kitenats/registry"
+	"github.com/kitenats/kitenats/semantics"
 )
 
 func TestBindIdempotentPerGroupAndDeliver(t *testing.T) {
@@ -24,7 +25,7 @@ func TestBindIdempotentPerGroupAndDeliver(t *testing.T) {
 }
 
 func TestBindRefusals(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Topics = []string{"trade"} })
+	h := newHarness(t, func(c *semantics.Config) { c.Topics = []string{"trade"} })
 	call := func(group, body string) int {
 		return errCode(t, h.api("BIND."+group, body))
 	}

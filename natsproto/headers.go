@@ -1,4 +1,4 @@
-package semantics
+package natsproto
 
 import (
 	"crypto/sha256"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kitenats/kitenats/kqerr"
+	"github.com/kitenats/kitenats/semantics"
 	"github.com/kitenats/kitenats/store"
 )
 
@@ -30,22 +31,6 @@ const (
 	HdrNatsTTL      = "Nats-TTL"
 )
 
-// Limits of a message (kiteq-protocol.md §4.2).
-const (
-	MaxDeliverLimit = 100
-	MaxExpiry       = 7 * 24 * time.Hour
-)
-
-// Publication is a validated publish: the message to store and how.
-type Publication struct {
-	Message *store.Message
-	Fly     bool // deliver without persisting
-	Prepare bool // two-phase: store, deliver nothing until commit
-	// NewID is set when the broker made the message id: no publish before
-	// this one can have used it, so the save cannot be a duplicate.
-	NewID bool
-}
-
 // publishHeaders lists the Kq-* headers a publisher may send.
 var publishHeaders = map[string]bool{
 	HdrMsgID: true, HdrGroup: true, HdrExpires: true, HdrDeliverLimit: true,
@@ -54,18 +39,18 @@ var publishHeaders = map[string]bool{
 
 // ParsePublish validates a NATS publish of (topic, messageType) and builds
 // its message. now is the broker's clock; newID makes an id when the
-// publisher gave none. Any refusal is a 400 *kqerr.Error.
-func ParsePublish(topic, messageType string, hdr map[string][]string, body []byte, now time.Time, newID func() string) (*Publication, error) {
+// publisher gave none (semantics.NewMessageID). Any refusal is a 400 *kqerr.Error.
+func ParsePublish(topic, messageType string, hdr map[string][]string, body []byte, now time.Time, newID func() string) (*semantics.Publication, error) {
 	m := &store.Message{
 		Topic:        topic,
 		MessageType:  messageType,
 		BodyType:     store.BodyBytes,
 		Body:         body,
 		Created:      now.Truncate(time.Second),
-		Expires:      now.Add(MaxExpiry),
-		DeliverLimit: MaxDeliverLimit,
+		Expires:      now.Add(semantics.MaxExpiry),
+		DeliverLimit: semantics.MaxDeliverLimit,
 	}
-	p := &Publication{Message: m}
+	p := &semantics.Publication{Message: m}
 	first := func(k string) string { return hdr[k][0] }
 	var keys []string
 	for k, v := range hdr {
@@ -90,7 +75,7 @@ func ParsePublish(topic, messageType string, hdr map[string][]string, body []byt
 		}
 	}
 	if v, ok := hdr[HdrMsgID]; ok && len(v) > 0 {
-		if !ValidMessageID(v[0]) {
+		if !semantics.ValidMessageID(v[0]) {
 			return nil, kqerr.New(kqerr.BadRequest, nil, "%s %q is not 32 hex digits", HdrMsgID, v[0])
 		}
 		m.ID = v[0]
@@ -108,8 +93,8 @@ func ParsePublish(topic, messageType string, hdr map[string][]string, body []byt
 	}
 	if v, ok := hdr[HdrDeliverLimit]; ok && len(v) > 0 {
 		n, err := strconv.Atoi(v[0])
-		if err != nil || n < 1 || n > MaxDeliverLimit {
-			return nil, kqerr.New(kqerr.BadRequest, err, "%s %q is not in 1..%d", HdrDeliverLimit, v[0], MaxDeliverLimit)
+		if err != nil || n < 1 || n > semantics.MaxDeliverLimit {
+			return nil, kqerr.New(kqerr.BadRequest, err, "%s %q is not in 1..%d", HdrDeliverLimit, v[0], semantics.MaxDeliverLimit)
 		}
 		m.DeliverLimit = n
 	}
@@ -128,7 +113,7 @@ func ParsePublish(topic, messageType string, hdr map[string][]string, body []byt
 	return p, nil
 }
 
-func parseFlags(p *Publication, hdr map[string][]string) error {
+func parseFlags(p *semantics.Publication, hdr map[string][]string) error {
 	if v, ok := hdr[HdrFly]; ok && len(v) > 0 {
 		switch v[0] {
 		case "true":
@@ -157,7 +142,7 @@ func parseFlags(p *Publication, hdr map[string][]string) error {
 // parseExpiry applies Kq-Expires and Nats-TTL (the earlier wins): past is
 // refused, beyond 7 days is clamped.
 func parseExpiry(hdr map[string][]string, now time.Time) (time.Time, error) {
-	limit := now.Add(MaxExpiry)
+	limit := now.Add(semantics.MaxExpiry)
 	exp := limit
 	if v, ok := hdr[HdrExpires]; ok && len(v) > 0 {
 		sec, err := strconv.ParseInt(v[0], 10, 64)
@@ -187,26 +172,12 @@ func parseExpiry(hdr map[string][]string, now time.Time) (time.Time, error) {
 // parseTTL reads a Go duration ("30m") or whole seconds ("90").
 func parseTTL(s string) (time.Duration, error) {
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n > int64(MaxExpiry/time.Second) {
-			n = int64(MaxExpiry / time.Second)
+		if n > int64(semantics.MaxExpiry/time.Second) {
+			n = int64(semantics.MaxExpiry / time.Second)
 		}
 		return time.Duration(n) * time.Second, nil
 	}
 	return time.ParseDuration(s)
-}
-
-// ValidMessageID reports whether id is exactly 32 hex digits (any case).
-func ValidMessageID(id string) bool {
-	if len(id) != 32 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-			return false
-		}
-	}
-	return true
 }
 
 // DedupID is the message id derived from a JetStream Nats-Msg-Id: the first

@@ -1,10 +1,11 @@
-package semantics
+package natsproto
 
 import (
 	"context"
 	"testing"
 	"time"
 
+	"github.com/kitenats/kitenats/semantics"
 	"github.com/kitenats/kitenats/store"
 	"github.com/kitenats/kitenats/store/memory"
 )
@@ -25,29 +26,31 @@ func BenchmarkParsePublish(b *testing.B) {
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := ParsePublish("trade", "pay", hdr, body, now, newMessageID); err != nil {
+		if _, err := ParsePublish("trade", "pay", hdr, body, now, semantics.NewMessageID); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkPublishPath measures one message through the broker's own code,
-// serially: intake, plan, group-committed save (memory store), publish
+// BenchmarkPublishPath measures one message through the adapter and the
+// broker, serially: intake, plan, group-committed save (memory store), publish
 // reply, delivery and ack; the transport is a no-op. It is a latency
 // figure (each message waits for the writer), not a throughput one.
 func BenchmarkPublishPath(b *testing.B) {
 	tr := &nopTransport{}
 	st := memory.New(memory.Config{})
 	w := store.NewBatcher(st, store.BatcherConfig{})
-	br, err := New(Config{BrokerID: "b1", Seed: 1, MaxInflight: 1 << 20}, st, w, tr, fakeLocator{dlv: {1}}, &fakeKeeper{}, nil)
+	s := New(tr, fakeLocator{dlv: {1}})
+	br, err := semantics.New(semantics.Config{BrokerID: "b1", Seed: 1, MaxInflight: 1 << 20, Intake: s, Tap: s}, st, w, &fakeKeeper{}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
+	s.attach(br)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = w.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	if _, err := br.api(ctx, "BIND.s-trade", []byte(`{"deliver":"`+dlv+`","bindings":[{"topic":"trade","messageType":"pay","persistent":true}]}`)); err != nil {
+	if _, err := s.api(ctx, "BIND.s-trade", []byte(`{"deliver":"`+dlv+`","bindings":[{"topic":"trade","messageType":"pay","persistent":true}]}`)); err != nil {
 		b.Fatal(err)
 	}
 	body := make([]byte, 512)
@@ -55,10 +58,10 @@ func BenchmarkPublishPath(b *testing.B) {
 	for b.Loop() {
 		acked := make(chan struct{})
 		tr.onDeliver = func(m *Msg) {
-			br.handleAck(&Msg{Subject: m.Reply, Data: []byte("+ACK")})
+			s.handleAck(&Msg{Subject: m.Reply, Data: []byte("+ACK")})
 		}
 		tr.onReply = func() { close(acked) }
-		br.handlePublish(&Msg{Subject: "kq.trade.pay", Reply: "_INBOX.x", Data: body})
+		s.handlePublish(&Msg{Subject: "kq.trade.pay", Reply: "_INBOX.x", Data: body})
 		<-acked
 	}
 }
@@ -83,3 +86,4 @@ func (t *nopTransport) Subscribe(string, string, func(*Msg)) (func() error, erro
 }
 func (t *nopTransport) Flush() error               { return nil }
 func (t *nopTransport) Sync(context.Context) error { return nil }
+func (t *nopTransport) Dropped() int64             { return 0 }

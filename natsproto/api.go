@@ -1,0 +1,240 @@
+package natsproto
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kitenats/kitenats/kqerr"
+	"github.com/kitenats/kitenats/registry"
+)
+
+// apiTimeout bounds the store and registry work of one API call.
+const apiTimeout = 10 * time.Second
+
+// handleAPI serves $KQ.API.>: every reply is a JSON object, with an error
+// member on failure.
+func (s *Server) handleAPI(msg *Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	body, err := s.api(ctx, strings.TrimPrefix(msg.Subject, "$KQ.API."), msg.Data)
+	if msg.Reply == "" {
+		return
+	}
+	if err != nil {
+		body = errorBody(err)
+	}
+	s.reply(msg.Reply, body)
+}
+
+// encode is the JSON of an API call's typed reply, or the call's error.
+func encode[T any](v T, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, kqerr.New(kqerr.Internal, err, "encoding reply")
+	}
+	return body, nil
+}
+
+// DeletedReply is the reply of CONSUMER.DELETE and BINDINGS.DELETE.
+type DeletedReply struct {
+	Deleted bool `json:"deleted"`
+}
+
+// ReplayedReply is the reply of DLQ.REPLAY.
+type ReplayedReply struct {
+	Replayed bool `json:"replayed"`
+}
+
+// api routes one call by the subject after $KQ.API and returns its reply's
+// JSON.
+func (s *Server) api(ctx context.Context, call string, body []byte) ([]byte, error) {
+	tok := strings.Split(call, ".")
+	groupAt := func(i int) (string, error) {
+		if len(tok) != i+1 {
+			return "", kqerr.New(kqerr.BadRequest, nil, "bad API subject $KQ.API.%s", call)
+		}
+		g, err := DecodeToken(tok[i])
+		if err != nil {
+			return "", kqerr.New(kqerr.BadRequest, err, "bad group token in $KQ.API.%s: %v", call, err)
+		}
+		return g, nil
+	}
+	switch {
+	case call == "STAT":
+		return encode(s.b.Stat(ctx))
+	case call == "BINDINGS.LIST":
+		return encode(s.listBindings(body))
+	case call == "DLQ.LIST":
+		return encode(s.listDead(ctx, body))
+	case call == "DLQ.REPLAY":
+		return encode(s.replay(body))
+	case call == "TX.LIST":
+		return encode(s.listTx(ctx, body))
+	case tok[0] == "TX":
+		if _, err := groupAt(1); err != nil {
+			return nil, err
+		}
+		return encode(s.handleTx(ctx, body))
+	case tok[0] == "BIND":
+		g, err := groupAt(1)
+		if err != nil {
+			return nil, err
+		}
+		return encode(s.handleBind(ctx, g, body))
+	case strings.HasPrefix(call, "CONSUMER.DELETE."):
+		g, err := groupAt(2)
+		if err != nil {
+			return nil, err
+		}
+		var req struct {
+			Consumer string `json:"consumer"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, kqerr.New(kqerr.BadRequest, err, "bad request: %v", err)
+		}
+		if !s.b.Leave(g, req.Consumer) {
+			return nil, kqerr.New(kqerr.Conflict, nil, "unknown consumer %s of %s", req.Consumer, g)
+		}
+		return encode(DeletedReply{Deleted: true}, nil)
+	case strings.HasPrefix(call, "BINDINGS.DELETE."):
+		g, err := groupAt(2)
+		if err != nil {
+			return nil, err
+		}
+		var req bindingSpec
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, kqerr.New(kqerr.BadRequest, err, "bad request: %v", err)
+		}
+		if err := s.b.RemoveBinding(ctx, g, req.Topic, req.MessageType); err != nil {
+			return nil, err
+		}
+		return encode(DeletedReply{Deleted: true}, nil)
+	}
+	return nil, kqerr.New(kqerr.NotFound, nil, "unknown API call $KQ.API.%s", call)
+}
+
+// Page is the shape of every list reply.
+type Page[T any] struct {
+	Total  int `json:"total"`
+	Offset int `json:"offset"`
+	Limit  int `json:"limit"`
+	Items  []T `json:"items"`
+}
+
+type pageRequest struct {
+	Topic  string `json:"topic"`
+	Group  string `json:"groupId"`
+	ID     string `json:"id"`
+	Offset int    `json:"offset"`
+	Limit  int    `json:"limit"`
+}
+
+func parsePageRequest(body []byte) (pageRequest, error) {
+	var r pageRequest
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &r); err != nil {
+			return r, kqerr.New(kqerr.BadRequest, err, "bad request: %v", err)
+		}
+	}
+	if r.Offset < 0 || r.Limit < 0 {
+		return r, kqerr.New(kqerr.BadRequest, nil, "offset and limit must not be negative")
+	}
+	if r.Limit == 0 || r.Limit > 1000 {
+		r.Limit = min(max(r.Limit, 100), 1000)
+	}
+	return r, nil
+}
+
+// listBindings serves $KQ.API.BINDINGS.LIST: every group's bindings, by
+// group name.
+func (s *Server) listBindings(body []byte) (Page[registry.Binding], error) {
+	r, err := parsePageRequest(body)
+	if err != nil {
+		return Page[registry.Binding]{}, err
+	}
+	var all []registry.Binding
+	bs := s.b.Bindings()
+	names := make([]string, 0, len(bs))
+	for n := range bs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		all = append(all, bs[n]...)
+	}
+	return paged(all, r), nil
+}
+
+// paged is the page of all that r asks for (items [] past the end).
+func paged[T any](all []T, r pageRequest) Page[T] {
+	p := Page[T]{Total: len(all), Offset: r.Offset, Limit: r.Limit, Items: []T{}}
+	if r.Offset < len(all) {
+		p.Items = all[r.Offset:min(len(all), r.Offset+r.Limit)]
+	}
+	return p
+}
+
+// DeadItem is one dead letter as DLQ.LIST shows it.
+type DeadItem struct {
+	ID          string            `json:"id"`
+	Topic       string            `json:"topic"`
+	MessageType string            `json:"messageType"`
+	Group       string            `json:"groupId"`
+	Publisher   string            `json:"publishGroup"`
+	Reason      string            `json:"reason"`
+	At          int64             `json:"at"`
+	Created     int64             `json:"created"`
+	Properties  map[string]string `json:"properties,omitempty"`
+	Body        []byte            `json:"body"`
+}
+
+// listDead serves $KQ.API.DLQ.LIST.
+func (s *Server) listDead(ctx context.Context, body []byte) (Page[DeadItem], error) {
+	r, err := parsePageRequest(body)
+	if err != nil {
+		return Page[DeadItem]{}, err
+	}
+	if r.Topic == "" || r.Group == "" {
+		return Page[DeadItem]{}, kqerr.New(kqerr.BadRequest, nil, "DLQ.LIST needs topic and groupId")
+	}
+	dls, total, err := s.b.DeadLetters(ctx, r.Topic, r.Group, r.Offset, r.Limit)
+	if err != nil {
+		return Page[DeadItem]{}, err
+	}
+	items := make([]DeadItem, 0, len(dls))
+	for _, d := range dls {
+		m := d.Message
+		it := DeadItem{ID: m.ID, Topic: m.Topic, MessageType: m.MessageType, Group: d.Group, Publisher: m.Group,
+			Reason: d.Reason, At: d.At.Unix(), Created: m.Created.Unix(), Body: m.Body}
+		for _, p := range m.Properties {
+			if it.Properties == nil {
+				it.Properties = make(map[string]string)
+			}
+			it.Properties[p.Key] = p.Value
+		}
+		items = append(items, it)
+	}
+	return Page[DeadItem]{Total: total, Offset: r.Offset, Limit: r.Limit, Items: items}, nil
+}
+
+// replay serves $KQ.API.DLQ.REPLAY: it re-queues one dead letter for its
+// group only.
+func (s *Server) replay(body []byte) (ReplayedReply, error) {
+	r, err := parsePageRequest(body)
+	if err != nil {
+		return ReplayedReply{}, err
+	}
+	if r.Topic == "" || r.Group == "" || r.ID == "" {
+		return ReplayedReply{}, kqerr.New(kqerr.BadRequest, nil, "DLQ.REPLAY needs topic, id and groupId")
+	}
+	if err := s.b.Replay(r.Topic, r.ID, r.Group); err != nil {
+		return ReplayedReply{}, err
+	}
+	return ReplayedReply{Replayed: true}, nil
+}

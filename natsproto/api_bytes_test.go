@@ -1,0 +1,57 @@
+package natsproto
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kitenats/kitenats/semantics"
+)
+
+// listTx is semantics.Transactions whose List returns items.
+type listTx struct {
+	fakeTx
+	items []semantics.PreparedTx
+}
+
+func (l listTx) List(context.Context, int, int) (int, []semantics.PreparedTx, error) {
+	return len(l.items), l.items, nil
+}
+
+// TestListRepliesBytes pins the JSON of BINDINGS.LIST and TX.LIST replies.
+func TestListRepliesBytes(t *testing.T) {
+	h := newHarness(t, nil)
+	require.Equal(t, `{"total":0,"offset":0,"limit":100,"items":[]}`, string(h.api("BINDINGS.LIST", "")))
+	h.bind("s-trade", dlv, 1, "", direct("trade", "pay", true), direct("trade", "refund", false))
+	h.bind("s-a", "$KQ.DLV.s-a.1", 1, "", direct("trade", "pay", true))
+	require.Equal(t, `{"total":3,"offset":1,"limit":1,"items":[`+
+		`{"groupId":"s-trade","topic":"trade","messageType":"pay","bindType":0,"version":"1.0.0","watermark":0,"persistent":true}]}`,
+		string(h.api("BINDINGS.LIST", `{"offset":1,"limit":1}`)))
+	require.Equal(t, `{"total":3,"offset":5,"limit":100,"items":[]}`, string(h.api("BINDINGS.LIST", `{"offset":5}`)))
+
+	h = newHarness(t, func(c *semantics.Config) {
+		c.Transactions = listTx{items: []semantics.PreparedTx{{Topic: "trade", ID: "m1", MessageType: "pay", Group: "p-trade",
+			Created: 1700000000, AgeSeconds: 5, Checks: 2, NextCheck: 1700000060}}}
+	})
+	require.Equal(t, `{"total":1,"offset":0,"limit":10,"items":[`+
+		`{"topic":"trade","id":"m1","messageType":"pay","groupId":"p-trade","created":1700000000,"ageSeconds":5,"checks":2,"nextCheck":1700000060}]}`,
+		string(h.api("TX.LIST", `{"limit":10}`)))
+	h = newHarness(t, func(c *semantics.Config) { c.Transactions = listTx{items: []semantics.PreparedTx{}} })
+	require.Equal(t, `{"total":0,"offset":0,"limit":100,"items":[]}`, string(h.api("TX.LIST", "")))
+}
+
+// TestCallRepliesBytes pins the JSON of the other calls' typed replies:
+// the bytes the maps they replaced encoded to.
+func TestCallRepliesBytes(t *testing.T) {
+	h := newHarness(t, func(c *semantics.Config) { c.Transactions = fakeTx{} })
+	h.loc[dlv] = []uint64{1}
+	bind := string(h.api("BIND.s-trade", `{"deliver":"`+dlv+`","bindings":[`+direct("trade", "pay", true)+`]}`))
+	require.Regexp(t, `^\{"consumer":"[0-9a-f]{16}"\}$`, bind)
+	id := bind[len(`{"consumer":"`) : len(bind)-2]
+	require.Equal(t, `{"deleted":true}`, string(h.api("CONSUMER.DELETE.s-trade", `{"consumer":"`+id+`"}`)))
+	require.Equal(t, `{"deleted":true}`, string(h.api("BINDINGS.DELETE.s-trade", `{"topic":"trade","messageType":"pay"}`)))
+	require.Equal(t, `{"action":"commit","id":"0123456789abcdef0123456789abcdef"}`,
+		string(h.api("TX.p-trade", `{"topic":"trade","id":"0123456789abcdef0123456789abcdef","action":"commit"}`)))
+	require.Equal(t, `{"replayed":true}`, string(h.api("DLQ.REPLAY", `{"topic":"trade","groupId":"s-trade","id":"0123456789abcdef0123456789abcdef"}`)))
+}

@@ -1,0 +1,87 @@
+package natsproto
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/kitenats/kitenats/kqerr"
+	"github.com/kitenats/kitenats/registry"
+	"github.com/kitenats/kitenats/semantics"
+)
+
+// BindReply is the reply of $KQ.API.BIND.<group>: the consumer's id, for
+// CONSUMER.DELETE.
+type BindReply struct {
+	Consumer string `json:"consumer"`
+}
+
+// bindRequest is the body of $KQ.API.BIND.<group>.
+type bindRequest struct {
+	Deliver      string        `json:"deliver"`
+	Bindings     []bindingSpec `json:"bindings"`
+	WarmingupSec int           `json:"warmingupSec"`
+	MaxInflight  int           `json:"maxInflight"`
+	AckWait      time.Duration `json:"ackWait"`
+}
+
+// bindingSpec is a binding as a NATS client writes it.
+type bindingSpec struct {
+	Topic       string            `json:"topic"`
+	MessageType string            `json:"messageType"`
+	BindType    registry.BindType `json:"bindType"`
+	Persistent  bool              `json:"persistent"`
+	Watermark   int32             `json:"watermark"`
+}
+
+// handleBind serves $KQ.API.BIND.<group>: it adds the bindings to the
+// group's set (durably) and makes the connection holding the deliver
+// subscription a consumer of the group.
+func (s *Server) handleBind(ctx context.Context, group string, body []byte) (BindReply, error) {
+	var req bindRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return BindReply{}, kqerr.New(kqerr.BadRequest, err, "bad BIND request: %v", err)
+	}
+	prefix := "$KQ.DLV." + EncodeToken(group) + "."
+	if !strings.HasPrefix(req.Deliver, prefix) || len(req.Deliver) == len(prefix) || strings.ContainsAny(req.Deliver, "*> ") {
+		return BindReply{}, kqerr.New(kqerr.BadRequest, nil, "deliver subject %q must be %s<anything>", req.Deliver, prefix)
+	}
+	if req.WarmingupSec < 0 || req.MaxInflight < 0 || req.AckWait < 0 {
+		return BindReply{}, kqerr.New(kqerr.BadRequest, nil, "warmingupSec, maxInflight and ackWait must not be negative")
+	}
+	bs := make([]registry.Binding, 0, len(req.Bindings))
+	for _, sp := range req.Bindings {
+		bd := registry.Binding{
+			GroupID: group, Topic: sp.Topic, MessageType: sp.MessageType, BindType: sp.BindType,
+			Persistent: sp.Persistent, Watermark: sp.Watermark,
+		}.Normalize()
+		if err := bd.Validate(); err != nil {
+			return BindReply{}, kqerr.New(kqerr.BadRequest, err, "%v", err)
+		}
+		if !s.b.Serves(bd.Topic) {
+			return BindReply{}, kqerr.New(kqerr.NotFound, nil, "topic not served: %s", bd.Topic)
+		}
+		bs = append(bs, bd)
+	}
+	holders, err := s.loc.Holders(req.Deliver)
+	if err != nil {
+		return BindReply{}, kqerr.New(kqerr.Internal, err, "finding the deliver subscription: %v", err)
+	}
+	if len(holders) != 1 {
+		return BindReply{}, kqerr.New(kqerr.Conflict, nil, "%d connections subscribe to %s; exactly one must", len(holders), req.Deliver)
+	}
+	if err := s.b.AddBindings(ctx, group, bs); err != nil {
+		return BindReply{}, err
+	}
+	id := s.b.Join(semantics.ConsumerSpec{
+		Group:       group,
+		Key:         req.Deliver,
+		Conn:        holders[0],
+		Warmup:      time.Duration(req.WarmingupSec) * time.Second,
+		MaxInflight: req.MaxInflight,
+		AckWait:     req.AckWait,
+		Endpoint:    endpoint{s: s, subject: req.Deliver},
+	})
+	return BindReply{Consumer: id}, nil
+}

@@ -1,0 +1,210 @@
+package natsproto
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/kitenats/kitenats/semantics"
+	"github.com/kitenats/kitenats/store"
+)
+
+// Msg is a NATS message as the adapter sees it.
+type Msg struct {
+	Subject string
+	Reply   string
+	Header  map[string][]string
+	// RawHeader, on a message the adapter publishes, is its header block
+	// already encoded (see EncodeHeader); it takes the place of Header.
+	RawHeader []byte
+	Data      []byte
+}
+
+// Transport is the broker's own NATS connections (the root package's
+// natsTransport, over bridge's connections and nats.go).
+type Transport interface {
+	// Publish sends m; it must not block for long (a buffered send).
+	Publish(m *Msg) error
+	// Subscribe calls fn for every message on subject (with queue group
+	// queue when not empty), one at a time, until stop is called.
+	Subscribe(subject, queue string, fn func(*Msg)) (stop func() error, err error)
+	// Flush returns once the server has processed everything sent so far
+	// (subscriptions included).
+	Flush() error
+	// Sync returns once every message the server had routed to the
+	// adapter's subscriptions before Sync was called has been handled: its
+	// handler returned (or it was dropped over the pending limits). It
+	// returns early with an error when ctx ends or the connection fails.
+	Sync(ctx context.Context) error
+	// Dropped counts the messages the server dropped before the adapter's
+	// subscriptions took them.
+	Dropped() int64
+}
+
+// Locator answers questions about the NATS server's subscriptions
+// (satisfied by bridge.Server).
+type Locator interface {
+	// Holders returns the client connections that hold a plain
+	// subscription on exactly subject.
+	Holders(subject string) ([]uint64, error)
+	// Interested reports whether any client subscribes to a subject
+	// matching subject.
+	Interested(subject string) bool
+}
+
+// Server is the NATS adapter of one broker: it takes publishes, acks and
+// $KQ.API calls on the broker's NATS connection and turns them into calls
+// on the broker, and turns deliveries and results back into NATS messages.
+// It is the broker's semantics.Intake (the broker's Run starts and stops
+// it) and its semantics.Tapper.
+type Server struct {
+	tr  Transport
+	loc Locator
+
+	// Set by Start, before the subscriptions that use them exist.
+	b        *semantics.Broker
+	id       string // the broker's token in ack subjects
+	maxBytes int
+	now      func() time.Time
+	tx       bool // two-phase commit is on
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	stopPub func() error // nil once stopped
+	stops   []func() error
+}
+
+var (
+	_ semantics.Intake = (*Server)(nil)
+	_ semantics.Tapper = (*Server)(nil)
+)
+
+// New builds the adapter over the broker's connection tr and the server's
+// subscription lookup loc. It starts nothing: pass it to the broker as its
+// Config.Intake and Config.Tap; the broker's Run starts it.
+func New(tr Transport, loc Locator) *Server {
+	return &Server{tr: tr, loc: loc, log: slog.New(slog.DiscardHandler)}
+}
+
+// Start takes acks, API calls and publishes for b from now on: it
+// subscribes and flushes, so that what clients send after Start returned
+// reaches b.
+func (s *Server) Start(b *semantics.Broker) error {
+	s.attach(b)
+	stopAcks, err := s.tr.Subscribe("$KQ.ACK.*."+s.id+".*.*", "", s.handleAck)
+	if err != nil {
+		return fmt.Errorf("natsproto: subscribe acks: %w", err)
+	}
+	stopAPI, err := s.tr.Subscribe("$KQ.API.>", "kq", s.handleAPI)
+	if err != nil {
+		_ = stopAcks()
+		return fmt.Errorf("natsproto: subscribe api: %w", err)
+	}
+	stopPub, err := s.tr.Subscribe(SubjectPrefix+".>", "kq", s.handlePublish)
+	if err != nil {
+		_ = stopAPI()
+		_ = stopAcks()
+		return fmt.Errorf("natsproto: subscribe publishes: %w", err)
+	}
+	if err := s.tr.Flush(); err != nil {
+		_ = stopPub()
+		_ = stopAPI()
+		_ = stopAcks()
+		return fmt.Errorf("natsproto: flush subscriptions: %w", err)
+	}
+	s.mu.Lock()
+	s.stopPub, s.stops = stopPub, []func() error{stopAPI, stopAcks}
+	s.mu.Unlock()
+	return nil
+}
+
+// attach reads what the handlers need from b (Start; the tests' harness,
+// which calls the handlers itself).
+func (s *Server) attach(b *semantics.Broker) {
+	cfg := b.Config()
+	s.b, s.id, s.maxBytes, s.now = b, cfg.BrokerID, cfg.MaxMessageBytes, cfg.Now
+	s.tx = cfg.Transactions != nil
+	s.log = cfg.Logger
+}
+
+// StopPublishes stops taking publishes; acks and API calls still come in.
+func (s *Server) StopPublishes() {
+	s.mu.Lock()
+	stop := s.stopPub
+	s.stopPub = nil
+	s.mu.Unlock()
+	if stop != nil {
+		_ = stop()
+	}
+}
+
+// Stop stops taking anything.
+func (s *Server) Stop() {
+	s.StopPublishes()
+	s.mu.Lock()
+	stops := s.stops
+	s.stops = nil
+	s.mu.Unlock()
+	for _, stop := range stops {
+		_ = stop()
+	}
+}
+
+// Sync returns once what the server had routed to the adapter before the
+// call has been handled (Transport.Sync).
+func (s *Server) Sync(ctx context.Context) error { return s.tr.Sync(ctx) }
+
+// Dropped counts what the server dropped before the adapter took it.
+func (s *Server) Dropped() int64 { return s.tr.Dropped() }
+
+// Tap republishes an accepted, committed message on $KQ.TAP for
+// dashboards: at most once, affecting nothing.
+func (s *Server) Tap(m *store.Message) {
+	subject := tapSubject(m.Topic, m.MessageType)
+	if s.loc != nil && !s.loc.Interested(subject) {
+		return // nobody taps: skip building and sending the copy
+	}
+	_ = s.tr.Publish(&Msg{
+		Subject: subject,
+		Header:  DeliveryHeaders(m, 0),
+		Data:    m.Body,
+	})
+}
+
+// reply publishes body on subject.
+func (s *Server) reply(subject string, body []byte) {
+	if err := s.tr.Publish(&Msg{Subject: subject, Data: body}); err != nil {
+		s.log.Debug("natsproto: reply failed", "subject", subject, "err", err)
+	}
+}
+
+// answer replies to an ack or API request that has a reply subject: an
+// empty body for success, an error body otherwise.
+func (s *Server) answer(reply string, err error) {
+	if reply == "" {
+		return
+	}
+	if err != nil {
+		s.reply(reply, errorBody(err))
+		return
+	}
+	s.reply(reply, nil)
+}
+
+// endpoint delivers to a NATS consumer's deliver subject, with the ack
+// subject as reply: $KQ.ACK.<group>.<broker>.<consumer>.<delivery>.
+type endpoint struct {
+	s       *Server
+	subject string
+}
+
+func (e endpoint) Deliver(d *semantics.Delivery) error {
+	return e.s.tr.Publish(&Msg{
+		Subject:   e.subject,
+		Reply:     "$KQ.ACK." + EncodeToken(d.Group) + "." + e.s.id + "." + d.Consumer + "." + d.ID,
+		RawHeader: appendDeliveryHeader(make([]byte, 0, 320), d.Message, d.Attempt),
+		Data:      d.Message.Body,
+	})
+}
