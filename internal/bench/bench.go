@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,7 +37,7 @@ type benchConfig struct {
 	Pubs      int
 	Consumers int
 	Groups    int
-	Pending   int // publishes awaiting their ack, per publisher
+	Pending   int    // publishes awaiting their ack, per publisher
 	DB        string // store URI of the broker under test
 	Store     string // what the workload line says of the store
 	tempDir   string // when DB is the default temporary RocksDB store: the directory to make each broker's in
@@ -348,12 +349,30 @@ func benchBroker(c benchConfig) (benchResult, error) {
 			if err != nil {
 				return benchResult{}, err
 			}
-			if strings.Contains(string(rep.Data), `"error"`) {
-				return benchResult{}, fmt.Errorf("bench: bind: %s", rep.Data)
+			if err := replyError(rep.Data); err != nil {
+				return benchResult{}, fmt.Errorf("bench: bind: %w", err)
 			}
 		}
 	}
 	return w.run(url, "kq.bench.m", true)
+}
+
+// replyError is the error member of a $KQ.API reply, decoded (so that it
+// reads `<topic>`, not the JSON escape `\u003ctopic\u003e`), or nil.
+func replyError(data []byte) error {
+	var r struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return fmt.Errorf("bad reply %q: %w", data, err)
+	}
+	if r.Error != nil {
+		return fmt.Errorf("%d %s", r.Error.Code, r.Error.Description)
+	}
+	return nil
 }
 
 // benchCoreNATS runs the same publishers and consumers as plain core NATS
