@@ -42,11 +42,11 @@ func Adopt(args []string) error {
 }
 
 func adopt(args []string, out io.Writer) error {
-	fs := newFlagSet("adopt", adoptHelp)
+	fs := newFlagSet("adopt")
 	db := fs.String("db", "", "the shared store, mysql://…; its broker=NAME (default: this host's name) is the broker that takes the messages over")
 	from := fs.String("from", "", "name of the dead broker (its broker= in its -db) whose messages, delivery states, checks and dead letters move")
 	timeout := fs.Duration("timeout", time.Hour, "give up after this long (what moved stays moved; run it again to finish)")
-	if err := parseFlags(fs, args, out); err != nil {
+	if err := parseFlags(fs, adoptHelp, args, out); err != nil {
 		return err
 	}
 	switch {

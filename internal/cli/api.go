@@ -67,8 +67,8 @@ func (f apiFlags) call(subject string, req any) (json.RawMessage, error) {
 
 // clientFlags returns the flag set of `kitenats name` with the connection
 // flags (and -json when withJSON) defined.
-func clientFlags(name string, h help, withJSON bool) (*flag.FlagSet, apiFlags) {
-	fs := newFlagSet(name, h)
+func clientFlags(name string, withJSON bool) (*flag.FlagSet, apiFlags) {
+	fs := newFlagSet(name)
 	f := apiFlags{
 		server: fs.String("s", "nats://127.0.0.1:4222", "broker NATS URL"),
 		user:   fs.String("user", "", "NATS user (admin in secrets mode)"),
@@ -115,8 +115,8 @@ var statHelp = help{
 }
 
 func stat(args []string, out io.Writer) error {
-	fs, f := clientFlags("stat", statHelp, true)
-	if err := parseFlags(fs, args, out); err != nil {
+	fs, f := clientFlags("stat", true)
+	if err := parseFlags(fs, statHelp, args, out); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -149,13 +149,13 @@ var dlqHelp = help{
 func DLQ(args []string) error { return dlq(args, os.Stdout) }
 
 func dlq(args []string, out io.Writer) error {
-	fs, f := clientFlags("dlq", dlqHelp, true)
+	fs, f := clientFlags("dlq", true)
 	topic := fs.String("topic", "", "topic (required)")
 	group := fs.String("group", "", "consumer group (required)")
 	replay := fs.String("replay", "", "message id to re-queue for the group")
 	offset := fs.Int("offset", 0, "list offset")
 	limit := fs.Int("limit", 100, "list page size (at most 1000)")
-	if err := parseFlags(fs, args, out); err != nil {
+	if err := parseFlags(fs, dlqHelp, args, out); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -214,10 +214,12 @@ type deadLetter struct {
 
 // printDeadLetters writes a DLQ page as blocks of aligned fields.
 func printDeadLetters(out io.Writer, page dlqPage) error {
+	p := &printer{w: out}
 	for i, d := range page.Items {
-		fmt.Fprintf(out, "dead letter %d of %d\n", page.Offset+i+1, page.Total)
-		tw := newTable(out)
-		row := func(k, v string) { fmt.Fprintf(tw, "  %s\t%s\n", k, v) }
+		p.printf("dead letter %d of %d\n", page.Offset+i+1, page.Total)
+		tw := newTable(p)
+		t := &printer{w: tw}
+		row := func(k, v string) { t.printf("  %s\t%s\n", k, v) }
 		row("id", d.ID)
 		row("topic", d.Topic)
 		row("messageType", d.MessageType)
@@ -236,18 +238,18 @@ func printDeadLetters(out io.Writer, page dlqPage) error {
 		for _, k := range keys {
 			row("property", k+"="+d.Properties[k])
 		}
-		if err := tw.Flush(); err != nil {
+		if err := errors.Join(t.err, tw.Flush()); err != nil {
 			return err
 		}
-		writeBody(out, "  ", d.Body)
-		fmt.Fprintln(out)
+		writeBody(p, "  ", d.Body)
+		p.printf("\n")
 	}
 	shown := ""
 	if len(page.Items) < page.Total {
 		shown = fmt.Sprintf(", %d shown from offset %d (-offset, -limit for more)", len(page.Items), page.Offset)
 	}
-	_, err := fmt.Fprintf(out, "%d dead letter(s)%s\n", page.Total, shown)
-	return err
+	p.printf("%d dead letter(s)%s\n", page.Total, shown)
+	return p.err
 }
 
 func unixTime(sec int64) string {
@@ -271,14 +273,14 @@ var txHelp = help{
 func Tx(args []string) error { return tx(args, os.Stdout) }
 
 func tx(args []string, out io.Writer) error {
-	fs, f := clientFlags("tx", txHelp, true)
+	fs, f := clientFlags("tx", true)
 	offset := fs.Int("offset", 0, "list offset")
 	limit := fs.Int("limit", 100, "list page size (at most 1000)")
 	commit := fs.String("commit", "", "commit the prepared message with this id (needs -topic and -group)")
 	rollback := fs.String("rollback", "", "roll back the prepared message with this id (needs -topic and -group)")
 	topic := fs.String("topic", "", "topic of the message to resolve")
 	group := fs.String("group", "", "publishing group of the message to resolve")
-	if err := parseFlags(fs, args, out); err != nil {
+	if err := parseFlags(fs, txHelp, args, out); err != nil {
 		return err
 	}
 	if fs.NArg() > 1 || fs.NArg() == 1 && fs.Arg(0) != "list" {
@@ -332,11 +334,14 @@ type txPage struct {
 // fit the longest topic and group.
 func printPrepared(out io.Writer, page txPage) error {
 	tw := newTable(out)
-	fmt.Fprintln(tw, "TOPIC\tID\tGROUP\tAGE\tCHECKS")
-	for _, it := range page.Items {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", it.Topic, it.ID, it.Group, time.Duration(it.AgeSeconds)*time.Second, it.Checks)
+	t := &printer{w: tw}
+	if len(page.Items) > 0 {
+		t.printf("topic\tid\tgroup\tage\tchecks\n")
 	}
-	if err := tw.Flush(); err != nil {
+	for _, it := range page.Items {
+		t.printf("%s\t%s\t%s\t%s\t%d\n", it.Topic, it.ID, it.Group, time.Duration(it.AgeSeconds)*time.Second, it.Checks)
+	}
+	if err := errors.Join(t.err, tw.Flush()); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintf(out, "%d prepared message(s)\n", page.Total)

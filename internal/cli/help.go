@@ -66,23 +66,42 @@ func isHelpFlag(a string) bool { return a == "-h" || a == "-help" || a == "--hel
 
 // PrintCommands writes `kitenats help`: every command with its summary.
 func PrintCommands(out io.Writer, cmds []Command) error {
-	fmt.Fprintln(out, "kitenats is a message broker with KiteQ's semantics and a NATS face.")
-	fmt.Fprintln(out)
-	fmt.Fprintln(out, "usage: kitenats [COMMAND] [flags] [arguments]")
-	fmt.Fprintln(out)
-	fmt.Fprintln(out, "commands:")
-	tw := newTable(out)
+	p := &printer{w: out}
+	p.printf("kitenats is a message broker with KiteQ's semantics and a NATS face.\n\n")
+	p.printf("usage: kitenats [COMMAND] [flags] [arguments]\n\n")
+	p.printf("commands:\n")
+	tw := newTable(p)
+	t := &printer{w: tw}
 	for _, c := range cmds {
-		fmt.Fprintf(tw, "  %s\t%s\n", c.Name, c.Summary)
+		t.printf("  %s\t%s\n", c.Name, c.Summary)
 	}
-	fmt.Fprintf(tw, "  %s\t%s\n", "help", "list the commands, or show one's help: kitenats help CMD")
-	if err := tw.Flush(); err != nil {
+	t.printf("  %s\t%s\n", "help", "list the commands, or show one's help: kitenats help CMD")
+	if err := errors.Join(t.err, tw.Flush()); err != nil {
 		return err
 	}
-	fmt.Fprintln(out)
-	fmt.Fprintln(out, "With no command, or flags first, kitenats serves: `kitenats -db memory://` is `kitenats serve -db memory://`.")
-	_, err := fmt.Fprintln(out, "Run `kitenats CMD -h` for a command's arguments, flags and examples.")
-	return err
+	p.printf("\nWith no command, or flags first, kitenats serves: `kitenats -db memory://` is `kitenats serve -db memory://`.\n")
+	p.printf("Run `kitenats CMD -h` for a command's arguments, flags and examples.\n")
+	return p.err
+}
+
+// printer writes to w and keeps the first error, so that a sequence of
+// writes is checked once, at its end (as bufio.Writer's are).
+type printer struct {
+	w   io.Writer
+	err error
+}
+
+func (p *printer) Write(b []byte) (int, error) {
+	if p.err != nil {
+		return 0, p.err
+	}
+	n, err := p.w.Write(b)
+	p.err = err
+	return n, err
+}
+
+func (p *printer) printf(format string, a ...any) {
+	_, _ = fmt.Fprintf(p, format, a...) // kept in p.err
 }
 
 // newTable returns a tabwriter for an aligned table on out: columns are
@@ -100,41 +119,40 @@ type help struct {
 }
 
 // write prints h for command name, with the flags printFlags prints.
-func (h help) write(w io.Writer, name string, printFlags func(io.Writer)) {
-	fmt.Fprintf(w, "usage: kitenats %s %s\n\n", name, h.usage)
-	fmt.Fprintln(w, h.about)
-	fmt.Fprintln(w, "\nflags:")
-	printFlags(w)
-	fmt.Fprintln(w, "\nexamples:")
+func (h help) write(w io.Writer, name string, printFlags func(io.Writer)) error {
+	p := &printer{w: w}
+	p.printf("usage: kitenats %s %s\n\n%s\n\nflags:\n", name, h.usage, h.about)
+	printFlags(p)
+	p.printf("\nexamples:\n")
 	for _, e := range h.examples {
-		fmt.Fprintf(w, "  %s\n", e)
+		p.printf("  %s\n", e)
 	}
+	return p.err
 }
 
-// newFlagSet returns the flag set of `kitenats name`, whose -h prints h.
-func newFlagSet(name string, h help) *flag.FlagSet {
+// newFlagSet returns the flag set of `kitenats name`. It prints nothing
+// itself: parseFlags prints the help, and main the errors.
+func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("kitenats "+name, flag.ContinueOnError)
-	fs.Usage = func() {
-		h.write(fs.Output(), name, func(w io.Writer) {
-			out := fs.Output()
-			fs.SetOutput(w)
-			fs.PrintDefaults()
-			fs.SetOutput(out)
-		})
-	}
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
 }
 
-// parseFlags parses args into fs. On -h it prints the command's help on
+// parseFlags parses args into fs. On -h it prints h, with fs's flags, on
 // out and returns flag.ErrHelp; a bad flag is an error that points at -h,
 // without the whole help text.
-func parseFlags(fs *flag.FlagSet, args []string, out io.Writer) error {
-	fs.SetOutput(io.Discard)
+func parseFlags(fs *flag.FlagSet, h help, args []string, out io.Writer) error {
 	err := fs.Parse(args)
-	fs.SetOutput(out)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		fs.Usage()
+		if werr := h.write(out, strings.TrimPrefix(fs.Name(), "kitenats "), func(w io.Writer) {
+			fs.SetOutput(w)
+			fs.PrintDefaults()
+			fs.SetOutput(io.Discard)
+		}); werr != nil {
+			return werr
+		}
 		return err
 	case err != nil:
 		return fmt.Errorf("%w (%s -h for help)", err, fs.Name())

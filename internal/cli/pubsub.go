@@ -34,7 +34,7 @@ var pubHelp = help{
 func Pub(args []string) error { return pub(args, os.Stdout) }
 
 func pub(args []string, out io.Writer) error {
-	fs, f := clientFlags("pub", pubHelp, false)
+	fs, f := clientFlags("pub", false)
 	s, user, pass := f.server, f.user, f.pass
 	group := fs.String("group", "", "publishing group (Kq-Group)")
 	id := fs.String("id", "", "message id, 32 hex digits (default: generated)")
@@ -42,7 +42,7 @@ func pub(args []string, out io.Writer) error {
 	limit := fs.Int("limit", 0, "deliver limit per group, 1..100 (default 100)")
 	var props headerFlags
 	fs.Var(&props, "H", "a user property key=value (repeatable)")
-	if err := parseFlags(fs, args, out); err != nil {
+	if err := parseFlags(fs, pubHelp, args, out); err != nil {
 		return err
 	}
 	if fs.NArg() != 3 {
@@ -69,7 +69,9 @@ func pub(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "stored: id %s, stream %s, seq %d, duplicate %v, groups %d\n", ack.ID, ack.Stream, ack.Seq, ack.Duplicate, ack.Groups)
+	if _, err := fmt.Fprintf(out, "stored: id %s, stream %s, seq %d, duplicate %v, groups %d\n", ack.ID, ack.Stream, ack.Seq, ack.Duplicate, ack.Groups); err != nil {
+		return err
+	}
 	if ack.Groups == 0 && !ack.Duplicate {
 		fmt.Fprintf(os.Stderr, "pub: no group binds %s/%s: nobody gets this message (bind first, then publish)\n", fs.Arg(0), fs.Arg(1))
 	}
@@ -94,7 +96,7 @@ var subHelp = help{
 func Sub(args []string) error { return sub(args, os.Stdout) }
 
 func sub(args []string, out io.Writer) error {
-	fs, f := clientFlags("sub", subHelp, false)
+	fs, f := clientFlags("sub", false)
 	s, user, pass := f.server, f.user, f.pass
 	group := fs.String("group", "", "consumer group (required)")
 	topic := fs.String("topic", "", "topic (required)")
@@ -103,7 +105,7 @@ func sub(args []string, out io.Writer) error {
 	fanout := fs.Bool("fanout", false, "bind every messageType of the topic")
 	transient := fs.Bool("transient", false, "a non-persistent binding: nothing is kept while the group is offline")
 	nak := fs.Bool("nak", false, "answer -NAK instead of +ACK (to watch redelivery)")
-	if err := parseFlags(fs, args, out); err != nil {
+	if err := parseFlags(fs, subHelp, args, out); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -137,8 +139,11 @@ func sub(args []string, out io.Writer) error {
 	var mu sync.Mutex // one delivery's lines together
 	err = c.Start(ctx, func(d *client.Delivery) error {
 		mu.Lock()
-		fmt.Fprintln(out, formatDelivery(time.Now(), d))
+		_, err := fmt.Fprintln(out, formatDelivery(time.Now(), d))
 		mu.Unlock()
+		if err != nil {
+			return err // not printed, not acked: redelivered to whoever can show it
+		}
 		if *nak {
 			return errors.New("nak")
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -33,22 +34,22 @@ func printableText(body []byte) bool {
 // writeBody writes a message body after indent: as text under a `body:`
 // label when it is printable UTF-8 (each line indented), else as base64
 // (standard encoding) under `body (base64):`.
-func writeBody(out io.Writer, indent string, body []byte) {
+func writeBody(p *printer, indent string, body []byte) {
 	switch {
 	case len(body) == 0:
-		fmt.Fprintf(out, "%sbody: (empty)\n", indent)
+		p.printf("%sbody: (empty)\n", indent)
 	case printableText(body):
 		text := strings.TrimSuffix(strings.ReplaceAll(string(body), "\r\n", "\n"), "\n")
 		if !strings.Contains(text, "\n") {
-			fmt.Fprintf(out, "%sbody: %s\n", indent, text)
+			p.printf("%sbody: %s\n", indent, text)
 			return
 		}
-		fmt.Fprintf(out, "%sbody:\n", indent)
+		p.printf("%sbody:\n", indent)
 		for _, line := range strings.Split(text, "\n") {
-			fmt.Fprintf(out, "%s  %s\n", indent, line)
+			p.printf("%s  %s\n", indent, line)
 		}
 	default:
-		fmt.Fprintf(out, "%sbody (base64): %s\n", indent, base64.StdEncoding.EncodeToString(body))
+		p.printf("%sbody (base64): %s\n", indent, base64.StdEncoding.EncodeToString(body))
 	}
 }
 
@@ -92,8 +93,9 @@ func deliveryHeaders(d *client.Delivery) map[string]string {
 // line, the headers one per line (the broker's Kq-* first, then the
 // producer's properties, each sorted by name), then the body.
 func formatDelivery(now time.Time, d *client.Delivery) string {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "[%s] %s/%s attempt %d\n", now.Format(time.TimeOnly), d.Topic, d.MessageType, d.DeliverCount)
+	var b bytes.Buffer // a bytes.Buffer does not fail: no error to keep
+	p := &printer{w: &b}
+	p.printf("[%s] %s/%s attempt %d\n", now.Format(time.TimeOnly), d.Topic, d.MessageType, d.DeliverCount)
 	h := deliveryHeaders(d)
 	keys := make([]string, 0, len(h))
 	for k := range h {
@@ -107,11 +109,12 @@ func formatDelivery(now time.Time, d *client.Delivery) string {
 		return keys[i] < keys[j]
 	})
 	tw := newTable(&b)
+	t := &printer{w: tw}
 	for _, k := range keys {
-		fmt.Fprintf(tw, "  %s:\t%s\n", k, h[k])
+		t.printf("  %s:\t%s\n", k, h[k])
 	}
-	_ = tw.Flush() // a bytes.Buffer does not fail
-	writeBody(&b, "  ", d.Body)
+	_ = tw.Flush()
+	writeBody(p, "  ", d.Body)
 	return b.String()
 }
 
@@ -136,19 +139,21 @@ func printStat(out io.Writer, raw json.RawMessage) error {
 	sort.Strings(scalars)
 	sort.Strings(lists)
 	tw := newTable(out)
+	t := &printer{w: tw}
 	for _, k := range scalars {
-		fmt.Fprintf(tw, "%s\t%s\n", k, cell(doc[k]))
+		t.printf("%s\t%s\n", k, cell(doc[k]))
 	}
-	if err := tw.Flush(); err != nil {
+	if err := errors.Join(t.err, tw.Flush()); err != nil {
 		return err
 	}
+	p := &printer{w: out}
 	for _, k := range lists {
-		fmt.Fprintf(out, "\n%s:\n", k)
-		if err := printObjects(out, doc[k].([]any)); err != nil {
-			return err
+		p.printf("\n%s:\n", k)
+		if p.err == nil {
+			p.err = printObjects(out, doc[k].([]any))
 		}
 	}
-	return nil
+	return p.err
 }
 
 func isObjectList(l []any) bool {
@@ -190,16 +195,17 @@ func printObjects(out io.Writer, items []any) error {
 		return cols[i] < cols[j]
 	})
 	tw := newTable(out)
-	fmt.Fprintf(tw, "  %s\n", strings.Join(cols, "\t"))
+	t := &printer{w: tw}
+	t.printf("  %s\n", strings.Join(cols, "\t"))
 	for _, it := range items {
 		m := it.(map[string]any)
 		row := make([]string, len(cols))
 		for i, c := range cols {
 			row[i] = cell(m[c])
 		}
-		fmt.Fprintf(tw, "  %s\n", strings.Join(row, "\t"))
+		t.printf("  %s\n", strings.Join(row, "\t"))
 	}
-	return tw.Flush()
+	return errors.Join(t.err, tw.Flush())
 }
 
 // cell is one JSON value as a table cell: strings and numbers as they

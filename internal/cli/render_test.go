@@ -30,7 +30,7 @@ func TestWriteBodyTextOrBase64(t *testing.T) {
 		{nil, "  body: (empty)\n"},
 	} {
 		var out bytes.Buffer
-		writeBody(&out, "  ", tt.body)
+		writeBody(&printer{w: &out}, "  ", tt.body)
 		require.Equal(t, tt.want, out.String(), "%q", tt.body)
 	}
 }

@@ -38,7 +38,9 @@ func serve(args []string, out io.Writer) (err error) {
 			break
 		}
 		if isHelpFlag(a) {
-			serveHelp.write(out, "serve", config.PrintFlags)
+			if err := serveHelp.write(out, "serve", config.PrintFlags); err != nil {
+				return err
+			}
 			return flag.ErrHelp
 		}
 	}
