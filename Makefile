@@ -12,7 +12,7 @@ LINT_VER   = $(shell awk '{ for (i = 1; i < NF; i++) if ($$i == "github.com/gola
 .PHONY: run build test unit integration deps deps-test fuzz bench fmt vet lint cover clean
 
 run: build
-	./$(BIN)
+	./$(BIN) $(ARGS)
 
 build: deps
 	CGO_ENABLED=1 $(GO) build -o $(BIN) .

@@ -2,18 +2,15 @@
 //
 // Usage:
 //
-//	kitenats [serve] [-nats ADDR] [-bind ADDR] [-pport PORT] [-db URI] [-configPath FILE -clusterName NAME]
-//	kitenats pub   [-s URL] [-group G] [-id ID] [-H k=v] TOPIC TYPE BODY
-//	kitenats sub   [-s URL] -group G -topic T [-type M | -regx P | -fanout] [-nak]
-//	kitenats bench [flags]      measure the broker (see kitenats bench -h)
-//	kitenats stat  [-s URL]     print $KQ.API.STAT
-//	kitenats dlq   [-s URL] -topic T -group G [-replay ID]
-//	kitenats tx    [-s URL] [list] | -commit|-rollback ID -topic T -group G
-//	kitenats adopt -db mysql://…&broker=SURVIVOR -from DEAD
+//	kitenats [COMMAND] [flags] [arguments]
 //
-// main picks the subcommand and calls it: the daemon is package daemon,
-// its configuration package config, the subcommands internal/cli and
-// internal/bench.
+// `kitenats -h` lists the commands (serve, the default, pub, sub, bench,
+// stat, dlq, tx, adopt, help), `kitenats CMD -h` shows one's arguments,
+// flags and examples.
+//
+// main holds the command table and calls the subcommand: the daemon is
+// package daemon, its configuration package config, the subcommands
+// internal/cli and internal/bench.
 package main
 
 import (
@@ -26,16 +23,17 @@ import (
 	"github.com/kitenats/kitenats/internal/cli"
 )
 
-// commands are the subcommands; serve is the default.
-var commands = map[string]func(args []string) error{
-	"serve": cli.Serve,
-	"pub":   cli.Pub,
-	"sub":   cli.Sub,
-	"bench": bench.Run,
-	"stat":  cli.Stat,
-	"dlq":   cli.DLQ,
-	"tx":    cli.Tx,
-	"adopt": cli.Adopt,
+// commands are the subcommands in the order `kitenats help` lists them;
+// serve is the default. help is cli.Dispatch's own.
+var commands = []cli.Command{
+	{Name: "serve", Summary: "run the broker (the default command)", Run: cli.Serve},
+	{Name: "pub", Summary: "publish one message and print the broker's ack", Run: cli.Pub},
+	{Name: "sub", Summary: "bind a consumer group and print each delivery, headers and body", Run: cli.Sub},
+	{Name: "bench", Summary: "measure the broker's throughput and latency (--compare: against JetStream and core NATS)", Run: bench.Run},
+	{Name: "stat", Summary: "print a running broker's counters ($KQ.API.STAT)", Run: cli.Stat},
+	{Name: "dlq", Summary: "list a group's dead letters, or replay one", Run: cli.DLQ},
+	{Name: "tx", Summary: "list prepared (two-phase) messages, or commit or roll one back", Run: cli.Tx},
+	{Name: "adopt", Summary: "move a dead broker's messages to a survivor (shared MySQL store)", Run: cli.Adopt},
 }
 
 func main() {
@@ -45,18 +43,4 @@ func main() {
 	}
 }
 
-func run(args []string) error {
-	name := "serve"
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		name, args = args[0], args[1:]
-	}
-	if name == "help" {
-		fmt.Println("usage: kitenats [serve|pub|sub|bench|stat|dlq|tx|adopt] [flags]; kitenats CMD -h for the flags")
-		return nil
-	}
-	cmd, ok := commands[name]
-	if !ok {
-		return fmt.Errorf("unknown command %q (want serve, pub, sub, bench, stat, dlq, tx or adopt)", name)
-	}
-	return cmd(args)
-}
+func run(args []string) error { return cli.Dispatch(commands, args, os.Stdout) }

@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"flag"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -87,10 +89,68 @@ func TestRootHoldsMainOnly(t *testing.T) {
 
 func TestRunPicksTheSubcommand(t *testing.T) {
 	require.ErrorContains(t, run([]string{"frobnicate"}), `unknown command "frobnicate"`)
-	require.NoError(t, run([]string{"help"}))
+	out := captureStdout(t, func() { require.NoError(t, run([]string{"help"})) })
+	require.Contains(t, out, "usage: kitenats")
 	require.ErrorIs(t, run([]string{"stat", "-h"}), flag.ErrHelp)
 	require.ErrorContains(t, run([]string{"-nats", "localhost"}), "-nats", "serve is the default, and its bad config is an error naming the key")
-	for name := range commands {
-		require.ErrorIs(t, run([]string{name, "-h"}), flag.ErrHelp, name)
+}
+
+// TestHelpListsEveryCommand: -h, --help and help list every command of the
+// table with its one-line summary, and say how to get a command's flags;
+// an unknown command's error lists them too.
+func TestHelpListsEveryCommand(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"-help"}, {"help"}} {
+		out := captureStdout(t, func() { require.NoError(t, run(args)) })
+		for _, c := range commands {
+			require.NotEmpty(t, c.Summary, "%s has no summary", c.Name)
+			require.NotContains(t, c.Summary, "\n", "%s: the summary is one line", c.Name)
+			require.Regexp(t, `(?m)^  `+c.Name+` +`+regexp.QuoteMeta(c.Summary)+`$`, out, "%v lists %s", args, c.Name)
+		}
+		require.Regexp(t, `(?m)^  help +\S`, out)
+		require.Contains(t, out, "kitenats CMD -h")
 	}
+	err := run([]string{"frobnicate"})
+	for _, c := range commands {
+		require.ErrorContains(t, err, c.Name)
+	}
+	names := map[string]bool{}
+	for _, c := range commands {
+		names[c.Name] = true
+	}
+	for _, want := range []string{"serve", "pub", "sub", "bench", "stat", "dlq", "tx", "adopt"} {
+		require.True(t, names[want], "%s is in the table", want)
+	}
+}
+
+// TestEveryCommandExplainsItself: `kitenats CMD -h` and `kitenats help CMD`
+// print a usage line, flags and an example, and -h returns flag.ErrHelp.
+func TestEveryCommandExplainsItself(t *testing.T) {
+	for _, c := range commands {
+		var err error
+		out := captureStdout(t, func() { err = run([]string{c.Name, "-h"}) })
+		require.ErrorIs(t, err, flag.ErrHelp, c.Name)
+		require.Contains(t, out, "usage: kitenats "+c.Name, c.Name)
+		require.Contains(t, out, "flags:", c.Name)
+		require.Regexp(t, `examples:\n  kitenats `, out, c.Name)
+		require.Equal(t, out, captureStdout(t, func() { require.NoError(t, run([]string{"help", c.Name})) }), c.Name)
+	}
+	require.ErrorContains(t, run([]string{"help", "frobnicate"}), `unknown command "frobnicate"`)
+	out := captureStdout(t, func() { require.ErrorIs(t, run([]string{"pub", "-h"}), flag.ErrHelp) })
+	require.Contains(t, out, "TOPIC TYPE BODY")
+	require.Contains(t, out, `kitenats pub -group p-shop trade pay.succ '{"order":42}'`)
+}
+
+// captureStdout returns what f printed on os.Stdout.
+func captureStdout(t *testing.T, f func()) string {
+	t.Helper()
+	tmp, err := os.CreateTemp(t.TempDir(), "stdout")
+	require.NoError(t, err)
+	saved := os.Stdout
+	os.Stdout = tmp
+	defer func() { os.Stdout = saved }()
+	f()
+	require.NoError(t, tmp.Close())
+	b, err := os.ReadFile(tmp.Name())
+	require.NoError(t, err)
+	return string(b)
 }

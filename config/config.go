@@ -3,6 +3,7 @@ package config
 import (
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sort"
@@ -209,20 +210,45 @@ func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
 	return nil
 }
 
-// Parse reads the serve flags (KiteQ's -clusterName -configPath
-// -pport -bind, plus ours) into a Config.
-func Parse(args []string, log *slog.Logger) (Config, error) {
+// serveFlags are the serve flags' values once parsed.
+type serveFlags struct {
+	nats, bind, advertise, db, registry, cluster, configPath, logPath *string
+	pport                                                             *int
+	debug                                                             *bool
+}
+
+// newFlagSet defines the serve flags (KiteQ's -clusterName -configPath
+// -pport -bind, plus ours).
+func newFlagSet() (*flag.FlagSet, serveFlags) {
 	fs := flag.NewFlagSet("kitenats", flag.ContinueOnError)
-	natsAddr := fs.String("nats", "", "NATS listen address (default 127.0.0.1:4222)")
-	bind := fs.String("bind", "", "KiteQ TCP listen address (default 127.0.0.1:13800; off: no KiteQ adapter)")
-	advertise := fs.String("advertise", "", "host:port registered in the registry for KiteQ clients (default: -bind)")
-	pport := fs.Int("pport", 0, "admin HTTP port on the -nats host (default 13801; -1 off)")
-	db := fs.String("db", "", "store URI: rocksdb://DIR[?durability=sync|async], memory://, mysql://... (default rocksdb://./data)")
-	reg := fs.String("registry", "", "registry URI: zk://host:port,... or file://path.yaml (default none)")
-	cluster := fs.String("clusterName", "default_dev", "the [clusters.<name>] section of the config file")
-	cfgPath := fs.String("configPath", "", "TOML config file (KiteQ's cluster.toml keys are accepted)")
-	logPath := fs.String("logPath", "", fmt.Sprintf("directory of the log file %s, rotated at %d MB, %d old files kept (KiteQ's flag; default: logs go to stderr)", LogFileName, LogMaxSizeMB, LogMaxBackups))
-	debug := fs.Bool("debug", false, "debug logging")
+	var f serveFlags
+	f.nats = fs.String("nats", "", "NATS listen address (default 127.0.0.1:4222)")
+	f.bind = fs.String("bind", "", "KiteQ TCP listen address (default 127.0.0.1:13800; off: no KiteQ adapter)")
+	f.advertise = fs.String("advertise", "", "host:port registered in the registry for KiteQ clients (default: -bind)")
+	f.pport = fs.Int("pport", 0, "admin HTTP port on the -nats host (default 13801; -1 off)")
+	f.db = fs.String("db", "", "store URI: rocksdb://DIR[?durability=sync|async], memory://, mysql://... (default rocksdb://./data)")
+	f.registry = fs.String("registry", "", "registry URI: zk://host:port,... or file://path.yaml (default none)")
+	f.cluster = fs.String("clusterName", "default_dev", "the [clusters.<name>] section of the config file")
+	f.configPath = fs.String("configPath", "", "TOML config file (KiteQ's cluster.toml keys are accepted)")
+	f.logPath = fs.String("logPath", "", fmt.Sprintf("directory of the log file %s, rotated at %d MB, %d old files kept (KiteQ's flag; default: logs go to stderr)", LogFileName, LogMaxSizeMB, LogMaxBackups))
+	f.debug = fs.Bool("debug", false, "debug logging")
+	return fs, f
+}
+
+// PrintFlags writes the serve flags and their defaults to w, as the flag
+// package does (for `kitenats serve -h`).
+func PrintFlags(w io.Writer) {
+	fs, _ := newFlagSet()
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+// Parse reads the serve flags into a Config.
+func Parse(args []string, log *slog.Logger) (Config, error) {
+	fs, f := newFlagSet()
+	fs.SetOutput(io.Discard) // the error is returned; `kitenats serve -h` prints the help
+	natsAddr, bind, advertise, pport, db, reg := f.nats, f.bind, f.advertise, f.pport, f.db, f.registry
+	cluster, cfgPath, logPath, debug := f.cluster, f.configPath, f.logPath, f.debug
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,13 +37,66 @@ type benchConfig struct {
 	Pubs      int
 	Consumers int
 	Groups    int
-	Pending   int // publishes awaiting their ack, per publisher
-	DB        string
+	Pending   int    // publishes awaiting their ack, per publisher
+	DB        string // store URI of the broker under test
+	Store     string // what the workload line says of the store
+	tempDir   string // when DB is the default temporary RocksDB store: the directory to make each broker's in
 	Compare   bool
 	Backlog   int  // messages stored for an offline group before the run
 	MsgIDs    bool // every publish carries a unique Nats-Msg-Id (deduplicated)
 	Timeout   time.Duration
 	Out       io.Writer // progress
+	Table     io.Writer // the results (nil: os.Stdout)
+}
+
+// tempStore is what the workload line says of the default store of
+// --compare.
+const tempStore = "a temporary directory, durability async: the daemon's default store"
+
+// resolveStore settles which store the broker under test uses: -db when
+// given; else with --compare the daemon's own default, RocksDB with
+// durability async, in a temporary directory (so that the quick start
+// compares it with JetStream's file store, like with like); else
+// memory://. The returned func removes the temporary directory.
+func (c *benchConfig) resolveStore(dbGiven bool) (func(), error) {
+	switch {
+	case dbGiven:
+	case c.Compare:
+		dir, err := os.MkdirTemp("", "kitenats-bench-db-")
+		if err != nil {
+			return nil, fmt.Errorf("bench: temporary store: %w", err)
+		}
+		c.tempDir, c.DB = dir, "rocksdb://"+dir
+		c.Store = c.DB + " (" + tempStore + ", removed afterwards)"
+		return func() { _ = os.RemoveAll(dir) }, nil
+	default:
+		c.DB = "memory://"
+	}
+	c.Store = c.DB
+	return func() {}, nil
+}
+
+// storeURI is the store of one broker of the run: -db, or a fresh
+// directory in the temporary one, so that each broker of a --compare run
+// (the KiteQ and the NATS face) starts empty.
+func (c benchConfig) storeURI() (string, error) {
+	if c.tempDir == "" {
+		return c.DB, nil
+	}
+	dir, err := os.MkdirTemp(c.tempDir, "db-")
+	if err != nil {
+		return "", fmt.Errorf("bench: temporary store: %w", err)
+	}
+	return "rocksdb://" + dir, nil
+}
+
+// storeName names the store in the table rows: the -db URI, or the
+// default of --compare.
+func (c benchConfig) storeName() string {
+	if c.tempDir != "" {
+		return "rocksdb (temporary, async)"
+	}
+	return c.DB
 }
 
 // benchResult is one row of the results table.
@@ -88,10 +143,39 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+const usage = `usage: kitenats bench [-msgs N | -duration D] [-size B] [-pubs N] [-consumers N] [-groups N] [-db URI] [--compare] [-protocol nats|kiteq]
+
+Starts a broker in this process on random ports, drives it with real clients (nats.go, or the
+KiteQ TCP protocol with -protocol kiteq) and prints a table of msgs/s, MB/s, publish-ack and
+delivery latencies and CPU per message. The store is -db; without -db it is memory://, and with
+--compare the daemon's default store, RocksDB (durability async) in a temporary directory removed
+afterwards. --compare runs the same workload against an embedded JetStream (file store; memory
+store too when -db is memory://) and core NATS, and prints the ratios. Progress goes to stderr
+(a bar on a terminal, a line per run elsewhere), the table to stdout.`
+
+var examples = []string{
+	"kitenats bench -msgs 100000 --compare          # RocksDB (temporary) vs JetStream file store and core NATS",
+	"kitenats bench -db memory:// --compare          # memory vs JetStream memory and file stores, core NATS",
+	"kitenats bench -duration 30s -pubs 4 -db 'rocksdb:///tmp/kb?durability=sync'",
+	"kitenats bench --protocol kiteq -msgs 20000     # the same through the KiteQ TCP adapter",
+}
+
 // Run is `kitenats bench`: it measures the broker, and with --compare
 // JetStream and core NATS in the same run.
-func Run(args []string) error {
+func Run(args []string) error { return run(args, os.Stdout) }
+
+func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("kitenats bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintln(w, usage)
+		fmt.Fprintln(w, "\nflags:")
+		fs.PrintDefaults()
+		fmt.Fprintln(w, "\nexamples:")
+		for _, e := range examples {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
 	c := benchConfig{Out: os.Stderr}
 	fs.IntVar(&c.Msgs, "msgs", 100000, "messages to publish (ignored with -duration)")
 	fs.DurationVar(&c.Duration, "duration", 0, "publish for this long instead of -msgs")
@@ -100,7 +184,7 @@ func Run(args []string) error {
 	fs.IntVar(&c.Consumers, "consumers", 2, "consumers per group")
 	fs.IntVar(&c.Groups, "groups", 1, "consumer groups, each bound to the topic")
 	fs.IntVar(&c.Pending, "pending", 1024, "async publishes in flight per publisher (1 = synchronous)")
-	fs.StringVar(&c.DB, "db", "memory://", "store of the broker under test (memory://, rocksdb://DIR?durability=async|sync)")
+	fs.StringVar(&c.DB, "db", "", "store of the broker under test (memory://, rocksdb://DIR?durability=async|sync); default memory://, with --compare RocksDB in a temporary directory")
 	fs.BoolVar(&c.Compare, "compare", false, "also run the workload, in this run, against an embedded JetStream file-store stream (durable consumer, explicit acks), a memory-store one too when -db is memory://, and raw core NATS pub/sub, and print ratios")
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "give up on a run after this long")
 	fs.BoolVar(&c.MsgIDs, "msgid", false, "give every publish a unique Nats-Msg-Id, so that each target deduplicates it (kitenats then delivers once the save is durable)")
@@ -108,9 +192,26 @@ func Run(args []string) error {
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile (allocations included) at the end of the run to this file")
 	protocol := fs.String("protocol", "nats", "clients' protocol: nats, or kiteq (the KiteQ TCP adapter with kiteq-client-go's benchmark workload: 2 KiB, synchronous publishes)")
-	if err := fs.Parse(args); err != nil {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(stdout)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
+		return err
+	case err != nil:
+		return fmt.Errorf("%w (kitenats bench -h for help)", err)
+	case fs.NArg() > 0:
+		return fmt.Errorf("bench: unexpected arguments %v", fs.Args())
+	}
+	dbGiven := false
+	fs.Visit(func(f *flag.Flag) { dbGiven = dbGiven || f.Name == "db" })
+	cleanup, err := c.resolveStore(dbGiven)
+	if err != nil {
 		return err
 	}
+	defer cleanup()
+	c.Table = stdout
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -150,7 +251,7 @@ func Run(args []string) error {
 		ids = ", a Nats-Msg-Id each"
 	}
 	fmt.Fprintf(c.Out, "workload: %s, %d B%s, %d publisher(s) with %d in flight, %d group(s) x %d consumer(s), explicit acks, store %s\n",
-		c.amount(), c.Size, ids, c.Pubs, c.Pending, c.Groups, c.Consumers, c.DB)
+		c.amount(), c.Size, ids, c.Pubs, c.Pending, c.Groups, c.Consumers, c.Store)
 	return runTargets(c, benchBroker)
 }
 
@@ -174,7 +275,11 @@ func runTargets(c benchConfig, first benchTarget, others ...benchTarget) error {
 		}
 		results = append(results, r)
 	}
-	printResults(os.Stdout, results)
+	out := c.Table
+	if out == nil {
+		out = os.Stdout
+	}
+	printResults(out, results)
 	return nil
 }
 
@@ -199,13 +304,17 @@ func benchDaemon(db, bind string) (*daemon.Daemon, func(), error) {
 
 // benchBroker runs the workload against kitenats itself.
 func benchBroker(c benchConfig) (benchResult, error) {
-	d, stop, err := benchDaemon(c.DB, "off")
+	db, err := c.storeURI()
+	if err != nil {
+		return benchResult{}, err
+	}
+	d, stop, err := benchDaemon(db, "off")
 	if err != nil {
 		return benchResult{}, err
 	}
 	defer stop()
 	url := d.ClientURL()
-	name := "kitenats " + c.DB
+	name := "kitenats " + c.storeName()
 	if c.Backlog > 0 {
 		if err := fillBacklog(c, url); err != nil {
 			return benchResult{}, err
@@ -240,12 +349,30 @@ func benchBroker(c benchConfig) (benchResult, error) {
 			if err != nil {
 				return benchResult{}, err
 			}
-			if strings.Contains(string(rep.Data), `"error"`) {
-				return benchResult{}, fmt.Errorf("bench: bind: %s", rep.Data)
+			if err := replyError(rep.Data); err != nil {
+				return benchResult{}, fmt.Errorf("bench: bind: %w", err)
 			}
 		}
 	}
 	return w.run(url, "kq.bench.m", true)
+}
+
+// replyError is the error member of a $KQ.API reply, decoded (so that it
+// reads `<topic>`, not the JSON escape `\u003ctopic\u003e`), or nil.
+func replyError(data []byte) error {
+	var r struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return fmt.Errorf("bad reply %q: %w", data, err)
+	}
+	if r.Error != nil {
+		return fmt.Errorf("%d %s", r.Error.Code, r.Error.Description)
+	}
+	return nil
 }
 
 // benchCoreNATS runs the same publishers and consumers as plain core NATS
@@ -258,7 +385,7 @@ func benchCoreNATS(c benchConfig) (benchResult, error) {
 	}
 	defer stop()
 	url := d.ClientURL()
-	w := &benchWatch{c: c, name: "core NATS pub/sub"}
+	w := &benchWatch{c: c, name: "core NATS pub/sub (no store)"}
 	var conns []*nats.Conn
 	defer func() {
 		for _, nc := range conns {
@@ -446,31 +573,32 @@ func (w *benchWatch) publisher(url, subject string, n int, stopAt time.Time, wit
 	return nc.Flush()
 }
 
-// progress draws a progress bar until done is closed.
+// progress shows the run's progress until done is closed: deliveries of
+// the whole workload, or with -duration the time.
 func (w *benchWatch) progress(done chan struct{}) {
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
-	draw := func() {
-		var frac float64
-		if w.c.Duration > 0 {
-			frac = float64(time.Since(w.start)) / float64(w.c.Duration)
-		} else {
-			frac = float64(w.received.Load()) / float64(w.c.Msgs*w.c.Groups)
-		}
-		frac = min(max(frac, 0), 1)
-		const width = 30
-		fill := int(frac * width)
-		fmt.Fprintf(w.c.Out, "\r%-26s [%s%s] %3.0f%% sent %d, delivered %d", w.name,
-			strings.Repeat("=", fill), strings.Repeat(" ", width-fill), frac*100, w.sent.Load(), w.received.Load())
+	max := int64(w.c.Msgs * w.c.Groups)
+	if w.c.Duration > 0 {
+		max = w.c.Duration.Milliseconds()
 	}
+	p := newProgress(w.c.Out, w.name, max, isTerminal(w.c.Out))
+	counts := func() string { return fmt.Sprintf("sent %d, delivered %d", w.sent.Load(), w.received.Load()) }
+	update := func() {
+		n := w.received.Load()
+		if w.c.Duration > 0 {
+			n = time.Since(w.start).Milliseconds()
+		}
+		p.set(n, counts())
+	}
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
 	for {
 		select {
 		case <-done:
-			draw()
-			fmt.Fprintln(w.c.Out)
+			update()
+			p.finish(counts())
 			return
 		case <-t.C:
-			draw()
+			update()
 		}
 	}
 }
@@ -494,16 +622,19 @@ func fmtLat(ds []time.Duration, p float64) string {
 // printResults writes the results table, then each row's ratios to the
 // first (the broker under test): of msgs/s, and of CPU per message.
 func printResults(out io.Writer, rs []benchResult) {
-	fmt.Fprintf(out, "\n%-28s %10s %12s %9s %12s %12s %12s %12s %10s %6s\n", "target", "msgs", "msgs/s", "MB/s", "ack p50", "ack p99", "deliver p50", "deliver p99", "CPU/msg", "cores")
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "target\tmsgs\tmsgs/s\tMB/s\tack p50\tack p99\tdeliver p50\tdeliver p99\tCPU/msg\tcores")
 	for _, r := range rs {
 		cores := "-"
 		if r.CPU > 0 {
 			cores = fmt.Sprintf("%.2f", r.cores())
 		}
-		fmt.Fprintf(out, "%-28s %10d %12.0f %9.1f %12s %12s %12s %12s %10s %6s\n", r.Name, r.Msgs, r.rate(),
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Msgs, r.rate(),
 			r.rate()*float64(r.Size)/1e6, fmtLat(r.AckLat, .5), fmtLat(r.AckLat, .99), fmtLat(r.DeliverLat, .5), fmtLat(r.DeliverLat, .99),
 			fmtCPU(r.cpuPerMsg()), cores)
 	}
+	_ = tw.Flush() // out is the terminal or a pipe: nowhere better to report
 	for _, r := range rs[1:] {
 		fmt.Fprintf(out, "ratio %s / %s: %.3f", rs[0].Name, r.Name, rs[0].rate()/r.rate())
 		if c0, c := rs[0].cpuPerMsg(), r.cpuPerMsg(); c0 > 0 && c > 0 {
@@ -653,20 +784,20 @@ func fillBacklog(c benchConfig, url string) error {
 	return err
 }
 
-// progressSent draws the progress of publishing alone.
+// progressSent shows the progress of publishing alone.
 func (w *benchWatch) progressSent(done chan struct{}) {
-	t := time.NewTicker(500 * time.Millisecond)
+	p := newProgress(w.c.Out, w.name, int64(w.c.Msgs), isTerminal(w.c.Out))
+	counts := func() string { return fmt.Sprintf("acked %d", w.acked.Load()) }
+	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
-		frac := float64(w.acked.Load()) / float64(w.c.Msgs)
-		const width = 30
-		fill := int(min(frac, 1) * width)
-		fmt.Fprintf(w.c.Out, "\r%-26s [%s%s] %3.0f%% acked %d", w.name, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), frac*100, w.acked.Load())
 		select {
 		case <-done:
-			fmt.Fprintln(w.c.Out)
+			p.set(w.acked.Load(), counts())
+			p.finish(counts())
 			return
 		case <-t.C:
+			p.set(w.acked.Load(), counts())
 		}
 	}
 }

@@ -52,20 +52,24 @@ func benchKiteQ(c benchConfig, fs *flag.FlagSet) error {
 	}
 	c.Pending = 1
 	fmt.Fprintf(c.Out, "workload: %s, %d B BytesMessage %s/%s, %d synchronous KiteQ publisher(s), %d group(s) x %d KiteQ consumer(s) acking, store %s\n",
-		c.amount(), c.Size, kiteqBenchTopic, kiteqBenchType, c.Pubs, c.Groups, c.Consumers, c.DB)
+		c.amount(), c.Size, kiteqBenchTopic, kiteqBenchType, c.Pubs, c.Groups, c.Consumers, c.Store)
 	return runTargets(c, benchKiteQRun, benchBroker)
 }
 
 // benchKiteQRun runs the workload against the KiteQ adapter of a fresh
 // in-process broker.
 func benchKiteQRun(c benchConfig) (benchResult, error) {
-	d, stop, err := benchDaemon(c.DB, "127.0.0.1:0")
+	db, err := c.storeURI()
+	if err != nil {
+		return benchResult{}, err
+	}
+	d, stop, err := benchDaemon(db, "127.0.0.1:0")
 	if err != nil {
 		return benchResult{}, err
 	}
 	defer stop()
 	addr := d.KiteQAddr().String()
-	name := "kitenats kiteq " + c.DB
+	name := "kitenats kiteq " + c.storeName()
 	if c.Backlog > 0 {
 		if err := fillBacklog(c, d.ClientURL()); err != nil {
 			return benchResult{}, err

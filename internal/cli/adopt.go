@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +23,16 @@ type adopter interface {
 	Close() error
 }
 
+var adoptHelp = help{
+	usage: "-db 'mysql://host:port?db=kite&…&broker=SURVIVOR' -from DEAD [-timeout D]",
+	about: "Moves every message of broker DEAD on a shared MySQL store, with its delivery state, transaction\n" +
+		"checks and dead letters, to broker SURVIVOR, which delivers them while it runs. DEAD must be\n" +
+		"stopped for good: a broker still running would deliver them too. Interrupted, run it again.",
+	examples: []string{
+		"kitenats adopt -db 'mysql://db:3306?db=kite&username=root&password=secret&broker=survivor' -from dead-host",
+	},
+}
+
 // Adopt is `kitenats adopt`: it moves the messages of a dead broker to a
 // surviving one on a shared mysql:// store; the survivor's Due scans then
 // find them, and it delivers them, while it runs. The dead broker must be
@@ -33,17 +42,11 @@ func Adopt(args []string) error {
 }
 
 func adopt(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("kitenats adopt", flag.ContinueOnError)
+	fs := newFlagSet("adopt")
 	db := fs.String("db", "", "the shared store, mysql://…; its broker=NAME (default: this host's name) is the broker that takes the messages over")
 	from := fs.String("from", "", "name of the dead broker (its broker= in its -db) whose messages, delivery states, checks and dead letters move")
 	timeout := fs.Duration("timeout", time.Hour, "give up after this long (what moved stays moved; run it again to finish)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: kitenats adopt -db 'mysql://host:port?db=kite&…&broker=SURVIVOR' -from DEAD")
-		fmt.Fprintln(fs.Output(), "Moves every message of broker DEAD to broker SURVIVOR, which delivers them while it runs.")
-		fmt.Fprintln(fs.Output(), "DEAD must be stopped for good: a broker still running would deliver them too.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, adoptHelp, args, out); err != nil {
 		return err
 	}
 	switch {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -16,18 +18,31 @@ import (
 	"github.com/kitenats/kitenats/client"
 )
 
-// Pub publishes one message and prints the broker's ack:
-//
-//	kitenats pub [-s URL] [-group G] [-id ID] [-ttl D] [-H k=v]... TOPIC TYPE BODY
-func Pub(args []string) error {
-	fs, s, user, pass := clientFlags("pub")
+var pubHelp = help{
+	usage: "[-s URL] [-group G] [-id ID] [-ttl D] [-limit N] [-H key=value]... TOPIC TYPE BODY",
+	about: "Publishes BODY on TOPIC with messageType TYPE (the NATS subject kq.TOPIC.TYPE), waits for\n" +
+		"the store ack and prints it: the message id, and how many groups take the message (0: no\n" +
+		"group binds it, and nobody gets it: bind first).",
+	examples: []string{
+		`kitenats pub -group p-shop trade pay.succ '{"order":42}'`,
+		"kitenats pub -H order=42 -H region=eu -ttl 1h trade pay-succ hello",
+	},
+}
+
+// Pub is `kitenats pub`: it publishes one message and prints the broker's
+// ack.
+func Pub(args []string) error { return pub(args, os.Stdout) }
+
+func pub(args []string, out io.Writer) error {
+	fs, f := clientFlags("pub", false)
+	s, user, pass := f.server, f.user, f.pass
 	group := fs.String("group", "", "publishing group (Kq-Group)")
 	id := fs.String("id", "", "message id, 32 hex digits (default: generated)")
 	ttl := fs.Duration("ttl", 0, "relative expiry (default 7 days)")
 	limit := fs.Int("limit", 0, "deliver limit per group, 1..100 (default 100)")
 	var props headerFlags
 	fs.Var(&props, "H", "a user property key=value (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, pubHelp, args, out); err != nil {
 		return err
 	}
 	if fs.NArg() != 3 {
@@ -54,19 +69,35 @@ func Pub(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("stored: id %s, stream %s, seq %d, duplicate %v, groups %d\n", ack.ID, ack.Stream, ack.Seq, ack.Duplicate, ack.Groups)
+	if _, err := fmt.Fprintf(out, "stored: id %s, stream %s, seq %d, duplicate %v, groups %d\n", ack.ID, ack.Stream, ack.Seq, ack.Duplicate, ack.Groups); err != nil {
+		return err
+	}
 	if ack.Groups == 0 && !ack.Duplicate {
 		fmt.Fprintf(os.Stderr, "pub: no group binds %s/%s: nobody gets this message (bind first, then publish)\n", fs.Arg(0), fs.Arg(1))
 	}
 	return nil
 }
 
-// Sub consumes as a member of a group and prints every delivery until
-// interrupted:
-//
-//	kitenats sub [-s URL] -group G -topic T [-type M | -regx P | -fanout] [-nak]
-func Sub(args []string) error {
-	fs, s, user, pass := clientFlags("sub")
+var subHelp = help{
+	usage: "[-s URL] -group G -topic T (-type M | -regx P | -fanout) [-transient] [-nak]",
+	about: "Binds a consumer of group G to TOPIC (one messageType, a pattern, or all of them), then\n" +
+		"prints every delivery until interrupted: its headers one per line (the broker's Kq-* ones:\n" +
+		"id, topic, type, publishing group, attempt, …, then the producer's properties), and its\n" +
+		"body. Each delivery is acked (-nak: refused, to watch redelivery).",
+	examples: []string{
+		"kitenats sub -group s-trade -topic trade -type pay-succ",
+		"kitenats sub -group s-audit -topic trade -fanout -transient",
+		"kitenats sub -group s-trade -topic trade -regx '^pay-' -nak",
+	},
+}
+
+// Sub is `kitenats sub`: it consumes as a member of a group and prints
+// every delivery until interrupted.
+func Sub(args []string) error { return sub(args, os.Stdout) }
+
+func sub(args []string, out io.Writer) error {
+	fs, f := clientFlags("sub", false)
+	s, user, pass := f.server, f.user, f.pass
 	group := fs.String("group", "", "consumer group (required)")
 	topic := fs.String("topic", "", "topic (required)")
 	mt := fs.String("type", "", "bind this messageType (direct)")
@@ -74,8 +105,11 @@ func Sub(args []string) error {
 	fanout := fs.Bool("fanout", false, "bind every messageType of the topic")
 	transient := fs.Bool("transient", false, "a non-persistent binding: nothing is kept while the group is offline")
 	nak := fs.Bool("nak", false, "answer -NAK instead of +ACK (to watch redelivery)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, subHelp, args, out); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("sub: unexpected arguments %v", fs.Args())
 	}
 	var b client.Binding
 	switch {
@@ -102,9 +136,14 @@ func Sub(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var mu sync.Mutex // one delivery's lines together
 	err = c.Start(ctx, func(d *client.Delivery) error {
-		fmt.Printf("[%s] %s/%s id %s attempt %d from %q: %s\n", time.Now().Format(time.TimeOnly),
-			d.Topic, d.MessageType, d.ID, d.DeliverCount, d.Group, d.Body)
+		mu.Lock()
+		_, err := fmt.Fprintln(out, formatDelivery(time.Now(), d))
+		mu.Unlock()
+		if err != nil {
+			return err // not printed, not acked: redelivered to whoever can show it
+		}
 		if *nak {
 			return errors.New("nak")
 		}

@@ -2,6 +2,9 @@ package cli
 
 import (
 	"context"
+	"flag"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -11,15 +14,41 @@ import (
 	"github.com/kitenats/kitenats/daemon"
 )
 
+var serveHelp = help{
+	usage: "[-nats ADDR] [-bind ADDR|off] [-pport PORT] [-db URI] [-registry URI] [-configPath FILE [-clusterName NAME]] [-logPath DIR] [-debug]",
+	about: "Runs the broker until SIGINT or SIGTERM: NATS clients on -nats, KiteQ clients on -bind, admin\n" +
+		"HTTP (/healthz, /metrics, /stat) on -pport, messages in the -db store. serve is the default\n" +
+		"command: `kitenats -db memory://` is `kitenats serve -db memory://`. A first signal drains and\n" +
+		"stops in order, a second one forces exit. KiteQ's flags and cluster.toml keys are accepted.",
+	examples: []string{
+		"kitenats                                    # NATS 127.0.0.1:4222, KiteQ 127.0.0.1:13800, admin :13801, rocksdb://./data",
+		"kitenats -nats 127.0.0.1:5222 -db memory:// -bind off -pport -1",
+		"kitenats -clusterName=rocksdb_dev -configPath=./conf/cluster.toml -bind=0.0.0.0:13800 -advertise=10.0.0.5:13800",
+	},
+}
+
 // Serve is `kitenats [serve]`: it runs the daemon until SIGINT or SIGTERM.
 // The first signal interrupts start-up (a ZooKeeper or MySQL that does not
 // answer) or shuts the daemon down in order; a second one forces exit.
-func Serve(args []string) (err error) {
+func Serve(args []string) error { return serve(args, os.Stdout) }
+
+func serve(args []string, out io.Writer) (err error) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if isHelpFlag(a) {
+			if err := serveHelp.write(out, "serve", config.PrintFlags); err != nil {
+				return err
+			}
+			return flag.ErrHelp
+		}
+	}
 	// The flags are read twice: first to learn where the logs go, then with
 	// that logger, so that the config file's notes are in the log file too.
 	cfg, err := config.Parse(args, slog.New(slog.DiscardHandler))
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (kitenats serve -h for help)", err)
 	}
 	out, closeLog, err := openLogOutput(cfg.LogPath)
 	if err != nil {
