@@ -47,6 +47,9 @@ type benchConfig struct {
 	Timeout   time.Duration
 	Out       io.Writer // progress
 	Table     io.Writer // the results (nil: os.Stdout)
+	// CPUProfile, when set, is where each target's CPU profile goes: the
+	// path itself for the first target, PATH.2, PATH.3… for the others.
+	CPUProfile string
 }
 
 // tempStore is what the workload line says of the default store of
@@ -189,7 +192,7 @@ func run(args []string, stdout io.Writer) error {
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "give up on a run after this long")
 	fs.BoolVar(&c.MsgIDs, "msgid", false, "give every publish a unique Nats-Msg-Id, so that each target deduplicates it (kitenats then delivers once the save is durable)")
 	fs.IntVar(&c.Backlog, "backlog", 0, "first store this many messages for a group with no consumer, then run the workload beside that backlog")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file, and with --compare one per target: FILE.2, FILE.3… (`go tool pprof -tagignore=side=client` leaves out the clients' work)")
 	memProfile := fs.String("memprofile", "", "write a heap profile (allocations included) at the end of the run to this file")
 	protocol := fs.String("protocol", "nats", "clients' protocol: nats, or kiteq (the KiteQ TCP adapter with kiteq-client-go's benchmark workload: 2 KiB, synchronous publishes)")
 	fs.SetOutput(io.Discard)
@@ -212,23 +215,10 @@ func run(args []string, stdout io.Writer) error {
 	}
 	defer cleanup()
 	c.Table = stdout
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			// After StopCPUProfile (defers run last first): a failed
-			// close means a truncated profile, so say so.
-			if err := f.Close(); err != nil {
-				fmt.Fprintln(os.Stderr, "bench: cpu profile:", err)
-			}
-		}()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
+	// The clients' goroutines, and whatever they start, carry side=client;
+	// the servers' carry side=server (asServer).
+	pprof.SetGoroutineLabels(clientLabels)
+	c.CPUProfile = *cpuProfile
 	if *memProfile != "" {
 		defer func() {
 			if err := writeHeapProfile(*memProfile); err != nil {
@@ -268,8 +258,15 @@ func runTargets(c benchConfig, first benchTarget, others ...benchTarget) error {
 		targets = append(targets, references(c.DB)...)
 	}
 	results := make([]benchResult, 0, len(targets))
-	for _, run := range targets {
+	for i, run := range targets {
+		stop, err := c.startProfile(i)
+		if err != nil {
+			return err
+		}
 		r, err := run(c)
+		if perr := stop(); err == nil {
+			err = perr
+		}
 		if err != nil {
 			return err
 		}
@@ -281,6 +278,34 @@ func runTargets(c benchConfig, first benchTarget, others ...benchTarget) error {
 	}
 	printResults(out, results)
 	return nil
+}
+
+// startProfile starts the CPU profile of target i (CPUProfile), one file
+// per target, so that each profile holds one server's work; stop ends it.
+func (c benchConfig) startProfile(i int) (stop func() error, err error) {
+	if c.CPUProfile == "" {
+		return func() error { return nil }, nil
+	}
+	path := c.CPUProfile
+	if i > 0 {
+		path += "." + strconv.Itoa(i+1)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			// A failed close is a truncated profile: say so.
+			return fmt.Errorf("bench: cpu profile %s: %w", path, err)
+		}
+		return nil
+	}, nil
 }
 
 func (c benchConfig) amount() string {
@@ -295,12 +320,33 @@ func (c benchConfig) amount() string {
 func benchDaemon(db, bind string) (*daemon.Daemon, func(), error) {
 	cfg := config.Default()
 	cfg.NATS, cfg.DB, cfg.MaxInflight, cfg.AdminPort, cfg.Bind = "127.0.0.1:0", db, 4096, -1, bind
-	d, stop, err := daemon.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var d *daemon.Daemon
+	var stop func() error
+	var err error
+	asServer(func() {
+		d, stop, err = daemon.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("bench: %w", err)
 	}
 	return d, func() { _ = stop() }, nil
 }
+
+// asServer runs fn, which starts a server, with the profiler label
+// side=server, which every goroutine the server starts inherits; the
+// benchmark's own goroutines carry side=client (Run). So
+// `go tool pprof -tagignore=side=client` on a -cpuprofile shows the
+// server's share alone, kitenats or JetStream (whose own goroutines set
+// labels of their own, replacing side), and the runtime's (GC).
+func asServer(fn func()) {
+	// Do restores the labels of the context it is given when fn returns:
+	// the caller's own, side=client.
+	pprof.Do(clientLabels, pprof.Labels("side", "server"), func(context.Context) { fn() })
+}
+
+// clientLabels is the profiler label set of the benchmark's own
+// goroutines.
+var clientLabels = pprof.WithLabels(context.Background(), pprof.Labels("side", "client"))
 
 // benchBroker runs the workload against kitenats itself.
 func benchBroker(c benchConfig) (benchResult, error) {
@@ -685,7 +731,8 @@ func benchJetStream(c benchConfig, storage jetstream.StorageType) (benchResult, 
 	if err != nil {
 		return benchResult{}, err
 	}
-	if err := br.Start(); err != nil {
+	asServer(func() { err = br.Start() })
+	if err != nil {
 		return benchResult{}, err
 	}
 	defer func() { _ = br.Close() }()
