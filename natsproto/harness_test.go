@@ -1,6 +1,7 @@
 package natsproto
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -45,11 +46,14 @@ type fakeTransport struct {
 }
 
 func (t *fakeTransport) Publish(m *Msg) error {
-	if m.RawHeader != nil {
-		c := *m
-		c.Header = decodeHeader(m.RawHeader)
-		m = &c
+	// Copy, as Transport's contract says: the adapter reuses m, its reply
+	// and its buffers once Publish returned.
+	c := Msg{Subject: strings.Clone(m.Subject), Reply: strings.Clone(m.Reply), Header: m.Header,
+		RawHeader: bytes.Clone(m.RawHeader), Data: bytes.Clone(m.Data)}
+	if c.RawHeader != nil {
+		c.Header = decodeHeader(c.RawHeader)
 	}
+	m = &c
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.out = append(t.out, m)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/kitenats/kitenats/semantics"
 	"github.com/kitenats/kitenats/store"
@@ -22,10 +23,12 @@ type Msg struct {
 	Data      []byte
 }
 
-// Transport is the broker's own NATS connections (the root package's
+// Transport is the broker's own NATS connections (the daemon's
 // natsTransport, over bridge's connections and nats.go).
 type Transport interface {
-	// Publish sends m; it must not block for long (a buffered send).
+	// Publish sends m; it must not block for long (a buffered send). It
+	// copies what it sends before it returns and keeps neither m nor its
+	// slices: the adapter reuses them for the next message.
 	Publish(m *Msg) error
 	// Subscribe calls fn for every message on subject (with queue group
 	// queue when not empty), one at a time, until stop is called.
@@ -74,7 +77,17 @@ type Server struct {
 	mu      sync.Mutex
 	stopPub func() error // nil once stopped
 	stops   []func() error
+
+	tapMu   sync.Mutex
+	tapSubs map[tapKey]string // tap subjects built so far (at most maxTapSubjects)
 }
+
+// tapKey is a (topic, messageType) pair whose tap subject is cached.
+type tapKey struct{ topic, messageType string }
+
+// maxTapSubjects bounds the tap subject cache; past it subjects are built
+// per message, as before there was a cache.
+const maxTapSubjects = 4096
 
 var (
 	_ semantics.Intake = (*Server)(nil)
@@ -162,7 +175,7 @@ func (s *Server) Dropped() int64 { return s.tr.Dropped() }
 // Tap republishes an accepted, committed message on $KQ.TAP for
 // dashboards: at most once, affecting nothing.
 func (s *Server) Tap(m *store.Message) {
-	subject := tapSubject(m.Topic, m.MessageType)
+	subject := s.tapSubject(m.Topic, m.MessageType)
 	if s.loc != nil && !s.loc.Interested(subject) {
 		return // nobody taps: skip building and sending the copy
 	}
@@ -173,12 +186,71 @@ func (s *Server) Tap(m *store.Message) {
 	})
 }
 
+// tapSubject is tapSubject(topic, messageType), built once per pair: Tap
+// runs for every accepted message, and nobody tapping is the common case.
+func (s *Server) tapSubject(topic, messageType string) string {
+	k := tapKey{topic, messageType}
+	s.tapMu.Lock()
+	defer s.tapMu.Unlock()
+	if subject, ok := s.tapSubs[k]; ok {
+		return subject
+	}
+	subject := tapSubject(topic, messageType)
+	if s.tapSubs == nil {
+		s.tapSubs = make(map[tapKey]string)
+	}
+	if len(s.tapSubs) < maxTapSubjects {
+		s.tapSubs[k] = subject
+	}
+	return subject
+}
+
 // reply publishes body on subject.
 func (s *Server) reply(subject string, body []byte) {
-	if err := s.tr.Publish(&Msg{Subject: subject, Data: body}); err != nil {
+	o := getOut()
+	o.msg.Subject, o.msg.Data = subject, body
+	if err := s.tr.Publish(&o.msg); err != nil {
 		s.log.Debug("natsproto: reply failed", "subject", subject, "err", err)
 	}
+	o.put()
 }
+
+// publishOut publishes o.buf on subject and puts o back.
+func (s *Server) publishOut(o *out, subject string) {
+	o.msg.Subject, o.msg.Data = subject, o.buf
+	if err := s.tr.Publish(&o.msg); err != nil {
+		s.log.Debug("natsproto: reply failed", "subject", subject, "err", err)
+	}
+	o.put()
+}
+
+// out is the scratch space of one outbound message: Transport.Publish
+// copies what it sends, so deliveries and replies reuse the message, its
+// reply subject and its buffer instead of allocating them per message.
+type out struct {
+	msg   Msg
+	reply []byte
+	buf   []byte // header block or body
+}
+
+var outs = sync.Pool{New: func() any { return &out{reply: make([]byte, 0, 128), buf: make([]byte, 0, 512)} }}
+
+func getOut() *out { return outs.Get().(*out) }
+
+// put returns o to the pool, unless a message made its buffer too large to
+// keep.
+func (o *out) put() {
+	o.msg = Msg{}
+	if cap(o.buf) > 64<<10 || cap(o.reply) > 4<<10 {
+		return
+	}
+	o.reply, o.buf = o.reply[:0], o.buf[:0]
+	outs.Put(o)
+}
+
+// bytesString is b as a string without a copy; b must not change while the
+// string is in use (here: until Transport.Publish returned).
+func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // answer replies to an ack or API request that has a reply subject: an
 // empty body for success, an error body otherwise.
@@ -201,10 +273,12 @@ type endpoint struct {
 }
 
 func (e endpoint) Deliver(d *semantics.Delivery) error {
-	return e.s.tr.Publish(&Msg{
-		Subject:   e.subject,
-		Reply:     "$KQ.ACK." + EncodeToken(d.Group) + "." + e.s.id + "." + d.Consumer + "." + d.ID,
-		RawHeader: appendDeliveryHeader(make([]byte, 0, 320), d.Message, d.Attempt),
-		Data:      d.Message.Body,
-	})
+	o := getOut()
+	defer o.put()
+	o.reply = append(o.reply, "$KQ.ACK."...)
+	o.reply = appendToken(o.reply, d.Group)
+	o.reply = append(append(append(append(append(append(o.reply, '.'), e.s.id...), '.'), d.Consumer...), '.'), d.ID...)
+	o.buf = appendDeliveryHeader(o.buf, d.Message, d.Attempt)
+	o.msg = Msg{Subject: e.subject, Reply: bytesString(o.reply), RawHeader: o.buf, Data: d.Message.Body}
+	return e.s.tr.Publish(&o.msg)
 }

@@ -52,7 +52,9 @@ func (s *Server) handlePublish(msg *Msg) {
 		}
 		if msg.Reply != "" {
 			stream := EncodeToken(ack.Topic)
-			s.reply(msg.Reply, appendPubAck(make([]byte, 0, pubAckSize+len(stream)), stream, ack))
+			o := getOut()
+			o.buf = appendPubAck(o.buf, stream, ack)
+			s.publishOut(o, msg.Reply)
 		}
 	})
 }

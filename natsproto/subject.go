@@ -36,6 +36,19 @@ func EncodeToken(s string) string {
 	return b.String()
 }
 
+// appendToken appends EncodeToken(s) to b.
+func appendToken(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if plain(c) {
+			b = append(b, c)
+			continue
+		}
+		b = append(b, '%', upperHex[c>>4], upperHex[c&0xf])
+	}
+	return b
+}
+
 const upperHex = "0123456789ABCDEF"
 
 func plain(c byte) bool {
@@ -104,14 +117,16 @@ func Subject(topic, messageType string) string {
 // ParseSubject splits a publish subject kq.<topic>.<messageType> into its
 // decoded topic and messageType.
 func ParseSubject(subject string) (topic, messageType string, err error) {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 3 || parts[0] != SubjectPrefix {
+	// Cut, not Split: no slice per publish.
+	prefix, rest, _ := strings.Cut(subject, ".")
+	t, mt, ok := strings.Cut(rest, ".")
+	if prefix != SubjectPrefix || !ok || strings.Contains(mt, ".") {
 		return "", "", fmt.Errorf("subject %q is not kq.<topic>.<messageType>", subject)
 	}
-	if topic, err = DecodeToken(parts[1]); err != nil {
+	if topic, err = DecodeToken(t); err != nil {
 		return "", "", fmt.Errorf("subject %q: topic: %w", subject, err)
 	}
-	if messageType, err = DecodeToken(parts[2]); err != nil {
+	if messageType, err = DecodeToken(mt); err != nil {
 		return "", "", fmt.Errorf("subject %q: messageType: %w", subject, err)
 	}
 	return topic, messageType, nil

@@ -1,6 +1,7 @@
 package natsproto
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -52,6 +53,9 @@ func FuzzSubjectRoundTrip(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		tok := EncodeToken(s)
+		if app := appendToken([]byte("x."), s); string(app) != "x."+tok {
+			t.Fatalf("appendToken(%q) = %q, EncodeToken %q", s, app[2:], tok)
+		}
 		if strings.ContainsAny(tok, ".*> \t\r\n") {
 			t.Fatalf("token %q of %q is not a single literal subject token", tok, s)
 		}
@@ -66,4 +70,19 @@ func FuzzSubjectRoundTrip(f *testing.F) {
 			t.Fatalf("accepted non-canonical %q", s)
 		}
 	})
+}
+
+// The tap subject cache gives what tapSubject builds, and stops growing at
+// its bound.
+func TestTapSubjectCache(t *testing.T) {
+	s := &Server{}
+	for _, p := range [][2]string{{"trade", "pay.succ"}, {"trade", "pay.succ"}, {"a b", "*"}, {"", ">"}} {
+		require.Equal(t, tapSubject(p[0], p[1]), s.tapSubject(p[0], p[1]))
+	}
+	require.Len(t, s.tapSubs, 3)
+	for i := range maxTapSubjects + 10 {
+		topic := "t" + strconv.Itoa(i)
+		require.Equal(t, tapSubject(topic, "m"), s.tapSubject(topic, "m"))
+	}
+	require.Len(t, s.tapSubs, maxTapSubjects)
 }

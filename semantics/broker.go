@@ -371,7 +371,9 @@ func NewMessageID() string {
 	var buf [16]byte
 	binary.BigEndian.PutUint64(buf[:8], uint64(time.Now().UnixNano()))
 	randomFill(buf[8:])
-	return hex.EncodeToString(buf[:])
+	var out [32]byte
+	hex.Encode(out[:], buf[:])
+	return string(out[:]) // one allocation: EncodeToString makes two
 }
 
 // tokens is the source of ids: ChaCha8 (a cryptographically strong
@@ -387,11 +389,13 @@ func seed32() (s [32]byte) {
 	return s
 }
 
-// randomToken returns n random bytes as lower-case hex.
+// randomToken returns n random bytes (at most 32) as lower-case hex.
 func randomToken(n int) string {
-	buf := make([]byte, n)
-	randomFill(buf)
-	return hex.EncodeToString(buf)
+	var buf [32]byte
+	var out [64]byte
+	randomFill(buf[:n])
+	hex.Encode(out[:], buf[:n])
+	return string(out[:2*n]) // one allocation: EncodeToString makes two
 }
 
 // randomFill fills b from tokens.
