@@ -18,7 +18,11 @@ func (s *Server) handleAck(msg *Msg) {
 		s.answer(msg.Reply, kqerr.New(kqerr.BadRequest, err, "bad ack subject %s", msg.Subject))
 		return
 	}
-	s.b.Ack(group, tok[4], tok[5], ParseAck(msg.Data), func(err error) { s.answer(msg.Reply, err) })
+	var done func(error) // nats.go's Ack sends no reply subject: nobody waits
+	if reply := msg.Reply; reply != "" {
+		done = func(err error) { s.answer(reply, err) }
+	}
+	s.b.Ack(group, tok[4], tok[5], ParseAck(msg.Data), done)
 }
 
 // splitTokens splits subject at its dots into exactly len(tok) tokens, in

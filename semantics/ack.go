@@ -46,10 +46,12 @@ type Ack struct {
 
 // Ack applies a consumer's acknowledgement of delivery id. done is called
 // once the outcome is durable, with nil or an *kqerr.Error (409 for an unknown,
-// stale or used id; 400 for an unknown payload).
+// stale or used id; 400 for an unknown payload). done may be nil when
+// nobody waits for the outcome (a NATS ack with no reply subject, the
+// usual case): the ack then costs no callback.
 func (b *Broker) Ack(group, consumerID, id string, a Ack, done func(error)) {
 	if a.Kind == AckUnknown {
-		done(kqerr.New(kqerr.BadRequest, nil, "unknown ack payload"))
+		call(done, kqerr.New(kqerr.BadRequest, nil, "unknown ack payload"))
 		return
 	}
 	b.mu.Lock()
@@ -58,26 +60,27 @@ func (b *Broker) Ack(group, consumerID, id string, a Ack, done func(error)) {
 		prev, used := b.used.get(id)
 		b.mu.Unlock()
 		if used && prev == a.Kind {
-			done(nil) // the same terminal reply again: same answer
+			call(done, nil) // the same terminal reply again: same answer
 			return
 		}
-		done(kqerr.New(kqerr.Conflict, nil, "unknown, stale or used delivery id %s", id))
+		call(done, kqerr.New(kqerr.Conflict, nil, "unknown, stale or used delivery id %s", id))
 		return
 	}
 	now := b.cfg.Now()
 	if a.Kind == AckProgress {
 		f.deadline = now.Add(f.c.ackWait)
 		b.mu.Unlock()
-		done(nil)
+		call(done, nil)
 		return
 	}
 	b.used.add(id, a.Kind)
-	answer := done
-	done = func(err error) {
-		if err != nil {
-			err = storeError(err)
+	if answer := done; answer != nil {
+		done = func(err error) {
+			if err != nil {
+				err = storeError(err)
+			}
+			answer(err)
 		}
-		answer(err)
 	}
 	var more []*flight
 	m := f.d.Message
@@ -86,7 +89,7 @@ func (b *Broker) Ack(group, consumerID, id string, a Ack, done func(error)) {
 		b.unreserve(f)
 		b.counters.acked.Add(1)
 		if f.fly {
-			done(nil)
+			call(done, nil)
 		} else {
 			b.update(store.Update{Op: store.OpAck, Topic: m.Topic, ID: m.ID, Group: group}, done)
 		}
@@ -96,7 +99,7 @@ func (b *Broker) Ack(group, consumerID, id string, a Ack, done func(error)) {
 	case AckTerm:
 		b.unreserve(f)
 		if f.fly {
-			done(nil)
+			call(done, nil)
 		} else {
 			reason := "terminated by consumer"
 			if a.Reason != "" {
@@ -111,5 +114,12 @@ func (b *Broker) Ack(group, consumerID, id string, a Ack, done func(error)) {
 	b.send(more)
 	if wake {
 		b.wake() // capacity was freed while the store may hold due messages
+	}
+}
+
+// call calls done with err, unless done is nil.
+func call(done func(error), err error) {
+	if done != nil {
+		done(err)
 	}
 }
