@@ -423,3 +423,22 @@ func TestBridgeConnectLoopbackDialsTheListener(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "over 127.0.0.2", string(m.Data))
 }
+
+// MaxConnections refuses the client over it, and frees the place when a
+// client goes.
+func TestMaxConnections(t *testing.T) {
+	// The bridge's own system connection counts: two places for clients.
+	s := startServer(t, func(c *Config) { c.MaxConnections = 3 })
+	a := dial(t, s)
+	dial(t, s)
+	_, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(0))
+	require.Error(t, err, "a third client") // "maximum connections exceeded", or the reset that follows it
+	a.Close()
+	waitFor(t, func() bool {
+		nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(0))
+		if err == nil {
+			nc.Close()
+		}
+		return err == nil
+	})
+}

@@ -21,6 +21,8 @@ const (
 	defaultMaxPingsOut  = 2
 	defaultServerName   = "kitenats"
 	defaultClusterName  = "kitenats"
+	defaultMaxConns     = 64 * 1024
+	defaultMaxPending   = 64 << 20
 )
 
 // Limits checked by Validate.
@@ -83,6 +85,15 @@ type Config struct {
 	// --compare` can measure an embedded JetStream server as a reference in
 	// the same run. Default "": JetStream off.
 	JetStreamDir string
+	// MaxConnections bounds the client connections served at once
+	// (nats-server's max_connections); a client over it is refused with
+	// "-ERR 'maximum connections exceeded'". The broker's own connections
+	// count too. Default 65536 (nats-server's).
+	MaxConnections int
+	// MaxPending bounds, in bytes, what the server buffers for one client
+	// that does not read (max_pending); a client past it is a slow consumer
+	// and is disconnected. Default 64 MiB (nats-server's).
+	MaxPending int64
 	// Routes are the route URLs of the other brokers
 	// ("nats-route://host:port"). They require ClusterPort. Default none.
 	Routes []string
@@ -122,6 +133,12 @@ func (c *Config) setDefaults() {
 	if c.ClusterHost == "" {
 		c.ClusterHost = c.Host
 	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = defaultMaxConns
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = defaultMaxPending
+	}
 }
 
 // Validate reports the first invalid field, after applying defaults to the
@@ -140,6 +157,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPingsOut < 1 {
 		errs = append(errs, fmt.Errorf("bridge: max pings out %d below 1", c.MaxPingsOut))
+	}
+	if c.MaxConnections < 1 || c.MaxPending < 1 {
+		errs = append(errs, fmt.Errorf("bridge: max connections %d and max pending %d must be positive", c.MaxConnections, c.MaxPending))
 	}
 	if !validPort(c.ClusterPort) {
 		errs = append(errs, fmt.Errorf("bridge: cluster port %d out of range -1..65535", c.ClusterPort))
@@ -192,6 +212,8 @@ func (c *Config) serverOptions(auth server.Authentication) (*server.Options, err
 		MaxPayload:                 c.MaxPayload,
 		PingInterval:               c.PingInterval,
 		MaxPingsOut:                c.MaxPingsOut,
+		MaxConn:                    c.MaxConnections,
+		MaxPending:                 c.MaxPending,
 		NoSigs:                     true,
 		NoLog:                      false,
 		JetStream:                  c.JetStreamDir != "",

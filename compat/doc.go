@@ -19,9 +19,13 @@
 //
 // # Session lifecycle
 //
-//  1. Accept: the server registers a session and starts its reader and
+//  1. Accept: over Config.MaxConns, or Config.MaxConnsPerHost from its IP
+//     address, the connection is closed at once and counted (Stats).
+//     Otherwise the server registers a session and starts its reader and
 //     writer goroutines. The connection has Config.HandshakeTimeout to send
-//     a valid ConnMeta.
+//     a valid ConnMeta; until then it reads with a 1 KiB buffer and takes
+//     frames of at most 64 KiB (a larger one closes it), so that idle or
+//     hostile connections cost a few KiB each.
 //  2. Handshake: ConnMeta is answered with a ConnAuthAck carrying the
 //     same opaque; then the connection Joins its group (key: the remote
 //     address) with its warmingupSec. A refused ConnMeta gets status=false
@@ -57,7 +61,10 @@
 // The Server owns every goroutine: Run's watcher (which stops the server
 // when Run's context ends) and, per connection, one reader (decodes and
 // handles frames, owns the handshake state, Leaves the group on exit) and
-// one writer (the only writer of the socket, draining the write queue).
+// one writer (the only writer of the socket, draining the write queue: a
+// slice that grows with what is queued, up to Config.WriteQueue frames,
+// written with one vectored write per batch, and dropped when the burst is
+// over).
 // Run and Close return only after all of them have ended. Broker callbacks
 // and Endpoint.Deliver run on the broker's goroutines; they only queue
 // frames and never block.

@@ -59,6 +59,12 @@ type Config struct {
 	// the KiteQ path's CPU there); on a real network the path's MSS (1448)
 	// is smaller anyway.
 	MaxSegment int
+	// MaxConns bounds the connections served at once, and MaxConnsPerHost
+	// those from one remote IP address. A connection over either is closed
+	// at once, before it costs a session, and counted (Stats.Refused).
+	// Defaults 10000 and 1000; -1 is no bound.
+	MaxConns        int
+	MaxConnsPerHost int
 	// Now is the clock used to normalise headers (createTime, expiredTime)
 	// and check expiry. Default time.Now.
 	Now func() time.Time
@@ -77,6 +83,8 @@ const (
 	DefaultDeliveryWindow   = 256 << 10
 	DefaultStaleDelivery    = 30 * time.Second
 	DefaultMaxSegment       = 8 << 10
+	DefaultMaxConns         = 10000
+	DefaultMaxConnsPerHost  = 1000
 )
 
 func (c *Config) setDefaults() {
@@ -104,6 +112,12 @@ func (c *Config) setDefaults() {
 	if c.MaxSegment == 0 {
 		c.MaxSegment = DefaultMaxSegment
 	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerHost == 0 {
+		c.MaxConnsPerHost = DefaultMaxConnsPerHost
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -127,6 +141,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("compat: negative DeliveryWindow %d", c.DeliveryWindow)
 	case c.StaleDelivery < 0:
 		return fmt.Errorf("compat: negative StaleDelivery %s", c.StaleDelivery)
+	case c.MaxConns < -1 || c.MaxConnsPerHost < -1:
+		return fmt.Errorf("compat: MaxConns %d, MaxConnsPerHost %d: want a positive bound or -1 for none", c.MaxConns, c.MaxConnsPerHost)
 	case c.MaxSegment < -1 || (c.MaxSegment > 0 && c.MaxSegment < minSegment):
 		return fmt.Errorf("compat: MaxSegment %d: want -1 (the kernel's) or at least %d bytes", c.MaxSegment, minSegment)
 	}
@@ -150,7 +166,22 @@ type Server struct {
 	closed   bool       // no wg.Add after it is set
 	running  bool
 	sessions map[*session]struct{}
-	lastID   uint64 // conn_id of the last session
+	perHost  map[string]int // sessions by remote IP
+	lastID   uint64         // conn_id of the last session
+	refused  uint64         // connections closed over MaxConns or MaxConnsPerHost
+}
+
+// Stats are a Server's connection counts.
+type Stats struct {
+	Connections int    // served now
+	Refused     uint64 // closed at accept, over MaxConns or MaxConnsPerHost, since New
+}
+
+// Stats returns the server's connection counts.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Connections: len(s.sessions), Refused: s.refused}
 }
 
 // New validates cfg and opens the listener. It starts no goroutine: call
@@ -175,6 +206,7 @@ func New(cfg Config, broker Broker) (*Server, error) {
 		quit:     make(chan struct{}),
 		txq:      make(chan txDecision, txQueue),
 		sessions: make(map[*session]struct{}),
+		perHost:  make(map[string]int),
 	}, nil
 }
 
@@ -244,9 +276,21 @@ func (s *Server) serve(conn net.Conn) {
 		_ = conn.Close()
 		return
 	}
+	host := remoteHost(conn)
+	if over := s.overLimit(host); over != "" {
+		s.refused++
+		n := s.refused
+		s.mu.Unlock()
+		_ = conn.Close()
+		if n&(n-1) == 0 { // the 1st, 2nd, 4th, 8th…: a flood does not flood the log
+			s.log.Warn("compat: connection refused", "remote", conn.RemoteAddr().String(), "over", over, "refused_so_far", n)
+		}
+		return
+	}
 	s.lastID++
 	ss := newSession(s, conn, s.lastID)
 	s.sessions[ss] = struct{}{}
+	s.perHost[host]++
 	s.wg.Add(2)
 	s.mu.Unlock()
 	go func() {
@@ -258,8 +302,32 @@ func (s *Server) serve(conn net.Conn) {
 		ss.readLoop()
 		s.mu.Lock()
 		delete(s.sessions, ss)
+		if s.perHost[host]--; s.perHost[host] <= 0 {
+			delete(s.perHost, host)
+		}
 		s.mu.Unlock()
 	}()
+}
+
+// overLimit names the bound a new connection from host would pass, or
+// returns "". caller holds s.mu
+func (s *Server) overLimit(host string) string {
+	switch {
+	case s.cfg.MaxConns >= 0 && len(s.sessions) >= s.cfg.MaxConns:
+		return fmt.Sprintf("MaxConns %d", s.cfg.MaxConns)
+	case s.cfg.MaxConnsPerHost >= 0 && s.perHost[host] >= s.cfg.MaxConnsPerHost:
+		return fmt.Sprintf("MaxConnsPerHost %d", s.cfg.MaxConnsPerHost)
+	}
+	return ""
+}
+
+// remoteHost is the IP address a connection comes from.
+func remoteHost(conn net.Conn) string {
+	addr := conn.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }
 
 // shutdown stops accepting and closes every connection. Idempotent; it

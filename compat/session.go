@@ -38,7 +38,12 @@ type session struct {
 	remote string
 	log    *slog.Logger
 
-	out        chan outFrame // capacity Config.WriteQueue; never closed
+	// The write queue: frames waiting for the writer, at most
+	// Config.WriteQueue. It grows with what is queued, from nothing: an
+	// idle connection holds no queue.
+	qmu        sync.Mutex
+	queue      []outFrame
+	kick       chan struct{} // capacity 1: wakes the writer
 	done       chan struct{} // closed by close
 	closeOnce  sync.Once
 	writerDone chan struct{} // closed when writeLoop returns
@@ -88,7 +93,7 @@ func newSession(srv *Server, conn net.Conn, id uint64) *session {
 		id:         id,
 		remote:     remote,
 		log:        srv.log.With("conn_id", id, "remote", remote),
-		out:        make(chan outFrame, srv.cfg.WriteQueue),
+		kick:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 		pending:    make(map[uint32]pendingDelivery),
@@ -121,24 +126,49 @@ func (s *session) readLoop() {
 
 // readFrames is the read loop proper. It returns why it ended, never nil:
 // io.EOF (or net.ErrClosed) is a clean end.
+//
+// Until the handshake a connection costs little: a small read buffer, and
+// frames of at most preHandshakeBody bytes (a ConnMeta is a few hundred;
+// the publishes a reconnecting kiteq-client-go sends first are refused
+// anyway). The full read buffer comes with the handshake.
 func (s *session) readFrames() error {
-	br := bufio.NewReaderSize(s.conn, socketBuffer)
+	br := bufio.NewReaderSize(s.conn, preHandshakeBuffer)
 	if err := s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.HandshakeTimeout)); err != nil {
 		return err
 	}
 	for {
-		f, err := wire.ReadFrame(br)
+		limit := wire.MaxBodyLen
+		if !s.authed {
+			limit = preHandshakeBody
+		}
+		f, err := wire.ReadFrameMax(br, limit)
 		if err != nil {
-			if !s.authed && isTimeout(err) {
+			switch {
+			case !s.authed && isTimeout(err):
 				return fmt.Errorf("no handshake within %s: %w", s.srv.cfg.HandshakeTimeout, err)
+			case !s.authed && errors.Is(err, wire.ErrFrameTooLarge):
+				return fmt.Errorf("before the handshake, frames are at most %d bytes: %w", preHandshakeBody, err)
 			}
 			return err
 		}
+		authed := s.authed
 		if err := s.handle(f); err != nil {
 			return err
 		}
+		if !authed && s.authed && br.Buffered() == 0 {
+			// The client waits for its ConnAuthAck: nothing is buffered,
+			// and the reader can grow. (Should frames already be
+			// buffered, the small reader stays: it only costs reads.)
+			br = bufio.NewReaderSize(s.conn, socketBuffer)
+		}
 	}
 }
+
+// Before the handshake: the read buffer, and the largest frame body taken.
+const (
+	preHandshakeBuffer = 1 << 10
+	preHandshakeBody   = 64 << 10
+)
 
 // handle decodes one frame and dispatches it. A non-nil error closes the
 // connection: a malformed body, a refused handshake, a command the client
@@ -242,34 +272,55 @@ func (s *session) enqueue(f outFrame) error {
 		return errClosed
 	default:
 	}
-	select {
-	case s.out <- f:
-		return nil
-	default:
+	s.qmu.Lock()
+	if len(s.queue) >= s.srv.cfg.WriteQueue {
+		s.qmu.Unlock()
 		return ErrQueueFull
 	}
+	s.queue = append(s.queue, f)
+	s.qmu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
-// writeLoop writes queued frames until the session closes. It writes what
-// is queued, then flushes, so that a burst costs few system calls.
+// writeLoop writes queued frames until the session closes. It takes all
+// that is queued at once and writes it with one vectored write (the frames
+// are not copied), so that a burst costs few system calls and an idle
+// connection holds no write buffer.
 func (s *session) writeLoop() {
 	defer close(s.writerDone)
-	bw := bufio.NewWriterSize(s.conn, socketBuffer)
+	var batch []outFrame
+	var iov [][]byte
 	for {
-		var f outFrame
 		select {
-		case f = <-s.out:
+		case <-s.kick:
 		case <-s.done:
 			return
+		}
+		s.qmu.Lock()
+		batch, s.queue = s.queue, batch[:0]
+		s.qmu.Unlock()
+		if len(batch) == 0 {
+			continue
 		}
 		if err := s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout)); err != nil {
 			s.close()
 			return
 		}
-		last, err := s.writeBatch(bw, f)
-		if err == nil {
-			err = bw.Flush()
+		iov = iov[:0]
+		last := false
+		for _, f := range batch {
+			iov = append(iov, f.buf)
+			if f.last {
+				last = true
+				break
+			}
 		}
+		bufs := net.Buffers(iov)
+		_, err := bufs.WriteTo(s.conn)
 		if err != nil || last {
 			if err != nil {
 				s.log.Debug("compat: write failed", "err", err)
@@ -277,26 +328,17 @@ func (s *session) writeLoop() {
 			s.close()
 			return
 		}
+		clear(iov)
+		clear(batch) // let the frames go
+		if cap(batch) > idleQueue {
+			batch, iov = nil, nil // a burst's queue is not kept for the idle time after it
+		}
 	}
 }
 
-// writeBatch writes f and whatever else is queued, up to a frame marked
-// last, without flushing.
-func (s *session) writeBatch(bw *bufio.Writer, f outFrame) (last bool, err error) {
-	for {
-		if _, err := bw.Write(f.buf); err != nil {
-			return false, err
-		}
-		if f.last {
-			return true, nil
-		}
-		select {
-		case f = <-s.out:
-		default:
-			return false, nil
-		}
-	}
-}
+// idleQueue is the largest write queue, in frames, a connection keeps
+// between bursts.
+const idleQueue = 64
 
 // close closes the connection and stops the writer. Idempotent; safe from
 // any goroutine. The reader sees the closed connection and leaves the group.

@@ -31,13 +31,18 @@ type Config struct {
 	AcceptRate  int           // KiteQ's recievePermitsPerSecond; 0 = off
 	MaxPayload  int           // bytes, default 4 MiB
 	MaxInflight int           // per consumer, default 1000
-	DedupWindow time.Duration // default 2 min
-	BrokerID    string        // ack-subject token; default random per start
-	Secrets     map[string]string
-	AdminSecret string
-	Tx          TxConfig
-	LogLevel    slog.Level
-	LogPath     string // KiteQ's -logPath: logs go to LogPath/kitenats.log; empty: stderr
+	// Connection limits (0: the component's default, documented in README).
+	MaxConnections             int           // NATS clients at once (max_connections); default 65536
+	MaxPending                 int64         // NATS bytes buffered for one client that does not read; default 64 MiB
+	KiteQMaxConnections        int           // KiteQ connections at once; default 10000, -1 none
+	KiteQMaxConnectionsPerHost int           // KiteQ connections from one IP; default 1000, -1 none
+	DedupWindow                time.Duration // default 2 min
+	BrokerID                   string        // ack-subject token; default random per start
+	Secrets                    map[string]string
+	AdminSecret                string
+	Tx                         TxConfig
+	LogLevel                   slog.Level
+	LogPath                    string // KiteQ's -logPath: logs go to LogPath/kitenats.log; empty: stderr
 }
 
 // TxConfig is the two-phase-commit check-back schedule.
@@ -95,19 +100,24 @@ type tomlCluster struct {
 	RecoverSeconds          int      `toml:"recoverSeconds"`
 	RecievePermitsPerSecond int      `toml:"recievePermitsPerSecond"`
 	// Ours.
-	NATS          string            `toml:"nats"`
-	Advertise     string            `toml:"advertise"`
-	MaxPayload    int               `toml:"maxPayload"`
-	MaxInflight   int               `toml:"maxInflight"`
-	DedupWindow   string            `toml:"dedupWindow"`
-	BrokerID      string            `toml:"brokerId"`
-	Secrets       map[string]string `toml:"secrets"`
-	AdminSecret   string            `toml:"adminSecret"`
-	RecoverPeriod string            `toml:"recoverPeriod"`
-	TxFirstCheck  string            `toml:"txFirstCheck"`
-	TxInterval    string            `toml:"txCheckInterval"`
-	TxMaxChecks   int               `toml:"txMaxChecks"`
-	TxFinal       string            `toml:"txFinalAction"`
+	NATS        string `toml:"nats"`
+	Advertise   string `toml:"advertise"`
+	MaxPayload  int    `toml:"maxPayload"`
+	MaxInflight int    `toml:"maxInflight"`
+	// Connection limits.
+	MaxConnections             int               `toml:"maxConnections"`
+	MaxPending                 int64             `toml:"maxPending"`
+	KiteQMaxConnections        int               `toml:"kiteqMaxConnections"`
+	KiteQMaxConnectionsPerHost int               `toml:"kiteqMaxConnectionsPerHost"`
+	DedupWindow                string            `toml:"dedupWindow"`
+	BrokerID                   string            `toml:"brokerId"`
+	Secrets                    map[string]string `toml:"secrets"`
+	AdminSecret                string            `toml:"adminSecret"`
+	RecoverPeriod              string            `toml:"recoverPeriod"`
+	TxFirstCheck               string            `toml:"txFirstCheck"`
+	TxInterval                 string            `toml:"txCheckInterval"`
+	TxMaxChecks                int               `toml:"txMaxChecks"`
+	TxFinal                    string            `toml:"txFinalAction"`
 }
 
 // ignoredKiteQKeys are KiteQ keys we read and do not need.
@@ -178,6 +188,8 @@ func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
 	if cl.MaxInflight > 0 {
 		c.MaxInflight = cl.MaxInflight
 	}
+	c.MaxConnections, c.MaxPending = cl.MaxConnections, cl.MaxPending
+	c.KiteQMaxConnections, c.KiteQMaxConnectionsPerHost = cl.KiteQMaxConnections, cl.KiteQMaxConnectionsPerHost
 	if cl.DedupWindow != "" {
 		if c.DedupWindow, err = time.ParseDuration(cl.DedupWindow); err != nil {
 			return fmt.Errorf("config %s: dedupWindow: %w", path, err)
@@ -311,6 +323,13 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInflight <= 0 {
 		bad = append(bad, fmt.Sprintf("maxInflight %d: want a positive number", c.MaxInflight))
+	}
+	if c.MaxConnections < 0 || c.MaxPending < 0 {
+		bad = append(bad, fmt.Sprintf("maxConnections %d, maxPending %d: must not be negative", c.MaxConnections, c.MaxPending))
+	}
+	if c.KiteQMaxConnections < -1 || c.KiteQMaxConnectionsPerHost < -1 {
+		bad = append(bad, fmt.Sprintf("kiteqMaxConnections %d, kiteqMaxConnectionsPerHost %d: want a positive bound, or -1 for none",
+			c.KiteQMaxConnections, c.KiteQMaxConnectionsPerHost))
 	}
 	if c.AcceptRate < 0 {
 		bad = append(bad, fmt.Sprintf("recievePermitsPerSecond %d: must not be negative", c.AcceptRate))

@@ -75,6 +75,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	host, port, _ := config.SplitHostPort(cfg.NATS)
 	bcfg := bridge.Config{
 		Host: host, Port: port, MaxPayload: int32(cfg.MaxPayload),
+		MaxConnections: cfg.MaxConnections, MaxPending: cfg.MaxPending,
 		Authorizer: authorizer(cfg), Logger: log.With("component", "nats"),
 	}
 	if port == 0 {

@@ -21,10 +21,12 @@ import (
 // groups while the broker still runs.
 func newKiteQServer(cfg config.Config, b *semantics.Broker, tx *txn.Coordinator, log *slog.Logger) (*compat.Server, error) {
 	return compat.New(compat.Config{
-		Addr:    cfg.Bind,
-		Secrets: cfg.Secrets,
-		MaxBody: cfg.MaxPayload,
-		Logger:  log.With("component", "kiteq"),
+		Addr:            cfg.Bind,
+		Secrets:         cfg.Secrets,
+		MaxBody:         cfg.MaxPayload,
+		MaxConns:        cfg.KiteQMaxConnections,
+		MaxConnsPerHost: cfg.KiteQMaxConnectionsPerHost,
+		Logger:          log.With("component", "kiteq"),
 	}, kiteqBroker{b: b, tx: tx})
 }
 

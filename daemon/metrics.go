@@ -20,7 +20,17 @@ func (a adminSource) Metrics(ctx context.Context) ([]admin.Metric, error) {
 	if a.Health() != nil {
 		healthy = 0
 	}
-	return statMetrics(st, healthy), nil
+	ms := statMetrics(st, healthy)
+	if a.d.kiteq != nil {
+		ks := a.d.kiteq.Stats()
+		ms = append(ms,
+			admin.Metric{Name: "kitenats_kiteq_connections", Help: "KiteQ connections served now, before and after their handshake.",
+				Samples: []admin.Sample{{Value: float64(ks.Connections)}}},
+			admin.Metric{Name: "kitenats_kiteq_connections_refused_total", Counter: true,
+				Help:    "KiteQ connections closed at accept, over kiteqMaxConnections or kiteqMaxConnectionsPerHost.",
+				Samples: []admin.Sample{{Value: float64(ks.Refused)}}})
+	}
+	return ms, nil
 }
 
 // statMetrics turns a Stat into metric families. Consumers are counted

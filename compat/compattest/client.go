@@ -44,6 +44,13 @@ func Dial(t testing.TB, addr string) *Client {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, DefaultTimeout)
 	require.NoError(t, err)
+	return Wrap(t, conn)
+}
+
+// Wrap makes a Client of a connection the test dialled itself (from a
+// chosen source address, say). The connection is closed when the test
+// ends.
+func Wrap(t testing.TB, conn net.Conn) *Client {
 	t.Cleanup(func() { _ = conn.Close() })
 	return &Client{t: t, Conn: conn, r: bufio.NewReader(conn), Timeout: DefaultTimeout}
 }

@@ -45,9 +45,24 @@ type Frame struct {
 // (part of a header or body may have been consumed), so a read deadline is
 // not a way to poll: the connection must be closed.
 //
-// ReadFrame allocates exactly the declared body length, never more, and so
-// never more than MaxBodyLen; the header is read without allocating.
-func ReadFrame(r *bufio.Reader) (Frame, error) {
+// The body's buffer grows with what arrives: a header that announces 2 MiB
+// and is followed by nothing holds 64 KiB, not 2 MiB. A body up to
+// growStep is allocated at its declared length at once, and the buffer
+// never exceeds the declared length; the header is read without
+// allocating.
+func ReadFrame(r *bufio.Reader) (Frame, error) { return ReadFrameMax(r, MaxBodyLen) }
+
+// growStep is the largest body allocated at once; a larger one grows as it
+// arrives, doubling from it.
+const growStep = 64 << 10
+
+// ReadFrameMax is ReadFrame with a smaller bound on the body length: a
+// longer body gives ErrFrameTooLarge, before anything is allocated for it.
+// A KiteQ server reads with a small bound until the handshake.
+func ReadFrameMax(r *bufio.Reader, max int) (Frame, error) {
+	if max > MaxBodyLen {
+		max = MaxBodyLen
+	}
 	var hdr [HeaderLen]byte
 	n, err := readHeader(r, &hdr)
 	if err != nil {
@@ -60,14 +75,36 @@ func ReadFrame(r *bufio.Reader) (Frame, error) {
 	if bodyLen < 0 {
 		return Frame{}, fmt.Errorf("%w (%d, %s opaque %d)", ErrBadLength, bodyLen, f.Cmd, f.Opaque)
 	}
-	if bodyLen > MaxBodyLen {
-		return Frame{}, fmt.Errorf("%w (%d > %d, %s opaque %d)", ErrFrameTooLarge, bodyLen, MaxBodyLen, f.Cmd, f.Opaque)
+	if int(bodyLen) > max {
+		return Frame{}, fmt.Errorf("%w (%d > %d, %s opaque %d)", ErrFrameTooLarge, bodyLen, max, f.Cmd, f.Opaque)
 	}
-	f.Body = make([]byte, bodyLen)
-	if err := readFull(r, f.Body); err != nil {
+	if f.Body, err = readBody(r, int(bodyLen)); err != nil {
 		return Frame{}, fmt.Errorf("wire: read %s body (%d bytes): %w", f.Cmd, bodyLen, eofToUnexpected(err))
 	}
 	return f, nil
+}
+
+// readBody reads a body of n bytes, into a buffer that grows as the bytes
+// arrive when n is over growStep.
+func readBody(r *bufio.Reader, n int) ([]byte, error) {
+	if n <= growStep {
+		b := make([]byte, n)
+		return b, readFull(r, b)
+	}
+	b := make([]byte, 0, growStep)
+	for len(b) < n {
+		if len(b) == cap(b) {
+			grown := make([]byte, len(b), min(2*cap(b), n))
+			copy(grown, b)
+			b = grown
+		}
+		chunk := b[len(b):min(cap(b), n)]
+		if err := readFull(r, chunk); err != nil {
+			return nil, err
+		}
+		b = b[:len(b)+len(chunk)]
+	}
+	return b, nil
 }
 
 // parseHeader decodes the fixed header; the body length is returned apart

@@ -6,8 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
 	"testing/iotest"
+
+	"github.com/stretchr/testify/require"
 )
 
 // frameHeader builds a frame header declaring bodyLen, for streams that lie.
@@ -170,4 +173,37 @@ func (shortWriter) Write([]byte) (int, error) { return 0, io.ErrShortWrite }
 func TestWireWriteFrameError(t *testing.T) {
 	err := WriteFrame(shortWriter{}, Frame{Cmd: CmdHeartbeat})
 	requireErrorIs(t, err, io.ErrShortWrite)
+}
+
+// A body over growStep grows as it arrives: a header announcing the largest
+// body, followed by a few bytes, costs growStep, not MaxBodyLen; a whole
+// large body still reads back exactly.
+func TestReadFrameBodyGrowsAsItArrives(t *testing.T) {
+	hdr := AppendFrame(nil, Frame{Opaque: 1, Cmd: CmdBytesMessage, Body: make([]byte, MaxBodyLen)})[:HeaderLen]
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := ReadFrame(bufio.NewReader(io.MultiReader(bytes.NewReader(hdr), bytes.NewReader([]byte("partial")))))
+	runtime.ReadMemStats(&after)
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(growStep+growStep/2), "allocated for a body that never came")
+
+	body := make([]byte, 3*growStep+17)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	f, err := ReadFrame(bufio.NewReader(bytes.NewReader(AppendFrame(nil, Frame{Opaque: 2, Cmd: CmdBytesMessage, Body: body}))))
+	require.NoError(t, err)
+	require.Equal(t, body, f.Body)
+	require.Equal(t, len(body), cap(f.Body), "never more than the declared length")
+}
+
+// ReadFrameMax refuses a body over its bound before reading it.
+func TestReadFrameMax(t *testing.T) {
+	frame := AppendFrame(nil, Frame{Opaque: 3, Cmd: CmdHeartbeat, Body: make([]byte, 100)})
+	_, err := ReadFrameMax(bufio.NewReader(bytes.NewReader(frame)), 99)
+	require.ErrorIs(t, err, ErrFrameTooLarge)
+	f, err := ReadFrameMax(bufio.NewReader(bytes.NewReader(frame)), 100)
+	require.NoError(t, err)
+	require.Len(t, f.Body, 100)
 }
