@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,6 +181,9 @@ func TestE2EPublishRefusals(t *testing.T) {
 	require.Equal(t, 400, try("kq.trade.pay", nats.Header{"Kq-Tx": {"commit"}, "Kq-Msg-Id": {strings.Repeat("a", 32)}, "Kq-Group": {"p"}}, nil))
 	require.Equal(t, 0, try("kq.trade.pay", nats.Header{"Kq-Tx": {"prepare"}, "Kq-Msg-Id": {strings.Repeat("a", 32)}, "Kq-Group": {"p"}}, nil))
 	require.Equal(t, 0, try("kq.trade.pay", nats.Header{"Nats-TTL": {"30m"}}, nil))
+	require.Equal(t, 0, try("kq.trade.pay", nil, make([]byte, 64<<10)), "a body of exactly max_payload is taken")
+	require.Equal(t, 0, try("kq.trade.pay", nats.Header{"Kq-Expires": {strconv.FormatInt(math.MaxInt64, 10)}}, nil),
+		"a far expiry is clamped to 7 days, not wrapped into the past")
 	// The server refuses what is over max_payload before the broker sees it.
 	err := nc.Publish("kq.trade.pay", make([]byte, 65<<10))
 	require.Error(t, err)

@@ -149,6 +149,9 @@ func parseExpiry(hdr map[string][]string, now time.Time) (time.Time, error) {
 		if err != nil {
 			return exp, kqerr.New(kqerr.BadRequest, err, "%s %q is not Unix seconds", HdrExpires, v[0])
 		}
+		if sec > limit.Unix() {
+			sec = limit.Unix() // clamped before time.Unix, which wraps far values into the past
+		}
 		t := time.Unix(sec, 0)
 		if !t.After(now) {
 			return exp, kqerr.New(kqerr.BadRequest, nil, "%s %q is already past", HdrExpires, v[0])

@@ -22,6 +22,19 @@ type PubAck struct {
 	Groups int
 }
 
+// PayloadSize is what MaxMessageBytes bounds: the body and the user
+// properties, each counted as a header line ("Key: Value\r\n"). A NATS
+// publish's header block and body within the server's max_payload are
+// always within it; the broker's own fields (id, topic, type, group) do
+// not count, so that a body of exactly max_payload is taken.
+func PayloadSize(m *store.Message) int {
+	n := len(m.Body)
+	for _, p := range m.Properties {
+		n += len(p.Key) + len(p.Value) + 4
+	}
+	return n
+}
+
 // Publish accepts a validated publication from any protocol. done is called
 // exactly once: with the ack once the message is durable (at once for a fly
 // message, which is accepted, not stored), or with an *kqerr.Error.
@@ -32,7 +45,7 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 		done(PubAck{}, kqerr.New(kqerr.NotFound, nil, "topic not served: %s", m.Topic))
 		return
 	}
-	if size := m.Size(); size > b.cfg.MaxMessageBytes {
+	if size := PayloadSize(m); size > b.cfg.MaxMessageBytes {
 		done(PubAck{}, kqerr.New(kqerr.TooLarge, nil, "message too large: %d bytes, at most %d", size, b.cfg.MaxMessageBytes))
 		return
 	}
