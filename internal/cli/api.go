@@ -8,14 +8,16 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/kitenats/kitenats/client"
 )
 
-// apiCall sends one $KQ.API request to a running broker and returns the
+// apiCall sends one $KQ.API or $KQ.ADMIN request to a running broker and returns the
 // reply, turning an error member into an error.
 func apiCall(server, user, pass, subject string, req any) (json.RawMessage, error) {
 	opts := []nats.Option{nats.Name("kitenats-cli")}
 	if user != "" {
-		opts = append(opts, nats.UserInfo(user, pass))
+		opts = append(opts, nats.UserInfo(user, pass), nats.CustomInboxPrefix(client.InboxPrefix(user)))
 	}
 	nc, err := nats.Connect(server, opts...)
 	if err != nil {
@@ -62,13 +64,13 @@ func printJSON(raw json.RawMessage) error {
 	return enc.Encode(v)
 }
 
-// Stat is `kitenats stat`: it prints $KQ.API.STAT.
+// Stat is `kitenats stat`: it prints $KQ.ADMIN.STAT.
 func Stat(args []string) error {
 	fs, s, user, pass := clientFlags("stat")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	raw, err := apiCall(*s, *user, *pass, "$KQ.API.STAT", nil)
+	raw, err := apiCall(*s, *user, *pass, "$KQ.ADMIN.STAT", nil)
 	if err != nil {
 		return err
 	}
@@ -91,13 +93,13 @@ func DLQ(args []string) error {
 		return fmt.Errorf("dlq: -topic and -group are required")
 	}
 	if *replay != "" {
-		raw, err := apiCall(*s, *user, *pass, "$KQ.API.DLQ.REPLAY", map[string]string{"topic": *topic, "groupId": *group, "id": *replay})
+		raw, err := apiCall(*s, *user, *pass, "$KQ.ADMIN.DLQ.REPLAY", map[string]string{"topic": *topic, "groupId": *group, "id": *replay})
 		if err != nil {
 			return err
 		}
 		return printJSON(raw)
 	}
-	raw, err := apiCall(*s, *user, *pass, "$KQ.API.DLQ.LIST", map[string]any{"topic": *topic, "groupId": *group, "offset": *offset, "limit": *limit})
+	raw, err := apiCall(*s, *user, *pass, "$KQ.ADMIN.DLQ.LIST", map[string]any{"topic": *topic, "groupId": *group, "offset": *offset, "limit": *limit})
 	if err != nil {
 		return err
 	}
@@ -133,7 +135,7 @@ func Tx(args []string) error {
 		}
 		return printJSON(raw)
 	}
-	raw, err := apiCall(*s, *user, *pass, "$KQ.API.TX.LIST", map[string]int{"offset": *offset, "limit": *limit})
+	raw, err := apiCall(*s, *user, *pass, "$KQ.ADMIN.TX.LIST", map[string]int{"offset": *offset, "limit": *limit})
 	if err != nil {
 		return err
 	}
