@@ -20,7 +20,13 @@ func (a adminSource) Metrics(ctx context.Context) ([]admin.Metric, error) {
 	if a.Health() != nil {
 		healthy = 0
 	}
-	return statMetrics(st, healthy), nil
+	ms := statMetrics(st, healthy)
+	if a.d.kiteq != nil {
+		ms = append(ms, admin.Metric{Name: "kitenats_kiteq_txack_refused_total", Counter: true,
+			Help:    "KiteQ TxAcks (commit or rollback) refused because they decided for another group than their connection's.",
+			Samples: []admin.Sample{{Value: float64(a.d.kiteq.TxAcksRefused())}}})
+	}
+	return ms, nil
 }
 
 // statMetrics turns a Stat into metric families. Consumers are counted
