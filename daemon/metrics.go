@@ -8,7 +8,7 @@ import (
 	"github.com/kitenats/kitenats/semantics"
 )
 
-// Metrics serves /metrics: the $KQ.API.STAT counters, with per-topic,
+// Metrics serves /metrics: the $KQ.ADMIN.STAT counters, with per-topic,
 // per-(topic, group) and per-group series, and whether the broker can
 // serve.
 func (a adminSource) Metrics(ctx context.Context) ([]admin.Metric, error) {
