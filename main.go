@@ -30,7 +30,7 @@ var commands = []cli.Command{
 	{Name: "pub", Summary: "publish one message and print the broker's ack", Run: cli.Pub},
 	{Name: "sub", Summary: "bind a consumer group and print each delivery, headers and body", Run: cli.Sub},
 	{Name: "bench", Summary: "measure the broker's throughput and latency (--compare: against JetStream and core NATS)", Run: bench.Run},
-	{Name: "stat", Summary: "print a running broker's counters ($KQ.API.STAT)", Run: cli.Stat},
+	{Name: "stat", Summary: "print a running broker's counters ($KQ.ADMIN.STAT)", Run: cli.Stat},
 	{Name: "dlq", Summary: "list a group's dead letters, or replay one", Run: cli.DLQ},
 	{Name: "tx", Summary: "list prepared (two-phase) messages, or commit or roll one back", Run: cli.Tx},
 	{Name: "adopt", Summary: "move a dead broker's messages to a survivor (shared MySQL store)", Run: cli.Adopt},

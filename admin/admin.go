@@ -15,7 +15,7 @@ import (
 // the source encodes (admin, a leaf, does not know the broker's types); the
 // endpoints serve them indented.
 type Source interface {
-	// Stat returns the broker's counters, as $KQ.API.STAT's reply.
+	// Stat returns the broker's counters, as $KQ.ADMIN.STAT's reply.
 	Stat(ctx context.Context) (json.RawMessage, error)
 	// Bindings returns every group's bindings, by group.
 	Bindings() (json.RawMessage, error)

@@ -54,7 +54,7 @@ func TestClientConsumerReceivesAndRedelivers(t *testing.T) {
 	}, MaxInflight(10), WarmingUp(1500*time.Millisecond), AckWait(2*time.Second), Concurrency(4))
 
 	var s stat
-	api(t, cc, "$KQ.API.STAT", nil, &s)
+	api(t, cc, "$KQ.ADMIN.STAT", nil, &s)
 	require.Len(t, s.Consumers, 1)
 	require.Equal(t, "s-trade", s.Consumers[0].Group)
 	require.Equal(t, 10, s.Consumers[0].MaxInflight)
@@ -157,7 +157,7 @@ func TestClientConsumerTerminateDeadLetters(t *testing.T) {
 	var list dlq
 	require.Eventually(t, func() bool {
 		list = dlq{}
-		api(t, cc, "$KQ.API.DLQ.LIST", map[string]string{"topic": "trade", "groupId": "s-trade"}, &list)
+		api(t, cc, "$KQ.ADMIN.DLQ.LIST", map[string]string{"topic": "trade", "groupId": "s-trade"}, &list)
 		return list.Total == 1
 	}, 5*time.Second, 20*time.Millisecond)
 	require.Equal(t, ack.ID, list.Items[0].ID)

@@ -34,10 +34,12 @@
 // # Caveats
 //
 // One NATS connection belongs to one group, as a KiteQ process joins one
-// group: connect with nats.UserInfo(group, secret) and give the same group
-// to the constructors. An application that publishes as p-trade and
-// consumes as s-trade opens two connections. With group secrets configured
-// the broker's permissions refuse anything else.
+// group: connect with [Connect] (nats.UserInfo(group, secret) and the
+// group's [InboxPrefix]) and give the same group to the constructors. An
+// application that publishes as p-trade and consumes as s-trade opens two
+// connections. With group secrets configured the broker's permissions
+// refuse anything else, replies on nats.go's default _INBOX prefix
+// included.
 //
 // Requests without a context deadline are bounded by [DefaultTimeout].
 // Properties are NATS headers: names starting with Kq- or Nats- are

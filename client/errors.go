@@ -68,5 +68,5 @@ func (e *TerminateError) Error() string { return "client: terminate: " + e.Reaso
 
 // Terminate returns an error that makes a [Consumer] answer the delivery
 // with +TERM: the message is never redelivered to this group and becomes a
-// dead letter for it ($KQ.API.DLQ.LIST, `kitenats dlq`), with reason.
+// dead letter for it ($KQ.ADMIN.DLQ.LIST, `kitenats dlq`), with reason.
 func Terminate(reason string) error { return &TerminateError{Reason: reason} }

@@ -20,8 +20,9 @@ func Example() {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 
-	// One connection per group: the NATS user is the group.
-	pc, err := nats.Connect(nats.DefaultURL, nats.UserInfo("p-trade", ""))
+	// One connection per group: the NATS user is the group, with the
+	// group's secret (none in open mode) and its inbox prefix.
+	pc, err := client.Connect(nats.DefaultURL, "p-trade", "")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func Example() {
 		log.Printf("stored as %s seq %d", ack.ID, ack.Seq)
 	}
 
-	cc, err := nats.Connect(nats.DefaultURL, nats.UserInfo("s-trade", ""), nats.MaxReconnects(-1))
+	cc, err := client.Connect(nats.DefaultURL, "s-trade", "", nats.MaxReconnects(-1))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func Example() {
 // transaction commits; if the process dies in between, the broker asks the
 // group's producers through HandleChecks.
 func ExampleTxProducer_PublishTx() {
-	nc, err := nats.Connect(nats.DefaultURL, nats.UserInfo("p-trade", ""))
+	nc, err := client.Connect(nats.DefaultURL, "p-trade", "")
 	if err != nil {
 		log.Fatal(err)
 	}

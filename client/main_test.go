@@ -66,6 +66,8 @@ type broker struct {
 	t    *testing.T
 	addr string   // 127.0.0.1:port, the same on every run
 	args []string // more flags for every run
+	user string   // who pings (empty: nobody, open mode)
+	pass string
 
 	mu  sync.Mutex // guards cmd and the process's output
 	cmd *exec.Cmd
@@ -79,6 +81,13 @@ type broker struct {
 // process is killed when the test ends; its output is logged if it failed.
 func startBroker(t *testing.T, args ...string) *broker {
 	t.Helper()
+	return startBrokerAs(t, "", "", args...)
+}
+
+// startBrokerAs is startBroker for a broker in secrets mode: it pings as
+// user (the admin) with pass.
+func startBrokerAs(t *testing.T, user, pass string, args ...string) *broker {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := l.Addr().String()
@@ -86,7 +95,7 @@ func startBroker(t *testing.T, args ...string) *broker {
 	if !containsFlag(args, "-db") {
 		args = append(args, "-db", "memory://")
 	}
-	b := &broker{t: t, addr: addr, args: args}
+	b := &broker{t: t, addr: addr, args: args, user: user, pass: pass}
 	t.Cleanup(func() {
 		b.kill()
 		if t.Failed() {
@@ -118,7 +127,7 @@ func (b *broker) Write(p []byte) (int, error) {
 }
 
 // start runs a new process on the same address and waits until it answers
-// $KQ.API.STAT (polling a process we do not control).
+// $KQ.ADMIN.STAT (polling a process we do not control).
 func (b *broker) start() {
 	b.t.Helper()
 	cmd := exec.Command(brokerBin, append([]string{"-nats", b.addr, "-bind", "off", "-pport", "-1"}, b.args...)...)
@@ -134,7 +143,7 @@ func (b *broker) start() {
 	b.mu.Unlock()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := ping(b.url())
+		err := ping(b.url(), b.user, b.pass)
 		if err == nil {
 			return
 		}
@@ -162,13 +171,17 @@ func (b *broker) kill() {
 	<-exited
 }
 
-func ping(url string) error {
-	nc, err := nats.Connect(url, nats.Timeout(500*time.Millisecond), nats.NoReconnect())
+func ping(url, user, pass string) error {
+	opts := []nats.Option{nats.Timeout(500 * time.Millisecond), nats.NoReconnect()}
+	if user != "" {
+		opts = append(opts, nats.UserInfo(user, pass), nats.CustomInboxPrefix(InboxPrefix(user)))
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	msg, err := nc.Request("$KQ.API.STAT", nil, time.Second)
+	msg, err := nc.Request("$KQ.ADMIN.STAT", nil, time.Second)
 	if err != nil {
 		return err
 	}
@@ -197,13 +210,13 @@ func connect(t *testing.T, url, group string, opts ...nats.Option) *nats.Conn {
 	return nc
 }
 
-// api calls a $KQ.API subject and decodes the reply.
+// api calls a $KQ.API or $KQ.ADMIN subject and decodes the reply.
 func api(t *testing.T, nc *nats.Conn, subject string, in, out any) {
 	t.Helper()
 	require.NoError(t, call(t.Context(), nc, subject, in, out))
 }
 
-// stat is the part of $KQ.API.STAT the tests read.
+// stat is the part of $KQ.ADMIN.STAT the tests read.
 type stat struct {
 	Consumers []struct {
 		ID           string `json:"id"`
@@ -217,7 +230,7 @@ type stat struct {
 func consumersOf(t *testing.T, nc *nats.Conn, group string) int {
 	t.Helper()
 	var s stat
-	api(t, nc, "$KQ.API.STAT", nil, &s)
+	api(t, nc, "$KQ.ADMIN.STAT", nil, &s)
 	n := 0
 	for _, c := range s.Consumers {
 		if c.Group == group {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 )
 
@@ -16,7 +17,7 @@ func txPending(t *testing.T, tp *TxProducer) int {
 	var list struct {
 		Total int `json:"total"`
 	}
-	api(t, tp.nc, "$KQ.API.TX.LIST", nil, &list)
+	api(t, tp.nc, "$KQ.ADMIN.TX.LIST", nil, &list)
 	return list.Total
 }
 
@@ -107,4 +108,47 @@ func TestClientTxCheckBack(t *testing.T) {
 
 	require.NoError(t, stop())
 	require.NoError(t, stop(), "idempotent")
+}
+
+// TestClientSecretsMode: with group secrets configured, connections made
+// with Connect (the group's inbox prefix) publish, consume and resolve as
+// their group; nats.go's default inbox gets no reply (issue #16).
+func TestClientSecretsMode(t *testing.T) {
+	b := startBrokerAs(t, "admin", "root", writeConfig(t, `txFirstCheck = "1h"`, `adminSecret = "root"`,
+		`[clusters.default_dev.secrets]`, `p-trade = "p4ss"`, `s-trade = "s3cret"`)...)
+	pc, err := Connect(b.url(), "p-trade", "p4ss")
+	require.NoError(t, err)
+	t.Cleanup(pc.Close)
+	cc, err := Connect(b.url(), "s-trade", "s3cret")
+	require.NoError(t, err)
+	t.Cleanup(cc.Close)
+	_, ch := startConsumer(t, cc, "s-trade", []Binding{Direct("trade", "pay")}, nil)
+
+	ctx := t.Context()
+	ack, err := NewProducer(pc, "p-trade").Publish(ctx, "trade", "pay", []byte("plain"))
+	require.NoError(t, err)
+	require.Equal(t, 1, ack.Groups)
+	require.Equal(t, "plain", string(recv(t, ch).Body))
+	tp := NewTxProducer(pc, "p-trade")
+	require.NoError(t, tp.PublishTx(ctx, "trade", "pay", []byte("tx"), func(context.Context) (bool, error) { return true, nil }))
+	require.Equal(t, "tx", string(recv(t, ch).Body))
+
+	// Another group's prepared message is not the consumer's to resolve.
+	ack, err = tp.Prepare(ctx, "trade", "pay", []byte("theirs"))
+	require.NoError(t, err)
+	var e *Error
+	require.ErrorAs(t, NewTxProducer(cc, "s-trade").Resolve(ctx, "trade", ack.ID, true), &e)
+	require.Equal(t, 403, e.Code)
+	require.Equal(t, 14403, e.ErrCode)
+	require.NoError(t, tp.Resolve(ctx, "trade", ack.ID, false))
+	requireNone(t, ch, 300*time.Millisecond)
+
+	// The default inbox is refused: a request gets no reply.
+	dc, err := nats.Connect(b.url(), nats.UserInfo("p-trade", "p4ss"))
+	require.NoError(t, err)
+	t.Cleanup(dc.Close)
+	sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	_, err = NewProducer(dc, "p-trade").Publish(sctx, "trade", "pay", []byte("unacked"))
+	require.Error(t, err)
 }

@@ -33,9 +33,11 @@ type Broker interface {
 	// not block.
 	Ack(a Ack, done func(error))
 	// ResolveTx commits or rolls back a prepared message, for a producer's
-	// TxAck. It may block on the store; the adapter calls it from one
-	// goroutine of its own, never from a connection's reader.
-	ResolveTx(ctx context.Context, topic, id string, commit bool) error
+	// TxAck on a connection of group. A message that another group
+	// published must be refused with a 403 *kqerr.Error (kqerr.Forbidden)
+	// and left as it is. It may block on the store; the adapter calls it
+	// from one goroutine of its own, never from a connection's reader.
+	ResolveTx(ctx context.Context, group, topic, id string, commit bool) error
 }
 
 // Mode says how a published message is handled.

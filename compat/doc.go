@@ -39,7 +39,9 @@
 //     never waits for the store; deliveries arrive through the session's
 //     Endpoint.Deliver and DeliverAcks go to Broker.Ack; a TxAck (the
 //     producer's answer to Check, or its own commit or rollback) goes to
-//     Broker.ResolveTx. Check asks one warmed-up connection of the
+//     Broker.ResolveTx with the connection's group, unless its header names
+//     another group: a connection decides only for its own group, and a
+//     refusal is logged and counted, never answered. Check asks one warmed-up connection of the
 //     publishing group about a prepared message (ErrNoProducer when none
 //     can take it).
 //  4. Close (client gone, a fatal frame, a write failure or timeout, a full

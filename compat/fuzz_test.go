@@ -26,9 +26,9 @@ type nopBroker struct{}
 func (nopBroker) Publish(_ *store.Message, _ compat.Mode, done func(compat.Result, error)) {
 	done(compat.Result{Seq: 1}, nil)
 }
-func (nopBroker) Join(string, string, time.Duration, compat.Endpoint) string { return "c" }
-func (nopBroker) Leave(string, string)                                       {}
-func (nopBroker) ResolveTx(context.Context, string, string, bool) error      { return nil }
+func (nopBroker) Join(string, string, time.Duration, compat.Endpoint) string    { return "c" }
+func (nopBroker) Leave(string, string)                                          {}
+func (nopBroker) ResolveTx(context.Context, string, string, string, bool) error { return nil }
 
 func (nopBroker) Ack(_ compat.Ack, done func(error)) { done(errors.New("unknown delivery")) }
 

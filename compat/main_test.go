@@ -38,6 +38,8 @@ type published struct {
 // accepted at once, sequence numbers from 1).
 type fakeBroker struct {
 	onPublish func(m *store.Message, mode compat.Mode, done func(compat.Result, error))
+	// onResolve, when set, answers ResolveTx (default: nil).
+	onResolve func(group, topic, id string) error
 
 	joined    chan member
 	left      chan string
@@ -62,12 +64,15 @@ func newFakeBroker() *fakeBroker {
 
 // resolved is one ResolveTx call.
 type resolved struct {
-	topic, id string
-	commit    bool
+	group, topic, id string
+	commit           bool
 }
 
-func (b *fakeBroker) ResolveTx(_ context.Context, topic, id string, commit bool) error {
-	b.resolves <- resolved{topic, id, commit}
+func (b *fakeBroker) ResolveTx(_ context.Context, group, topic, id string, commit bool) error {
+	b.resolves <- resolved{group, topic, id, commit}
+	if b.onResolve != nil {
+		return b.onResolve(group, topic, id)
+	}
 	return nil
 }
 
@@ -140,6 +145,12 @@ func (w tWriter) Write(p []byte) (int, error) {
 // returns its address. mod adjusts the config.
 func startServer(t testing.TB, b compat.Broker, mod func(*compat.Config)) string {
 	t.Helper()
+	return startServerWith(t, b, mod).Addr().String()
+}
+
+// startServerWith is startServer returning the server.
+func startServerWith(t testing.TB, b compat.Broker, mod func(*compat.Config)) *compat.Server {
+	t.Helper()
 	cfg := compat.Config{Addr: "127.0.0.1:0", Logger: testLogger(t)}
 	if mod != nil {
 		mod(&cfg)
@@ -153,7 +164,7 @@ func startServer(t testing.TB, b compat.Broker, mod func(*compat.Config)) string
 		cancel()
 		require.NoError(t, <-done)
 	})
-	return srv.Addr().String()
+	return srv
 }
 
 // joinedClient dials addr, completes a handshake as group and returns the

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -159,6 +160,8 @@ type Server struct {
 	ln     net.Listener
 	quit   chan struct{}   // closed by shutdown
 	txq    chan txDecision // capacity txQueue; drained by resolveLoop
+
+	txRefused atomic.Int64 // TxAcksRefused
 
 	wg sync.WaitGroup // Run's watcher and every session goroutine
 

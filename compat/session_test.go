@@ -250,12 +250,39 @@ func TestCompatTxAckResolves(t *testing.T) {
 	c.SendWith(0x80000001, wire.CmdTxAck, &wire.TxACKPacket{Header: h, Status: proto.Int32(wire.TxUnknown), Feedback: proto.String("Server Check")})
 	c.SendWith(7, wire.CmdTxAck, &wire.TxACKPacket{Header: h, Status: proto.Int32(wire.TxRollback), Feedback: proto.String("no stock")})
 	c.Heartbeat(9) // the next frame is the heartbeat's echo: no TxAck reply came first
-	require.Equal(t, resolved{"trade", h.GetMessageId(), true}, next(t, b.resolves))
-	require.Equal(t, resolved{"trade", h.GetMessageId(), false}, next(t, b.resolves))
+	require.Equal(t, resolved{"p-trade", "trade", h.GetMessageId(), true}, next(t, b.resolves))
+	require.Equal(t, resolved{"p-trade", "trade", h.GetMessageId(), false}, next(t, b.resolves))
 	none(t, b.resolves)
 	none(t, b.publishes)
 	none(t, b.acks)
 	none(t, b.resolves)
+}
+
+// TestCompatTxAckOfAnotherGroupRefused: a connection decides only for its
+// own group (issue #16). A TxAck whose header names another group never
+// reaches the broker; one the broker refuses (the message is another
+// group's) changes nothing either. Neither gets a reply (a KiteQ client
+// expects none): both are counted.
+func TestCompatTxAckOfAnotherGroupRefused(t *testing.T) {
+	b := newFakeBroker()
+	b.onResolve = func(_, _, id string) error {
+		if id == "other" {
+			return kqerr.New(kqerr.Forbidden, nil, "not yours")
+		}
+		return nil
+	}
+	srv := startServerWith(t, b, nil)
+	c, _ := joinedClient(t, b, srv.Addr().String(), "p-trade")
+	h := compattest.Header(compattest.NewID(), "trade", "pay", "s-trade")
+	h.Commit = proto.Bool(false)
+	c.SendWith(0, wire.CmdTxAck, &wire.TxACKPacket{Header: h, Status: proto.Int32(wire.TxCommit), Feedback: proto.String("")})
+	c.SendWith(7, wire.CmdTxAck, &wire.TxACKPacket{Header: h, Status: proto.Int32(wire.TxRollback), Feedback: proto.String("")})
+	own := compattest.Header("other", "trade", "pay", "p-trade")
+	c.SendWith(0, wire.CmdTxAck, &wire.TxACKPacket{Header: own, Status: proto.Int32(wire.TxCommit), Feedback: proto.String("")})
+	c.Heartbeat(9) // the next frame is the heartbeat's echo: no TxAck reply came first
+	require.Equal(t, resolved{"p-trade", "trade", "other", true}, next(t, b.resolves), "only the TxAck naming its own group reaches the broker")
+	none(t, b.resolves)
+	require.Eventually(t, func() bool { return srv.TxAcksRefused() == 3 }, 5*time.Second, 10*time.Millisecond)
 }
 
 func TestCompatCheckGoesToThePublishingGroup(t *testing.T) {
@@ -285,7 +312,7 @@ func TestCompatCheckGoesToThePublishingGroup(t *testing.T) {
 
 	// The producer's answer, with our opaque, resolves the message.
 	prod.SendWith(f.Opaque, wire.CmdTxAck, &wire.TxACKPacket{Header: tx.GetHeader(), Status: proto.Int32(wire.TxCommit), Feedback: proto.String("")})
-	require.Equal(t, resolved{"trade", m.ID, true}, next(t, b.resolves))
+	require.Equal(t, resolved{"p-trade", "trade", m.ID, true}, next(t, b.resolves))
 }
 
 func TestCompatUnknownCommandsIgnoredAfterHandshake(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kitenats/kitenats/compat/wire"
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/store"
 )
 
@@ -21,7 +22,7 @@ const txQueue = 1024
 type txDecision struct {
 	topic, id string
 	commit    bool
-	group     string // the deciding connection's group, for logs
+	group     string // the deciding connection's group: the only one it may decide for
 }
 
 // ErrNoProducer is returned by Check when no connection of the publishing
@@ -35,6 +36,14 @@ var ErrNoProducer = errors.New("compat: no connection of the publishing group")
 // nothing: the broker asks again later. The decision is passed to the
 // broker off the reader goroutine, so that a slow store never stalls this
 // connection's heartbeats.
+//
+// A connection decides only for its own group (issue #16): a TxAck whose
+// header names another group than the connection's handshake is refused
+// here, and the broker refuses one about a message another group published
+// (Broker.ResolveTx). A refusal has the 403 description of
+// NATS-PROTOCOL.md §8 as its KiteQ feedback text, but since a client never
+// gets a reply to a TxAck it is logged and counted (TxAcksRefused), never
+// sent (kiteq-protocol.md §4.4).
 func (s *session) handleTxAck(opaque uint32, m *wire.TxACKPacket) {
 	h := m.GetHeader()
 	var commit bool
@@ -44,6 +53,11 @@ func (s *session) handleTxAck(opaque uint32, m *wire.TxACKPacket) {
 	case wire.TxRollback:
 	default:
 		s.log.Debug("compat: TxAck unknown", "opaque", opaque, "msg_id", h.GetMessageId(), "feedback", m.GetFeedback())
+		return
+	}
+	if g := h.GetGroupId(); g != s.group {
+		err := kqerr.New(kqerr.Forbidden, nil, "TxAck for group %q on a connection of group %q: a group resolves only its own prepared messages", g, s.group)
+		s.srv.refuseTx(h.GetTopic(), h.GetMessageId(), commit, s.group, err)
 		return
 	}
 	d := txDecision{topic: h.GetTopic(), id: h.GetMessageId(), commit: commit, group: s.group}
@@ -63,13 +77,30 @@ func (s *Server) resolveLoop() {
 			return
 		case d := <-s.txq:
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if err := s.broker.ResolveTx(ctx, d.topic, d.id, d.commit); err != nil {
-				s.log.Info("compat: transaction decision refused", "topic", d.topic, "msg_id", d.id, "commit", d.commit, "group", d.group, "err", err)
+			if err := s.broker.ResolveTx(ctx, d.group, d.topic, d.id, d.commit); err != nil {
+				var ke *kqerr.Error
+				if errors.As(err, &ke) && ke.Code == kqerr.Forbidden {
+					s.refuseTx(d.topic, d.id, d.commit, d.group, err)
+				} else {
+					s.log.Info("compat: transaction decision refused", "topic", d.topic, "msg_id", d.id, "commit", d.commit, "group", d.group, "err", err)
+				}
 			}
 			cancel()
 		}
 	}
 }
+
+// refuseTx logs and counts a TxAck refused because it decides for another
+// group than its connection's: err's description is the feedback a KiteQ
+// client would get, were a TxAck answered.
+func (s *Server) refuseTx(topic, id string, commit bool, group string, err error) {
+	s.txRefused.Add(1)
+	s.log.Warn("compat: TxAck refused", "topic", topic, "msg_id", id, "commit", commit, "group", group, "feedback", feedback(err))
+}
+
+// TxAcksRefused counts the TxAcks (commits and rollbacks) refused because
+// they decided for another group than their connection's.
+func (s *Server) TxAcksRefused() int64 { return s.txRefused.Load() }
 
 // Check asks one connection of m's publishing group, chosen at random among
 // those past their warmup (kiteq-protocol.md §4.4, §8.1), whether m

@@ -13,7 +13,7 @@ import (
 // adminSource lets the admin endpoints read the broker.
 type adminSource struct{ d *Daemon }
 
-// Stat is $KQ.API.STAT's reply, encoded.
+// Stat is $KQ.ADMIN.STAT's reply, encoded.
 func (a adminSource) Stat(ctx context.Context) (json.RawMessage, error) {
 	st, err := a.d.broker.Stat(ctx)
 	if err != nil {

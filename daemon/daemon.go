@@ -360,7 +360,7 @@ func (d *Daemon) Bind(ctx context.Context, group string, bs []registry.Binding) 
 	return d.broker.AddBindings(ctx, group, bs)
 }
 
-// Stat is the broker's $KQ.API.STAT.
+// Stat is the broker's $KQ.ADMIN.STAT.
 func (d *Daemon) Stat(ctx context.Context) (*semantics.Stat, error) { return d.broker.Stat(ctx) }
 
 // Start builds a daemon from cfg and runs it in the background. It

@@ -419,7 +419,7 @@ func TestE2ESecretsMode(t *testing.T) {
 	_, err = nats.Connect(url, nats.UserInfo("nobody", ""))
 	require.Error(t, err)
 
-	cons := connect(t, url, nats.UserInfo("s-trade", "s3cret"))
+	cons := connect(t, url, nats.UserInfo("s-trade", "s3cret"), nats.CustomInboxPrefix("_INBOX_s-trade"))
 	ch := make(chan *nats.Msg, 10)
 	_, err = cons.ChanSubscribe("$KQ.DLV.s-trade.a", ch)
 	require.NoError(t, err)
@@ -428,14 +428,14 @@ func TestE2ESecretsMode(t *testing.T) {
 		"bindings": []map[string]any{{"topic": "trade", "messageType": "pay", "persistent": true}}}, &r)
 	require.NotEmpty(t, r.Consumer)
 
-	prod := connect(t, url, nats.UserInfo("p-trade", "p4ss"))
+	prod := connect(t, url, nats.UserInfo("p-trade", "p4ss"), nats.CustomInboxPrefix("_INBOX_p-trade"))
 	_, err = prod.Request("kq.trade.pay", []byte("x"), 5*time.Second)
 	require.NoError(t, err)
 	require.NoError(t, recv(t, ch).AckSync(), "acks and replies are allowed")
 
 	// A group cannot bind as another group, nor read its deliveries.
 	errs := make(chan error, 1)
-	spy := connect(t, url, nats.UserInfo("p-trade", "p4ss"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	spy := connect(t, url, nats.UserInfo("p-trade", "p4ss"), nats.CustomInboxPrefix("_INBOX_p-trade"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
 	_, err = spy.Request("$KQ.API.BIND.s-trade", []byte(`{}`), 300*time.Millisecond)
 	require.Error(t, err)
 	_, err = spy.SubscribeSync("$KQ.DLV.s-trade.a")
@@ -447,10 +447,12 @@ func TestE2ESecretsMode(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("no permissions violation")
 	}
-	admin := connect(t, url, nats.UserInfo("admin", "root"))
+	admin := connect(t, url, nats.UserInfo("admin", "root"), nats.CustomInboxPrefix("_INBOX_admin"))
 	var st struct{ Consumers []any }
-	request(t, admin, "$KQ.API.STAT", nil, &st)
+	request(t, admin, "$KQ.ADMIN.STAT", nil, &st)
 	require.Len(t, st.Consumers, 1)
+	request(t, admin, "$KQ.API.STAT", nil, &st)
+	require.Len(t, st.Consumers, 1, "the legacy subject still serves the admin")
 }
 
 // TestHealthSeesBrokerConnections: /healthz's source is healthy while the

@@ -54,7 +54,7 @@ func TestE2ETxCommitDeliversRollbackNever(t *testing.T) {
 		Total int
 		Items []struct{ ID, Group string }
 	}
-	request(t, prod, "$KQ.API.TX.LIST", nil, &list)
+	request(t, prod, "$KQ.ADMIN.TX.LIST", nil, &list)
 	require.Equal(t, 2, list.Total)
 
 	require.Zero(t, resolve(t, prod, "p-trade", commitID, "commit"))
@@ -96,7 +96,7 @@ func TestE2ETxCheckBackOverNATS(t *testing.T) {
 	// Unknown every time: after MaxChecks the final action (rollback).
 	require.Eventually(t, func() bool {
 		var list struct{ Total int }
-		request(t, prod, "$KQ.API.TX.LIST", nil, &list)
+		request(t, prod, "$KQ.ADMIN.TX.LIST", nil, &list)
 		return list.Total == 0
 	}, 10*time.Second, 50*time.Millisecond)
 	requireNone(t, ch, 300*time.Millisecond)

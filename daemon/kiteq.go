@@ -36,9 +36,10 @@ type kiteqBroker struct {
 	tx *txn.Coordinator
 }
 
-// ResolveTx applies a producer's TxAck.
-func (k kiteqBroker) ResolveTx(ctx context.Context, topic, id string, commit bool) error {
-	return k.tx.Resolve(ctx, topic, id, commit)
+// ResolveTx applies a producer's TxAck on a connection of group: only to a
+// message group published.
+func (k kiteqBroker) ResolveTx(ctx context.Context, group, topic, id string, commit bool) error {
+	return k.tx.ResolveAs(ctx, group, topic, id, commit)
 }
 
 func (k kiteqBroker) Publish(m *store.Message, mode compat.Mode, done func(compat.Result, error)) {

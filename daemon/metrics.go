@@ -8,7 +8,7 @@ import (
 	"github.com/kitenats/kitenats/semantics"
 )
 
-// Metrics serves /metrics: the $KQ.API.STAT counters, with per-topic,
+// Metrics serves /metrics: the $KQ.ADMIN.STAT counters, with per-topic,
 // per-(topic, group) and per-group series, and whether the broker can
 // serve.
 func (a adminSource) Metrics(ctx context.Context) ([]admin.Metric, error) {
@@ -28,7 +28,10 @@ func (a adminSource) Metrics(ctx context.Context) ([]admin.Metric, error) {
 				Samples: []admin.Sample{{Value: float64(ks.Connections)}}},
 			admin.Metric{Name: "kitenats_kiteq_connections_refused_total", Counter: true,
 				Help:    "KiteQ connections closed at accept, over kiteqMaxConnections or kiteqMaxConnectionsPerHost.",
-				Samples: []admin.Sample{{Value: float64(ks.Refused)}}})
+				Samples: []admin.Sample{{Value: float64(ks.Refused)}}},
+			admin.Metric{Name: "kitenats_kiteq_txack_refused_total", Counter: true,
+				Help:    "KiteQ TxAcks (commit or rollback) refused because they decided for another group than their connection's.",
+				Samples: []admin.Sample{{Value: float64(a.d.kiteq.TxAcksRefused())}}})
 	}
 	return ms, nil
 }

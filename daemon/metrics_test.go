@@ -44,7 +44,8 @@ func TestE2EMetrics(t *testing.T) {
 			return true
 		}
 	}
-	require.True(t, has("kitenats_healthy 1", "kitenats_published_total 0", "kitenats_kiteq_connections 0", "kitenats_kiteq_connections_refused_total 0")())
+	require.True(t, has("kitenats_healthy 1", "kitenats_published_total 0", "kitenats_kiteq_connections 0",
+		"kitenats_kiteq_connections_refused_total 0", "kitenats_kiteq_txack_refused_total 0")())
 
 	url := d.br.ClientURL()
 	_, ch := consume(t, url, "s-trade", `{"topic":"trade","messageType":"pay","persistent":true}`, "")

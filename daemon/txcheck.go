@@ -85,6 +85,10 @@ func (a txAdapter) Resolve(ctx context.Context, topic, id string, commit bool) e
 	return a.c.Resolve(ctx, topic, id, commit)
 }
 
+func (a txAdapter) ResolveAs(ctx context.Context, group, topic, id string, commit bool) error {
+	return a.c.ResolveAs(ctx, group, topic, id, commit)
+}
+
 func (a txAdapter) List(ctx context.Context, offset, limit int) (int, []semantics.PreparedTx, error) {
 	ps, total, err := a.c.List(ctx, offset, limit)
 	if err != nil {

@@ -87,7 +87,7 @@ func NewBroker(t *testing.T, uri string) *Broker {
 func (b *Broker) URL() string { return "nats://" + b.NATSAddr }
 
 // Start runs a new process on the same ports and store and waits until it
-// answers $KQ.API.STAT (at most 60 s: a MySQL store creates its schema).
+// answers $KQ.ADMIN.STAT (at most 60 s: a MySQL store creates its schema).
 func (b *Broker) Start() {
 	b.t.Helper()
 	b.mu.Lock()
@@ -130,14 +130,14 @@ func (b *Broker) Start() {
 	b.t.Fatalf("broker not ready within 60 s: %v\n%s", last, r.stderr.Tail(16<<10))
 }
 
-// ping connects and asks $KQ.API.STAT once.
+// ping connects and asks $KQ.ADMIN.STAT once.
 func ping(url string) error {
 	nc, err := nats.Connect(url, nats.Timeout(500*time.Millisecond), nats.NoReconnect())
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	msg, err := nc.Request("$KQ.API.STAT", nil, time.Second)
+	msg, err := nc.Request("$KQ.ADMIN.STAT", nil, time.Second)
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ txMaxChecks = 1000
 		nc, err := nats.Connect(b.URL(), nats.NoReconnect())
 		require.NoError(t, err)
 		defer nc.Close()
-		msg, err := nc.Request("$KQ.API.TX.LIST", []byte(`{"limit":1000}`), 5*time.Second)
+		msg, err := nc.Request("$KQ.ADMIN.TX.LIST", []byte(`{"limit":1000}`), 5*time.Second)
 		require.NoError(t, err)
 		var page struct{ Total int }
 		require.NoError(t, json.Unmarshal(msg.Data, &page), string(msg.Data))

@@ -14,7 +14,10 @@ const (
 	BadRequest Code = 400
 	// Unauthorized refuses a KiteQ ConnMeta in secrets mode. NATS has no
 	// equivalent row: there the server refuses the CONNECT itself.
-	Unauthorized   Code = 401
+	Unauthorized Code = 401
+	// Forbidden refuses a call on another group's message or resource: a
+	// group resolves only its own prepared messages.
+	Forbidden      Code = 403
 	NotFound       Code = 404
 	Conflict       Code = 409
 	TooLarge       Code = 413
@@ -44,6 +47,7 @@ type Row struct {
 // table is the error table, in the order of NATS-PROTOCOL.md §8.
 var table = [...]Row{
 	{Code: BadRequest, ErrCode: 14001, When: "bad subject, header, body or request"},
+	{Code: Forbidden, ErrCode: 14403, When: "another group's message: a group resolves only its own prepared messages"},
 	{Code: NotFound, ErrCode: 14004, When: "topic not served"},
 	{Code: Conflict, ErrCode: 14009, When: "conflict, stale or unknown id, static bindings"},
 	{Code: TooLarge, ErrCode: 10054, When: "message too large"},

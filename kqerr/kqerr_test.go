@@ -12,7 +12,7 @@ import (
 )
 
 func TestErrorTable(t *testing.T) {
-	want := map[Code]int{400: 14001, 401: 14401, 404: 14004, 409: 14009, 413: 10054, 429: 14029, 500: 14500, 501: 14501, 503: 14503}
+	want := map[Code]int{400: 14001, 401: 14401, 403: 14403, 404: 14004, 409: 14009, 413: 10054, 429: 14029, 500: 14500, 501: 14501, 503: 14503}
 	for c, ec := range want {
 		require.Equal(t, ec, c.ErrCode(), "code %d", c)
 		require.Equal(t, c == TooMany || c == Unavailable, c.Retriable(), "code %d", c)

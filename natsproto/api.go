@@ -14,12 +14,22 @@ import (
 // apiTimeout bounds the store and registry work of one API call.
 const apiTimeout = 10 * time.Second
 
-// handleAPI serves $KQ.API.>: every reply is a JSON object, with an error
-// member on failure.
+// handleAPI serves $KQ.API.>, a group's own calls: every reply is a JSON
+// object, with an error member on failure.
 func (s *Server) handleAPI(msg *Msg) {
+	s.serveCall(msg, APIPrefix, s.api)
+}
+
+// handleAdmin serves $KQ.ADMIN.>, the admin calls.
+func (s *Server) handleAdmin(msg *Msg) {
+	s.serveCall(msg, AdminPrefix, s.admin)
+}
+
+// serveCall answers one call with route's reply, or its error.
+func (s *Server) serveCall(msg *Msg, prefix string, route func(context.Context, string, []byte) ([]byte, error)) {
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
-	body, err := s.api(ctx, strings.TrimPrefix(msg.Subject, "$KQ.API."), msg.Data)
+	body, err := route(ctx, strings.TrimPrefix(msg.Subject, prefix), msg.Data)
 	if msg.Reply == "" {
 		return
 	}
@@ -51,9 +61,20 @@ type ReplayedReply struct {
 	Replayed bool `json:"replayed"`
 }
 
+// legacyAdmin are the admin calls still served under $KQ.API, as before
+// $KQ.ADMIN existed, for the tools written then. No group's permissions
+// reach them (GroupPermissions names each group verb), so in secrets mode
+// only the admin user calls them. TX.LIST is not among them: under
+// $KQ.API it is TX as the group named LIST.
+var legacyAdmin = map[string]bool{"STAT": true, "BINDINGS.LIST": true, "DLQ.LIST": true, "DLQ.REPLAY": true}
+
 // api routes one call by the subject after $KQ.API and returns its reply's
-// JSON.
+// JSON. $KQ.API.<verb>.<G> is always a call as group G: TX.<G> resolves
+// G's own prepared messages only.
 func (s *Server) api(ctx context.Context, call string, body []byte) ([]byte, error) {
+	if legacyAdmin[call] {
+		return s.admin(ctx, call, body)
+	}
 	tok := strings.Split(call, ".")
 	groupAt := func(i int) (string, error) {
 		if len(tok) != i+1 {
@@ -66,21 +87,12 @@ func (s *Server) api(ctx context.Context, call string, body []byte) ([]byte, err
 		return g, nil
 	}
 	switch {
-	case call == "STAT":
-		return encode(s.b.Stat(ctx))
-	case call == "BINDINGS.LIST":
-		return encode(s.listBindings(body))
-	case call == "DLQ.LIST":
-		return encode(s.listDead(ctx, body))
-	case call == "DLQ.REPLAY":
-		return encode(s.replay(body))
-	case call == "TX.LIST":
-		return encode(s.listTx(ctx, body))
 	case tok[0] == "TX":
-		if _, err := groupAt(1); err != nil {
+		g, err := groupAt(1)
+		if err != nil {
 			return nil, err
 		}
-		return encode(s.handleTx(ctx, body))
+		return encode(s.handleTx(ctx, &g, body))
 	case tok[0] == "BIND":
 		g, err := groupAt(1)
 		if err != nil {
@@ -119,6 +131,26 @@ func (s *Server) api(ctx context.Context, call string, body []byte) ([]byte, err
 	return nil, kqerr.New(kqerr.NotFound, nil, "unknown API call $KQ.API.%s", call)
 }
 
+// admin routes one admin call by the subject after $KQ.ADMIN (or a legacy
+// one after $KQ.API) and returns its reply's JSON.
+func (s *Server) admin(ctx context.Context, call string, body []byte) ([]byte, error) {
+	switch call {
+	case "STAT":
+		return encode(s.b.Stat(ctx))
+	case "BINDINGS.LIST":
+		return encode(s.listBindings(body))
+	case "DLQ.LIST":
+		return encode(s.listDead(ctx, body))
+	case "DLQ.REPLAY":
+		return encode(s.replay(body))
+	case "TX.LIST":
+		return encode(s.listTx(ctx, body))
+	case "TX":
+		return encode(s.handleTx(ctx, nil, body))
+	}
+	return nil, kqerr.New(kqerr.NotFound, nil, "unknown admin call $KQ.ADMIN.%s", call)
+}
+
 // Page is the shape of every list reply.
 type Page[T any] struct {
 	Total  int `json:"total"`
@@ -151,7 +183,7 @@ func parsePageRequest(body []byte) (pageRequest, error) {
 	return r, nil
 }
 
-// listBindings serves $KQ.API.BINDINGS.LIST: every group's bindings, by
+// listBindings serves $KQ.ADMIN.BINDINGS.LIST: every group's bindings, by
 // group name.
 func (s *Server) listBindings(body []byte) (Page[registry.Binding], error) {
 	r, err := parsePageRequest(body)
@@ -194,7 +226,7 @@ type DeadItem struct {
 	Body        []byte            `json:"body"`
 }
 
-// listDead serves $KQ.API.DLQ.LIST.
+// listDead serves $KQ.ADMIN.DLQ.LIST.
 func (s *Server) listDead(ctx context.Context, body []byte) (Page[DeadItem], error) {
 	r, err := parsePageRequest(body)
 	if err != nil {
@@ -223,7 +255,7 @@ func (s *Server) listDead(ctx context.Context, body []byte) (Page[DeadItem], err
 	return Page[DeadItem]{Total: total, Offset: r.Offset, Limit: r.Limit, Items: items}, nil
 }
 
-// replay serves $KQ.API.DLQ.REPLAY: it re-queues one dead letter for its
+// replay serves $KQ.ADMIN.DLQ.REPLAY: it re-queues one dead letter for its
 // group only.
 func (s *Server) replay(body []byte) (ReplayedReply, error) {
 	r, err := parsePageRequest(body)

@@ -2,10 +2,12 @@ package natsproto
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/semantics"
 )
 
@@ -36,9 +38,9 @@ func TestListRepliesBytes(t *testing.T) {
 	})
 	require.Equal(t, `{"total":1,"offset":0,"limit":10,"items":[`+
 		`{"topic":"trade","id":"m1","messageType":"pay","groupId":"p-trade","created":1700000000,"ageSeconds":5,"checks":2,"nextCheck":1700000060}]}`,
-		string(h.api("TX.LIST", `{"limit":10}`)))
+		string(h.admin("TX.LIST", `{"limit":10}`)))
 	h = newHarness(t, func(c *semantics.Config) { c.Transactions = listTx{items: []semantics.PreparedTx{}} })
-	require.Equal(t, `{"total":0,"offset":0,"limit":100,"items":[]}`, string(h.api("TX.LIST", "")))
+	require.Equal(t, `{"total":0,"offset":0,"limit":100,"items":[]}`, string(h.admin("TX.LIST", "")))
 }
 
 // TestCallRepliesBytes pins the JSON of the other calls' typed replies:
@@ -54,4 +56,56 @@ func TestCallRepliesBytes(t *testing.T) {
 	require.Equal(t, `{"action":"commit","id":"0123456789abcdef0123456789abcdef"}`,
 		string(h.api("TX.p-trade", `{"topic":"trade","id":"0123456789abcdef0123456789abcdef","action":"commit"}`)))
 	require.Equal(t, `{"replayed":true}`, string(h.api("DLQ.REPLAY", `{"topic":"trade","groupId":"s-trade","id":"0123456789abcdef0123456789abcdef"}`)))
+}
+
+// recordTx is semantics.Transactions that records who resolves what:
+// "any" for Resolve, the group for ResolveAs.
+type recordTx struct {
+	fakeTx
+	calls *[]string
+}
+
+func (r recordTx) Resolve(_ context.Context, topic, id string, commit bool) error {
+	*r.calls = append(*r.calls, fmt.Sprintf("any %s/%s %v", topic, id, commit))
+	return nil
+}
+
+func (r recordTx) ResolveAs(_ context.Context, group, topic, id string, commit bool) error {
+	*r.calls = append(*r.calls, fmt.Sprintf("%s %s/%s %v", group, topic, id, commit))
+	if group != "p-trade" {
+		return kqerr.New(kqerr.Forbidden, nil, "not yours")
+	}
+	return nil
+}
+
+// TestAPIRoutesGroupAndAdminCalls: $KQ.API.<verb>.<G> is always a call as
+// group G (TX.<G> resolves as G, even for a group named LIST), the admin
+// calls are under $KQ.ADMIN (TX there resolves any group's message), and
+// the legacy admin subjects other than TX.LIST are still served under
+// $KQ.API (issue #16).
+func TestAPIRoutesGroupAndAdminCalls(t *testing.T) {
+	var calls []string
+	h := newHarness(t, func(c *semantics.Config) { c.Transactions = recordTx{calls: &calls} })
+	const id = "0123456789abcdef0123456789abcdef"
+	body := `{"topic":"trade","id":"` + id + `","action":"commit"}`
+	require.Equal(t, `{"action":"commit","id":"`+id+`"}`, string(h.api("TX.p-trade", body)))
+	require.Equal(t, 403, errCode(t, h.api("TX.s-trade", body)))
+	require.Equal(t, 403, errCode(t, h.api("TX.LIST", body)), "TX.LIST under $KQ.API is TX as the group LIST")
+	require.Equal(t, 400, errCode(t, h.api("TX.LIST", `{"limit":10}`)), "no longer a listing")
+	require.Contains(t, string(h.api("TX.LIST", `{}`)), "$KQ.ADMIN.TX.LIST")
+	require.Equal(t, `{"action":"commit","id":"`+id+`"}`, string(h.admin("TX", body)))
+	require.Equal(t, []string{"p-trade trade/" + id + " true", "s-trade trade/" + id + " true", "LIST trade/" + id + " true",
+		"any trade/" + id + " true"}, calls)
+
+	for _, call := range []string{"STAT", "BINDINGS.LIST", "TX.LIST"} {
+		require.Zero(t, errCode(t, h.admin(call, "")), call)
+	}
+	for _, call := range []string{"STAT", "BINDINGS.LIST"} {
+		require.Zero(t, errCode(t, h.api(call, "")), "legacy $KQ.API.%s", call)
+	}
+	require.Equal(t, 400, errCode(t, h.admin("DLQ.LIST", "")))
+	require.Equal(t, 400, errCode(t, h.api("DLQ.LIST", "")), "legacy, served as the admin call")
+	require.Equal(t, 404, errCode(t, h.admin("BIND.p-trade", "{}")), "group verbs are not admin calls")
+	require.Equal(t, 404, errCode(t, h.admin("NOPE", "")))
+	require.Equal(t, 404, errCode(t, h.api("NOPE.x", "")))
 }

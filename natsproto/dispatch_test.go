@@ -384,6 +384,9 @@ type fakeTx struct{}
 
 func (fakeTx) NextCheck(now time.Time) time.Time                   { return now.Add(time.Hour) }
 func (fakeTx) Resolve(context.Context, string, string, bool) error { return nil }
+func (fakeTx) ResolveAs(context.Context, string, string, string, bool) error {
+	return nil
+}
 func (fakeTx) List(context.Context, int, int) (int, []semantics.PreparedTx, error) {
 	return 0, nil, nil
 }

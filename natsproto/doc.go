@@ -6,12 +6,13 @@
 // It owns the subject mapping (kq.<topic>.<messageType>, canonical %XX
 // token escaping), the publish headers and their validation (the
 // Nats-Msg-Id dedup id included), the ack grammar (+ACK, -NAK [delay],
-// +WPI, +TERM [reason]), the $KQ.API calls (BIND, CONSUMER.DELETE,
-// BINDINGS.LIST and DELETE, STAT, DLQ.LIST and REPLAY, TX and TX.LIST) with
-// their typed JSON replies, the JSON of error replies, deliveries as NATS
+// +WPI, +TERM [reason]), a group's own $KQ.API calls (BIND,
+// CONSUMER.DELETE, BINDINGS.DELETE, TX) and the admin's $KQ.ADMIN calls
+// (STAT, BINDINGS.LIST, DLQ.LIST and REPLAY, TX.LIST, TX) with their typed
+// JSON replies, the JSON of error replies, deliveries as NATS
 // messages with headers (the ack subject as reply), taps on $KQ.TAP, the
 // $KQ.TXCHECK request of a transaction check-back (TxCheck) and the
-// per-group permission template. It holds no broker rule: what to store,
+// per-group permission template with its inbox prefixes. It holds no broker rule: what to store,
 // whom to deliver to, when to redeliver are semantics'.
 //
 // It imports semantics, store, registry and kqerr, never nats.go or

@@ -13,7 +13,7 @@ import (
 )
 
 func TestErrorTable(t *testing.T) {
-	want := map[kqerr.Code]int{400: 14001, 404: 14004, 409: 14009, 413: 10054, 429: 14029, 500: 14500, 501: 14501, 503: 14503}
+	want := map[kqerr.Code]int{400: 14001, 403: 14403, 404: 14004, 409: 14009, 413: 10054, 429: 14029, 500: 14500, 501: 14501, 503: 14503}
 	for c, ec := range want {
 		require.Equal(t, ec, c.ErrCode(), "code %d", c)
 	}

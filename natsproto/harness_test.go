@@ -221,6 +221,16 @@ func (h *harness) api(call, body string) []byte {
 	return rs[0].Data
 }
 
+// admin calls $KQ.ADMIN.<call> and returns the reply body.
+func (h *harness) admin(call, body string) []byte {
+	h.t.Helper()
+	h.s.handleAdmin(&Msg{Subject: "$KQ.ADMIN." + call, Reply: "_INBOX_admin.api", Data: []byte(body)})
+	h.settle()
+	rs := h.tr.take("_INBOX_admin.api")
+	require.Len(h.t, rs, 1)
+	return rs[0].Data
+}
+
 // publish sends a publish with a reply subject and returns the reply.
 func (h *harness) publish(subject string, hdr map[string][]string, body string) []byte {
 	h.t.Helper()

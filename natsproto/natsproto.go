@@ -58,7 +58,7 @@ type Locator interface {
 }
 
 // Server is the NATS adapter of one broker: it takes publishes, acks and
-// $KQ.API calls on the broker's NATS connection and turns them into calls
+// $KQ.API and $KQ.ADMIN calls on the broker's NATS connection and turns them into calls
 // on the broker, and turns deliveries and results back into NATS messages.
 // It is the broker's semantics.Intake (the broker's Run starts and stops
 // it) and its semantics.Tapper.
@@ -110,25 +110,33 @@ func (s *Server) Start(b *semantics.Broker) error {
 	if err != nil {
 		return fmt.Errorf("natsproto: subscribe acks: %w", err)
 	}
-	stopAPI, err := s.tr.Subscribe("$KQ.API.>", "kq", s.handleAPI)
+	stopAPI, err := s.tr.Subscribe(APIPrefix+">", "kq", s.handleAPI)
 	if err != nil {
 		_ = stopAcks()
 		return fmt.Errorf("natsproto: subscribe api: %w", err)
 	}
+	stopAdmin, err := s.tr.Subscribe(AdminPrefix+">", "kq", s.handleAdmin)
+	if err != nil {
+		_ = stopAPI()
+		_ = stopAcks()
+		return fmt.Errorf("natsproto: subscribe admin api: %w", err)
+	}
 	stopPub, err := s.tr.Subscribe(SubjectPrefix+".>", "kq", s.handlePublish)
 	if err != nil {
+		_ = stopAdmin()
 		_ = stopAPI()
 		_ = stopAcks()
 		return fmt.Errorf("natsproto: subscribe publishes: %w", err)
 	}
 	if err := s.tr.Flush(); err != nil {
 		_ = stopPub()
+		_ = stopAdmin()
 		_ = stopAPI()
 		_ = stopAcks()
 		return fmt.Errorf("natsproto: flush subscriptions: %w", err)
 	}
 	s.mu.Lock()
-	s.stopPub, s.stops = stopPub, []func() error{stopAPI, stopAcks}
+	s.stopPub, s.stops = stopPub, []func() error{stopAdmin, stopAPI, stopAcks}
 	s.mu.Unlock()
 	return nil
 }

@@ -10,22 +10,24 @@ import (
 	"github.com/kitenats/kitenats/store"
 )
 
-// TxReply is the reply of $KQ.API.TX.<group>. Its fields are in the
-// order of the map encoding/json wrote before it (keys sorted).
+// TxReply is the reply of $KQ.API.TX.<group> and $KQ.ADMIN.TX. Its fields
+// are in the order of the map encoding/json wrote before it (keys sorted).
 type TxReply struct {
 	Action string `json:"action"`
 	ID     string `json:"id"`
 }
 
-// txRequest is the body of $KQ.API.TX.<group>.
+// txRequest is the body of $KQ.API.TX.<group> and $KQ.ADMIN.TX.
 type txRequest struct {
 	Topic  string `json:"topic"`
 	ID     string `json:"id"`
 	Action string `json:"action"`
 }
 
-// handleTx serves $KQ.API.TX.<group>: commit or roll back a prepared message.
-func (s *Server) handleTx(ctx context.Context, body []byte) (TxReply, error) {
+// handleTx serves $KQ.API.TX.<group> (group not nil: resolve a prepared
+// message that group published, refuse another group's with 403) and
+// $KQ.ADMIN.TX (group nil: any group's).
+func (s *Server) handleTx(ctx context.Context, group *string, body []byte) (TxReply, error) {
 	if !s.tx {
 		return TxReply{}, kqerr.New(kqerr.NotImplemented, nil, "two-phase commit is not implemented yet")
 	}
@@ -38,19 +40,28 @@ func (s *Server) handleTx(ctx context.Context, body []byte) (TxReply, error) {
 	case "commit":
 		commit = true
 	case "rollback":
+	case "":
+		// Most likely a listing sent where it was served before $KQ.ADMIN.
+		return TxReply{}, kqerr.New(kqerr.BadRequest, nil, "action \"\" is not commit or rollback (prepared messages are listed by $KQ.ADMIN.TX.LIST)")
 	default:
 		return TxReply{}, kqerr.New(kqerr.BadRequest, nil, "action %q is not commit or rollback", req.Action)
 	}
 	if req.Topic == "" || !semantics.ValidMessageID(req.ID) {
 		return TxReply{}, kqerr.New(kqerr.BadRequest, nil, "TX needs a topic and a 32-hex-digit id")
 	}
-	if err := s.b.ResolveTx(ctx, req.Topic, req.ID, commit); err != nil {
+	var err error
+	if group != nil {
+		err = s.b.ResolveTxAs(ctx, *group, req.Topic, req.ID, commit)
+	} else {
+		err = s.b.ResolveTx(ctx, req.Topic, req.ID, commit)
+	}
+	if err != nil {
 		return TxReply{}, err
 	}
 	return TxReply{ID: req.ID, Action: req.Action}, nil
 }
 
-// listTx serves $KQ.API.TX.LIST.
+// listTx serves $KQ.ADMIN.TX.LIST.
 func (s *Server) listTx(ctx context.Context, body []byte) (Page[semantics.PreparedTx], error) {
 	if !s.tx {
 		return Page[semantics.PreparedTx]{}, kqerr.New(kqerr.NotImplemented, nil, "two-phase commit is not implemented yet")

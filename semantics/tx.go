@@ -15,8 +15,12 @@ import (
 type Transactions interface {
 	// NextCheck is the first check-back time of a message prepared at now.
 	NextCheck(now time.Time) time.Time
-	// Resolve commits or rolls back a prepared message.
+	// Resolve commits or rolls back a prepared message of any publishing
+	// group (the admin's call).
 	Resolve(ctx context.Context, topic, id string, commit bool) error
+	// ResolveAs is Resolve on behalf of group: a message another group
+	// published is refused with a 403 *kqerr.Error and left as it is.
+	ResolveAs(ctx context.Context, group, topic, id string, commit bool) error
 	// List pages through prepared messages (PreparedTxs).
 	List(ctx context.Context, offset, limit int) (total int, items []PreparedTx, err error)
 }
@@ -69,13 +73,23 @@ func (b *Broker) Release(ctx context.Context, prepared *store.Message) error {
 	return nil
 }
 
-// ResolveTx commits or rolls back a prepared message through
-// Config.Transactions (501 without them).
+// ResolveTx commits or rolls back a prepared message of any publishing
+// group, for the admin, through Config.Transactions (501 without them).
 func (b *Broker) ResolveTx(ctx context.Context, topic, id string, commit bool) error {
 	if b.tx == nil {
 		return kqerr.New(kqerr.NotImplemented, nil, "two-phase commit is not implemented yet")
 	}
 	return b.tx.Resolve(ctx, topic, id, commit)
+}
+
+// ResolveTxAs is ResolveTx on behalf of group: a group resolves only the
+// prepared messages it published (their store.Message.Group); another
+// group's is refused with 403 and left as it is.
+func (b *Broker) ResolveTxAs(ctx context.Context, group, topic, id string, commit bool) error {
+	if b.tx == nil {
+		return kqerr.New(kqerr.NotImplemented, nil, "two-phase commit is not implemented yet")
+	}
+	return b.tx.ResolveAs(ctx, group, topic, id, commit)
 }
 
 // PreparedTxs pages through the prepared messages (501 without

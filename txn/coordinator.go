@@ -116,19 +116,35 @@ func (c *Coordinator) NextCheck(now time.Time) time.Time {
 // ErrConflict or nil when its outcome is remembered, else ErrNotFound. Any
 // other error is a store or Releaser failure: nothing was decided, and the
 // caller may retry.
+//
+// Resolve decides for any publishing group (the admin's call); a group's
+// own decision goes through ResolveAs.
 func (c *Coordinator) Resolve(ctx context.Context, topic, id string, commit bool) error {
-	want := Rollback
-	if commit {
-		want = Commit
-	}
-	_, err := c.decide(ctx, topic, id, want, false)
+	_, err := c.decide(ctx, topic, id, wantOf(commit), false, nil)
 	return err
+}
+
+// ResolveAs is Resolve on behalf of group: it refuses, with ErrForbidden
+// and changing nothing, a message whose publishing group (store.Message.Group)
+// is not group, whether the message is still prepared or its outcome is
+// remembered. An unknown id is ErrNotFound, as for Resolve.
+func (c *Coordinator) ResolveAs(ctx context.Context, group, topic, id string, commit bool) error {
+	_, err := c.decide(ctx, topic, id, wantOf(commit), false, &group)
+	return err
+}
+
+func wantOf(commit bool) Action {
+	if commit {
+		return Commit
+	}
+	return Rollback
 }
 
 // decide applies want to (topic, id) unless it is already decided, and
 // returns the outcome: want, or the other action with ErrConflict, or
 // Unknown when nothing was decided (an error, or a final action that no
-// longer applies). final marks the final action of a Tick.
+// longer applies). final marks the final action of a Tick. as, when not nil,
+// is the only publishing group whose message may be decided (ResolveAs).
 //
 // Concurrent decisions of one message are serialised by the deciding slot:
 // the first claims it, reads the message from the store and applies its
@@ -138,7 +154,7 @@ func (c *Coordinator) Resolve(ctx context.Context, topic, id string, commit bool
 // and a rollback is written only under the same slot; so a message is never
 // released before a commit decision, never released after a rollback, and
 // released at most once per prepare.
-func (c *Coordinator) decide(ctx context.Context, topic, id string, want Action, final bool) (Action, error) {
+func (c *Coordinator) decide(ctx context.Context, topic, id string, want Action, final bool, as *string) (Action, error) {
 	k := key{topic, id}
 	for {
 		c.mu.Lock()
@@ -153,7 +169,7 @@ func (c *Coordinator) decide(ctx context.Context, topic, id string, want Action,
 		}
 		c.deciding[k] = &decision{done: make(chan struct{})}
 		c.mu.Unlock()
-		got, err := c.applyClaimed(ctx, k, want, final)
+		got, err := c.applyClaimed(ctx, k, want, final, as)
 		switch {
 		case err != nil:
 			return Unknown, err
@@ -167,24 +183,32 @@ func (c *Coordinator) decide(ctx context.Context, topic, id string, want Action,
 // applyClaimed applies want under the slot of k, which the caller has just
 // claimed, and gives the slot up, recording the outcome, even if the
 // Releaser panics.
-func (c *Coordinator) applyClaimed(ctx context.Context, k key, want Action, final bool) (got Action, err error) {
+func (c *Coordinator) applyClaimed(ctx context.Context, k key, want Action, final bool, as *string) (got Action, err error) {
+	var group string // the message's publishing group, once read
 	defer func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		d := c.deciding[k]
 		delete(c.deciding, k)
 		if err == nil && got != Unknown {
-			c.outcomes.add(k, got)
+			c.outcomes.add(k, outcome{action: got, group: group})
 		}
 		close(d.done)
 	}()
-	return c.apply(ctx, k, want, final)
+	return c.apply(ctx, k, want, final, as, &group)
+}
+
+// forbidden is ResolveAs's refusal of another group's message.
+func forbidden(want Action, k key) error {
+	return kqerr.New(kqerr.Forbidden, ErrForbidden, "txn: %s %s/%s: %v", want, k.topic, k.id, ErrForbidden)
 }
 
 // apply reads the message and applies want to it if it is still prepared.
-// It returns what the message's outcome is afterwards.
+// It returns what the message's outcome is afterwards, and sets *group to
+// the message's publishing group. A message of another group than *as (when
+// as is not nil) is refused before anything else is looked at.
 // caller must hold the deciding slot of k
-func (c *Coordinator) apply(ctx context.Context, k key, want Action, final bool) (Action, error) {
+func (c *Coordinator) apply(ctx context.Context, k key, want Action, final bool, as, group *string) (Action, error) {
 	m, err := c.st.Get(ctx, k.topic, k.id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -192,7 +216,11 @@ func (c *Coordinator) apply(ctx context.Context, k key, want Action, final bool)
 		got, ok := c.outcomes.get(k)
 		c.mu.Unlock()
 		if ok {
-			return got, nil
+			if as != nil && got.group != *as {
+				return Unknown, forbidden(want, k)
+			}
+			*group = got.group
+			return got.action, nil
 		}
 		if final {
 			return Unknown, nil
@@ -200,12 +228,15 @@ func (c *Coordinator) apply(ctx context.Context, k key, want Action, final bool)
 		return Unknown, kqerr.New(kqerr.Conflict, ErrNotFound, "txn: %s %s/%s: %v", want, k.topic, k.id, ErrNotFound)
 	case err != nil:
 		return Unknown, fmt.Errorf("txn: %s %s/%s: %w", want, k.topic, k.id, err)
+	case as != nil && m.Group != *as:
+		return Unknown, forbidden(want, k)
+	}
+	*group = m.Group
+	switch {
 	case !m.Prepared:
 		// Committed, by this Coordinator before a restart or because it was
 		// never prepared: it is deliverable, so it counts as a commit.
 		return Commit, nil
-	}
-	switch {
 	case final && m.Checks < c.cfg.MaxChecks:
 		return Unknown, nil // prepared again since the Tick read it
 	case want == Commit:

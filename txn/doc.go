@@ -1,5 +1,7 @@
 // Package txn owns KiteQ's two-phase commit: it decides prepared messages by
-// the producer's commit or rollback (Coordinator.Resolve), by the periodic
+// the producer's commit or rollback (Coordinator.ResolveAs, which decides
+// only the messages the caller's group published, or Coordinator.Resolve,
+// the admin's, for any group), by the periodic
 // check-back of undecided ones through a Checker (Coordinator.Tick and Run),
 // and by a final action after Config.MaxChecks unanswered checks. It keeps
 // no message state of its own: the store holds prepared messages

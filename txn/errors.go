@@ -17,4 +17,8 @@ var (
 	// message, or a commit of a rolled-back or finally rolled-back or
 	// dead-lettered one. It is the 409 of NATS-PROTOCOL.md §5.
 	ErrConflict = errors.New("txn: already resolved the other way")
+	// ErrForbidden is returned by ResolveAs when the message was published
+	// by another group: a group resolves only its own prepared messages.
+	// It is inside a *kqerr.Error with the 403 of NATS-PROTOCOL.md §8.
+	ErrForbidden = errors.New("txn: the message belongs to another group")
 )

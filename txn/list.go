@@ -8,7 +8,7 @@ import (
 )
 
 // Prepared describes one prepared message for `kitenats tx list` and
-// $KQ.API.TX.LIST.
+// $KQ.ADMIN.TX.LIST.
 type Prepared struct {
 	Topic       string
 	ID          string

@@ -3,27 +3,34 @@ package txn
 // key names one message.
 type key struct{ topic, id string }
 
+// outcome is a remembered decision: the action and the message's
+// publishing group (whom ResolveAs lets see it).
+type outcome struct {
+	action Action
+	group  string
+}
+
 // recent remembers the outcomes of the last max decisions, oldest evicted
 // first. It is not safe for concurrent use: the Coordinator guards it with
 // its mu.
 type recent struct {
 	max  int
-	out  map[key]Action
+	out  map[key]outcome
 	ring []key // insertion order; once full, ring[next] is the oldest
 	next int
 }
 
 func newRecent(max int) *recent {
-	return &recent{max: max, out: make(map[key]Action)}
+	return &recent{max: max, out: make(map[key]outcome)}
 }
 
-func (r *recent) get(k key) (Action, bool) {
+func (r *recent) get(k key) (outcome, bool) {
 	a, ok := r.out[k]
 	return a, ok
 }
 
 // add records the outcome of k, evicting the oldest outcome when full.
-func (r *recent) add(k key, a Action) {
+func (r *recent) add(k key, a outcome) {
 	if _, ok := r.out[k]; ok {
 		r.out[k] = a
 		return

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/store"
 	"github.com/kitenats/kitenats/txn"
 )
@@ -207,4 +208,42 @@ func TestTxnConcurrentResolves(t *testing.T) {
 			require.Equal(t, 8, ok[false])
 		}
 	}
+}
+
+// TestTxnResolveAsOnlyTheOwnGroup: a group resolves only the prepared
+// messages it published (issue #16): another group's decision is refused
+// with ErrForbidden, a 403, and changes nothing, while the message is
+// prepared and after its outcome is remembered; Resolve (the admin's)
+// decides for any group.
+func TestTxnResolveAsOnlyTheOwnGroup(t *testing.T) {
+	e := newEnv(t, testConfig())
+	ctx := context.Background()
+	e.prepare("a")
+	for _, commit := range []bool{true, false} {
+		verb := map[bool]string{true: "commit", false: "rollback"}[commit]
+		err := e.c.ResolveAs(ctx, "intruder", topic, "a", commit)
+		require.ErrorIs(t, err, txn.ErrForbidden)
+		var ke *kqerr.Error
+		require.ErrorAs(t, err, &ke)
+		require.Equal(t, kqerr.Forbidden, ke.Code)
+		require.Equal(t, 14403, ke.ErrCode())
+		require.Equal(t, "kq: txn: "+verb+" "+topic+"/a: txn: the message belongs to another group", ke.Description)
+	}
+	e.requirePrepared("a", 0, t0.Add(5*time.Second))
+	require.Equal(t, 0, e.rel.count("a"))
+
+	require.NoError(t, e.c.ResolveAs(ctx, producer, topic, "a", true), "the publishing group resolves its own")
+	e.requireCommitted("a")
+	require.ErrorIs(t, e.c.ResolveAs(ctx, "intruder", topic, "a", true), txn.ErrForbidden, "committed: still not theirs")
+	e.ack("a")
+	e.requireGone("a")
+	require.ErrorIs(t, e.c.ResolveAs(ctx, "intruder", topic, "a", false), txn.ErrForbidden, "remembered outcome: still not theirs")
+	require.NoError(t, e.c.ResolveAs(ctx, producer, topic, "a", true))
+	require.ErrorIs(t, e.c.ResolveAs(ctx, producer, topic, "a", false), txn.ErrConflict)
+
+	e.prepare("b")
+	require.NoError(t, e.c.Resolve(ctx, topic, "b", false), "the admin resolves any group's")
+	e.requireGone("b")
+	require.ErrorIs(t, e.c.ResolveAs(ctx, "intruder", topic, "b", false), txn.ErrForbidden)
+	require.ErrorIs(t, e.c.ResolveAs(ctx, "intruder", topic, "nope", true), txn.ErrNotFound)
 }

@@ -74,7 +74,7 @@ func (c *Coordinator) step(ctx context.Context, now time.Time, m *store.Message)
 		next.Attempts, next.Next = m.Checks, c.NextCheck(now)
 		return next, true
 	case m.Checks >= c.cfg.MaxChecks:
-		if _, err := c.decide(ctx, m.Topic, m.ID, Rollback, true); err != nil && !decided(err) && ctx.Err() == nil {
+		if _, err := c.decide(ctx, m.Topic, m.ID, Rollback, true, nil); err != nil && !decided(err) && ctx.Err() == nil {
 			c.log.Warn("txn: final action", "topic", m.Topic, "msg_id", m.ID, "group", m.Group,
 				"action", c.cfg.FinalAction.String(), "err", err)
 		}
@@ -82,7 +82,7 @@ func (c *Coordinator) step(ctx context.Context, now time.Time, m *store.Message)
 	}
 	a := c.check(ctx, m)
 	if a == Commit || a == Rollback {
-		_, err := c.decide(ctx, m.Topic, m.ID, a, false)
+		_, err := c.decide(ctx, m.Topic, m.ID, a, false, nil)
 		if err == nil || decided(err) {
 			return store.Update{}, false
 		}

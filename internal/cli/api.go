@@ -12,14 +12,16 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/kitenats/kitenats/client"
 )
 
-// apiCall sends one $KQ.API request to a running broker and returns the
+// apiCall sends one $KQ.API or $KQ.ADMIN request to a running broker and returns the
 // reply, turning an error member into an error.
 func apiCall(server, user, pass, subject string, req any) (json.RawMessage, error) {
 	opts := []nats.Option{nats.Name("kitenats-cli")}
 	if user != "" {
-		opts = append(opts, nats.UserInfo(user, pass))
+		opts = append(opts, nats.UserInfo(user, pass), nats.CustomInboxPrefix(client.InboxPrefix(user)))
 	}
 	nc, err := nats.Connect(server, opts...)
 	if err != nil {
@@ -101,12 +103,12 @@ func printJSON(out io.Writer, raw json.RawMessage) error {
 	return enc.Encode(v)
 }
 
-// Stat is `kitenats stat`: it prints $KQ.API.STAT.
+// Stat is `kitenats stat`: it prints $KQ.ADMIN.STAT.
 func Stat(args []string) error { return stat(args, os.Stdout) }
 
 var statHelp = help{
 	usage: "[-s URL] [-json]",
-	about: "Prints the broker's counters ($KQ.API.STAT): publishes, deliveries, acks, dead letters,\n" +
+	about: "Prints the broker's counters ($KQ.ADMIN.STAT): publishes, deliveries, acks, dead letters,\n" +
 		"and per topic, per group and per consumer what is pending, in flight and dead, as tables.",
 	examples: []string{
 		"kitenats stat",
@@ -122,7 +124,7 @@ func stat(args []string, out io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("stat: unexpected arguments %v", fs.Args())
 	}
-	raw, err := f.call("$KQ.API.STAT", nil)
+	raw, err := f.call("$KQ.ADMIN.STAT", nil)
 	if err != nil {
 		return err
 	}
@@ -134,7 +136,7 @@ func stat(args []string, out io.Writer) error {
 
 var dlqHelp = help{
 	usage: "[-s URL] -topic TOPIC -group GROUP [-offset N] [-limit N] [-json] | -replay ID",
-	about: "Lists the dead letters of a consumer group on a topic ($KQ.API.DLQ.LIST), one block each:\n" +
+	about: "Lists the dead letters of a consumer group on a topic ($KQ.ADMIN.DLQ.LIST), one block each:\n" +
 		"id, type, reason, properties and body (as text when it is printable UTF-8, else base64,\n" +
 		"labelled `body (base64):`). With -replay ID, re-queues that dead letter for the group.",
 	examples: []string{
@@ -165,7 +167,7 @@ func dlq(args []string, out io.Writer) error {
 		return errors.New("dlq: -topic and -group are required")
 	}
 	if *replay != "" {
-		raw, err := f.call("$KQ.API.DLQ.REPLAY", map[string]string{"topic": *topic, "groupId": *group, "id": *replay})
+		raw, err := f.call("$KQ.ADMIN.DLQ.REPLAY", map[string]string{"topic": *topic, "groupId": *group, "id": *replay})
 		if err != nil {
 			return err
 		}
@@ -175,7 +177,7 @@ func dlq(args []string, out io.Writer) error {
 		_, err = fmt.Fprintf(out, "re-queued %s for group %s\n", *replay, *group)
 		return err
 	}
-	raw, err := f.call("$KQ.API.DLQ.LIST", map[string]any{"topic": *topic, "groupId": *group, "offset": *offset, "limit": *limit})
+	raw, err := f.call("$KQ.ADMIN.DLQ.LIST", map[string]any{"topic": *topic, "groupId": *group, "offset": *offset, "limit": *limit})
 	if err != nil {
 		return err
 	}
@@ -189,7 +191,7 @@ func dlq(args []string, out io.Writer) error {
 	return printDeadLetters(out, page)
 }
 
-// dlqPage is the reply of $KQ.API.DLQ.LIST (NATS-PROTOCOL.md §8).
+// dlqPage is the reply of $KQ.ADMIN.DLQ.LIST (NATS-PROTOCOL.md §8).
 type dlqPage struct {
 	Total  int          `json:"total"`
 	Offset int          `json:"offset"`
@@ -261,7 +263,7 @@ func unixTime(sec int64) string {
 
 var txHelp = help{
 	usage: "[-s URL] [list] [-offset N] [-limit N] [-json] | -commit|-rollback ID -topic TOPIC -group GROUP",
-	about: "Lists the prepared (two-phase) messages awaiting their producer's decision ($KQ.API.TX.LIST)\n" +
+	about: "Lists the prepared (two-phase) messages awaiting their producer's decision ($KQ.ADMIN.TX.LIST)\n" +
 		"with their age and check-back count, or commits or rolls one back for its publishing group.",
 	examples: []string{
 		"kitenats tx",
@@ -304,7 +306,7 @@ func tx(args []string, out io.Writer) error {
 		_, err = fmt.Fprintf(out, "%s: %s/%s of group %s\n", action, *topic, id, *group)
 		return err
 	}
-	raw, err := f.call("$KQ.API.TX.LIST", map[string]int{"offset": *offset, "limit": *limit})
+	raw, err := f.call("$KQ.ADMIN.TX.LIST", map[string]int{"offset": *offset, "limit": *limit})
 	if err != nil {
 		return err
 	}
@@ -318,7 +320,7 @@ func tx(args []string, out io.Writer) error {
 	return printPrepared(out, page)
 }
 
-// txPage is the reply of $KQ.API.TX.LIST.
+// txPage is the reply of $KQ.ADMIN.TX.LIST.
 type txPage struct {
 	Total int `json:"total"`
 	Items []struct {

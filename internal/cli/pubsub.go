@@ -164,7 +164,7 @@ func connectCLI(server, user, pass string, admin ...string) (*nats.Conn, error) 
 	}
 	opts := []nats.Option{nats.Name("kitenats-cli")}
 	if user != "" {
-		opts = append(opts, nats.UserInfo(user, pass))
+		opts = append(opts, nats.UserInfo(user, pass), nats.CustomInboxPrefix(client.InboxPrefix(user)))
 	}
 	return nats.Connect(server, opts...)
 }

@@ -118,7 +118,7 @@ func formatDelivery(now time.Time, d *client.Delivery) string {
 	return b.String()
 }
 
-// printStat writes a $KQ.API.STAT reply for people: its counters as a
+// printStat writes a $KQ.ADMIN.STAT reply for people: its counters as a
 // two-column table, then each list (topics, groups, consumers) as a
 // table with a column per member.
 func printStat(out io.Writer, raw json.RawMessage) error {
