@@ -38,6 +38,10 @@ type Config struct {
 	Tx          TxConfig
 	LogLevel    slog.Level
 	LogPath     string // KiteQ's -logPath: logs go to LogPath/kitenats.log; empty: stderr
+	// MetricTopics caps the topics with their own series in /metrics'
+	// per-topic histograms (cluster.toml metricTopics); the rest are
+	// under topic="other". Default 100.
+	MetricTopics int
 }
 
 // TxConfig is the two-phase-commit check-back schedule.
@@ -70,6 +74,8 @@ func Default() Config {
 		MaxPayload:  4 << 20,
 		MaxInflight: 1000,
 		DedupWindow: 2 * time.Minute,
+		// admin.DefaultMaxTopics (config imports nothing but txn).
+		MetricTopics: 100,
 	}
 }
 
@@ -99,6 +105,7 @@ type tomlCluster struct {
 	Advertise     string            `toml:"advertise"`
 	MaxPayload    int               `toml:"maxPayload"`
 	MaxInflight   int               `toml:"maxInflight"`
+	MetricTopics  int               `toml:"metricTopics"`
 	DedupWindow   string            `toml:"dedupWindow"`
 	BrokerID      string            `toml:"brokerId"`
 	Secrets       map[string]string `toml:"secrets"`
@@ -177,6 +184,9 @@ func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
 	}
 	if cl.MaxInflight > 0 {
 		c.MaxInflight = cl.MaxInflight
+	}
+	if md.IsDefined("clusters", cluster, "metricTopics") {
+		c.MetricTopics = cl.MetricTopics
 	}
 	if cl.DedupWindow != "" {
 		if c.DedupWindow, err = time.ParseDuration(cl.DedupWindow); err != nil {
@@ -311,6 +321,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInflight <= 0 {
 		bad = append(bad, fmt.Sprintf("maxInflight %d: want a positive number", c.MaxInflight))
+	}
+	if c.MetricTopics <= 0 {
+		bad = append(bad, fmt.Sprintf("metricTopics %d: want a positive number", c.MetricTopics))
 	}
 	if c.AcceptRate < 0 {
 		bad = append(bad, fmt.Sprintf("recievePermitsPerSecond %d: must not be negative", c.AcceptRate))
