@@ -38,6 +38,12 @@ type Daemon struct {
 	w      *store.Batcher    // group commit, shared by the broker and the coordinator
 	broker *semantics.Broker
 	admin  *admin.Server  // nil when -pport is -1
+	kiteq  *compat.Server // nil when -bind is off
+	tx     *txn.Coordinator
+	reg    registry.Registry
+	watch  *registry.TopicWatch // registry bindings; nil without a registry
+	adv    string               // address advertised in the registry
+
 	// metrics is what the broker's packages observe into, served by the
 	// admin HTTP; nil when -pport is -1 (nothing is observed then).
 	metrics *admin.Metrics
@@ -45,11 +51,6 @@ type Daemon struct {
 	// since start (the connection events), for /metrics.
 	natsConns  atomic.Int64
 	natsOpened atomic.Uint64
-	kiteq  *compat.Server // nil when -bind is off
-	tx     *txn.Coordinator
-	reg    registry.Registry
-	watch  *registry.TopicWatch // registry bindings; nil without a registry
-	adv    string               // address advertised in the registry
 
 	// life bounds what outlives New but belongs to no component (the
 	// registry's binding watches); Close ends it.

@@ -61,8 +61,8 @@ func TestE2EMetrics(t *testing.T) {
 		"kitenats_delivered_total 2",
 		"kitenats_acked_total 1",
 		`kitenats_topic_messages{topic="trade"} 1`,
-		`kitenats_group_pending{topic="trade",group="s-trade"} 1`,
-		`kitenats_group_inflight{topic="trade",group="s-trade"} 1`,
+		`kitenats_group_pending{group="s-trade",topic="trade"} 1`,
+		`kitenats_group_inflight{group="s-trade",topic="trade"} 1`,
 		`kitenats_consumers{group="s-trade"} 1`,
 		`kitenats_consumer_inflight{group="s-trade"} 1`,
 	), 5*time.Second, 10*time.Millisecond, metrics())
