@@ -37,7 +37,7 @@ func (o *recordingObserver) Delivered(topic string, d time.Duration) {
 	o.add(obsEvent{"delivered", topic, d})
 }
 func (o *recordingObserver) Acked(topic string, d time.Duration) { o.add(obsEvent{"acked", topic, d}) }
-func (o *recordingObserver) Redelivered(reason string)          { o.add(obsEvent{"redelivered", reason, 0}) }
+func (o *recordingObserver) Redelivered(reason string)           { o.add(obsEvent{"redelivered", reason, 0}) }
 
 // take returns and forgets the calls so far.
 func (o *recordingObserver) take() []obsEvent {
