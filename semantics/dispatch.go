@@ -86,7 +86,9 @@ func (b *Broker) send(fs []*flight) {
 		if f.d.Attempt > 1 {
 			b.counters.redelivered.Add(1)
 		} else if b.cfg.Observer != nil && !f.published.IsZero() {
-			b.cfg.Observer.Delivered(f.d.Message.Topic, now.Sub(f.published))
+			// max: a producer's clock ahead of ours (Created) is no
+			// negative latency.
+			b.cfg.Observer.Delivered(f.d.Message.Topic, max(now.Sub(f.published), 0))
 		}
 		if err := ep.Deliver(&f.d); err != nil {
 			b.log.Debug("semantics: deliver failed", "group", f.d.Group, "msg_id", f.d.Message.ID, "err", err)

@@ -124,6 +124,21 @@ func TestObserverFirstDeliveryFromStore(t *testing.T) {
 	h.tick()
 	require.Len(t, a.take(), 1)
 	require.Equal(t, []obsEvent{{"delivered", "trade", 10 * time.Second}}, obs.take())
+
+	// A producer's clock: none (a KiteQ creation time of 0), or ahead of
+	// ours. Not observed, and no negative latency.
+	require.True(t, h.b.Leave("s-trade", h.stat().Consumers[0].ID))
+	require.Equal(t, []obsEvent{{"redelivered", RedeliverConsumerGone, 0}}, obs.take(), "its delivery left unacked")
+	for _, created := range []time.Time{time.Unix(0, 0), h.clk.Now().Add(time.Hour)} {
+		m := h.message("trade", "pay", "clock", h.clk.Now())
+		m.Created = created
+		h.publishMessage(&Publication{Message: m, NewID: true})
+	}
+	require.Equal(t, []obsEvent{{"stored", "trade", 0}, {"stored", "trade", 0}}, obs.take())
+	_, a = h.join("s-trade", "b", 2, 0)
+	h.tick()
+	require.Len(t, a.take(), 3, "the first message again, and the two")
+	require.Equal(t, []obsEvent{{"delivered", "trade", 0}}, obs.take())
 }
 
 // TestObserverSendFailed: a send that fails is offered again, counted as

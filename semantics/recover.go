@@ -121,7 +121,9 @@ func (b *Broker) redeliver(g *group, due []*store.Message, now time.Time, gen ui
 		}
 		m.Groups = nil // a delivery carries the message, not its states
 		f := b.reserve(c, g, m, st.Attempts+1, false)
-		f.published = m.Created // the first delivery of a stored message: as old as the message
+		if m.Created.Unix() > 0 { // a KiteQ producer may leave it 0
+			f.published = m.Created // the first delivery of a stored message: as old as the message
+		}
 		fs = append(fs, f)
 		b.update(store.Update{Op: store.OpRetry, Topic: m.Topic, ID: m.ID, Group: g.name, Attempts: st.Attempts + 1, Next: b.lease(c, now)}, nil)
 	}
