@@ -11,8 +11,8 @@ import "time"
 type Observer interface {
 	// Stored: a publish (or a prepare) of topic was acknowledged to its
 	// producer, d after Publish was called: the publish→store-ack latency,
-	// group commit included. Refused and failed publishes are not
-	// observed.
+	// group commit included (a duplicate's ack too). Refused and failed
+	// publishes are not observed, nor fly messages (never stored).
 	Stored(topic string, d time.Duration)
 	// Delivered: the first delivery of a message of topic to a group was
 	// sent, d after the message was published (for a committed
