@@ -65,6 +65,11 @@ func TestArchitectureImports(t *testing.T) {
 				if imp == "github.com/nats-io/nats-server/v2/server" {
 					require.Equal(t, "bridge", rel, "only bridge may import nats-server")
 				}
+				// The domain packages report what metrics need through
+				// observer hooks that admin.Metrics implements.
+				if strings.HasPrefix(imp, "github.com/prometheus/") {
+					require.Equal(t, "admin", rel, "only admin may import %s", imp)
+				}
 				// The adapters and the core reach NATS through interfaces
 				// the root package satisfies.
 				if strings.HasPrefix(imp, "github.com/nats-io/") {

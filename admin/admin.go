@@ -22,15 +22,20 @@ type Source interface {
 	// Health returns nil while the broker can serve, else why it cannot
 	// (a broken connection of its own to the NATS server, say).
 	Health() error
-	// Metrics returns the broker's counters and gauges for /metrics.
+	// Metrics returns the broker's counters and gauges read from its
+	// state, for /metrics (beside Config.Metrics's registry).
 	Metrics(ctx context.Context) ([]Metric, error)
 }
 
 // Config configures the admin server.
 type Config struct {
 	// Addr is the listen address, e.g. 127.0.0.1:13801.
-	Addr   string
-	Logger *slog.Logger // nil: discard
+	Addr string
+	// Metrics is the registry /metrics serves besides the Source's
+	// families. nil: a NewMetrics of its own (nobody observes into it:
+	// only the Go runtime and process collectors).
+	Metrics *Metrics
+	Logger  *slog.Logger // nil: discard
 }
 
 // Server is the admin HTTP server.
@@ -74,17 +79,11 @@ func New(cfg Config, src Source) (*Server, error) {
 		}
 		writeJSON(w, bs)
 	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		ms, err := src.Metrics(r.Context())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", contentType)
-		if err := writeMetrics(w, ms); err != nil {
-			log.Debug("admin: writing /metrics", "err", err)
-		}
-	})
+	metrics := cfg.Metrics
+	if metrics == nil {
+		metrics = NewMetrics(MetricsConfig{})
+	}
+	mux.Handle("GET /metrics", metrics.handler(src, log.Debug))
 	return &Server{ln: ln, log: log, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
 }
 

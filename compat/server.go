@@ -216,6 +216,14 @@ func New(cfg Config, broker Broker) (*Server, error) {
 // Addr returns the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
+// Conns returns how many KiteQ connections are open now and how many the
+// server accepted since New (for metrics, read when they are scraped).
+func (s *Server) Conns() (open int, accepted uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions), s.lastID
+}
+
 // Run accepts connections until ctx ends or Close is called, then closes
 // the listener and every connection and returns once every goroutine the
 // server started has ended. It returns nil after such a stop, and an error

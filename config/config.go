@@ -43,6 +43,10 @@ type Config struct {
 	Tx                         TxConfig
 	LogLevel                   slog.Level
 	LogPath                    string // KiteQ's -logPath: logs go to LogPath/kitenats.log; empty: stderr
+	// MetricTopics caps the topics with their own series in /metrics'
+	// per-topic histograms (cluster.toml metricTopics); the rest are
+	// under topic="other". Default 100.
+	MetricTopics int
 }
 
 // TxConfig is the two-phase-commit check-back schedule.
@@ -75,6 +79,8 @@ func Default() Config {
 		MaxPayload:  4 << 20,
 		MaxInflight: 1000,
 		DedupWindow: 2 * time.Minute,
+		// admin.DefaultMaxTopics (config imports nothing but txn).
+		MetricTopics: 100,
 	}
 }
 
@@ -100,10 +106,11 @@ type tomlCluster struct {
 	RecoverSeconds          int      `toml:"recoverSeconds"`
 	RecievePermitsPerSecond int      `toml:"recievePermitsPerSecond"`
 	// Ours.
-	NATS        string `toml:"nats"`
-	Advertise   string `toml:"advertise"`
-	MaxPayload  int    `toml:"maxPayload"`
-	MaxInflight int    `toml:"maxInflight"`
+	NATS         string `toml:"nats"`
+	Advertise    string `toml:"advertise"`
+	MaxPayload   int    `toml:"maxPayload"`
+	MaxInflight  int    `toml:"maxInflight"`
+	MetricTopics int    `toml:"metricTopics"`
 	// Connection limits.
 	MaxConnections             int               `toml:"maxConnections"`
 	MaxPending                 int64             `toml:"maxPending"`
@@ -190,6 +197,9 @@ func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
 	}
 	c.MaxConnections, c.MaxPending = cl.MaxConnections, cl.MaxPending
 	c.KiteQMaxConnections, c.KiteQMaxConnectionsPerHost = cl.KiteQMaxConnections, cl.KiteQMaxConnectionsPerHost
+	if md.IsDefined("clusters", cluster, "metricTopics") {
+		c.MetricTopics = cl.MetricTopics
+	}
 	if cl.DedupWindow != "" {
 		if c.DedupWindow, err = time.ParseDuration(cl.DedupWindow); err != nil {
 			return fmt.Errorf("config %s: dedupWindow: %w", path, err)
@@ -330,6 +340,9 @@ func (c Config) Validate() error {
 	if c.KiteQMaxConnections < -1 || c.KiteQMaxConnectionsPerHost < -1 {
 		bad = append(bad, fmt.Sprintf("kiteqMaxConnections %d, kiteqMaxConnectionsPerHost %d: want a positive bound, or -1 for none",
 			c.KiteQMaxConnections, c.KiteQMaxConnectionsPerHost))
+	}
+	if c.MetricTopics <= 0 {
+		bad = append(bad, fmt.Sprintf("metricTopics %d: want a positive number", c.MetricTopics))
 	}
 	if c.AcceptRate < 0 {
 		bad = append(bad, fmt.Sprintf("recievePermitsPerSecond %d: must not be negative", c.AcceptRate))

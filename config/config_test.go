@@ -121,3 +121,21 @@ func TestConfigConnectionLimits(t *testing.T) {
 	require.ErrorContains(t, c.Validate(), "kiteqMaxConnections")
 	require.ErrorContains(t, c.Validate(), "maxPending")
 }
+
+// metricTopics caps the topics of /metrics' histograms: 100 by default,
+// the file's value, and a bad one names the key.
+func TestConfigMetricTopics(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	require.Equal(t, 100, Default().MetricTopics)
+	dir := t.TempDir()
+	write := func(v string) string {
+		p := filepath.Join(dir, "m"+v+".toml")
+		require.NoError(t, os.WriteFile(p, []byte("[clusters.x]\nmetricTopics = "+v+"\n"), 0o600))
+		return p
+	}
+	c, err := Parse([]string{"-configPath", write("7"), "-clusterName", "x"}, log)
+	require.NoError(t, err)
+	require.Equal(t, 7, c.MetricTopics)
+	_, err = Parse([]string{"-configPath", write("0"), "-clusterName", "x"}, log)
+	require.ErrorContains(t, err, "metricTopics")
+}

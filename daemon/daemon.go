@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,6 +44,14 @@ type Daemon struct {
 	watch  *registry.TopicWatch // registry bindings; nil without a registry
 	adv    string               // address advertised in the registry
 
+	// metrics is what the broker's packages observe into, served by the
+	// admin HTTP; nil when -pport is -1 (nothing is observed then).
+	metrics *admin.Metrics
+	// natsConns and natsOpened count the NATS clients connected now and
+	// since start (the connection events), for /metrics.
+	natsConns  atomic.Int64
+	natsOpened atomic.Uint64
+
 	// life bounds what outlives New but belongs to no component (the
 	// registry's binding watches); Close ends it.
 	life    context.Context
@@ -69,7 +78,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 			_ = d.Close()
 		}
 	}()
-	if d.st, err = openStore(ctx, cfg.DB, log); err != nil {
+	var fsync func(time.Duration)
+	if cfg.AdminPort > 0 {
+		d.metrics = admin.NewMetrics(admin.MetricsConfig{
+			MaxTopics: cfg.MetricTopics, RedeliveryReasons: semantics.RedeliveryReasons,
+		})
+		fsync = d.metrics.Fsync
+	}
+	if d.st, err = openStore(ctx, cfg.DB, log, fsync); err != nil {
 		return nil, err
 	}
 	host, port, _ := config.SplitHostPort(cfg.NATS)
@@ -96,7 +112,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	}
 	// One group-commit writer for the broker and the transaction
 	// coordinator, so that commits and acks share batches.
-	d.w = store.NewBatcher(d.st, store.BatcherConfig{DedupWindow: cfg.DedupWindow})
+	wcfg := store.BatcherConfig{DedupWindow: cfg.DedupWindow}
+	var observer semantics.Observer // a nil *admin.Metrics would not be a nil Observer
+	if d.metrics != nil {
+		wcfg.Observe = d.metrics.StoreWrite
+		observer = d.metrics
+	}
+	d.w = store.NewBatcher(d.st, wcfg)
 	// The coordinator comes first: the broker takes it at construction.
 	// It reaches the broker (to release commits) through the daemon.
 	if err = d.newCoordinator(); err != nil {
@@ -115,6 +137,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 		Transactions:    txAdapter{d.tx},
 		Intake:          d.nats,
 		Tap:             d.nats,
+		Observer:        observer,
 		Logger:          log.With("component", "semantics"),
 	}, d.st, d.w, keeper, initial)
 	if err != nil {
@@ -128,7 +151,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	}
 	if cfg.AdminPort > 0 {
 		addr := net.JoinHostPort(host, strconv.Itoa(cfg.AdminPort))
-		if d.admin, err = admin.New(admin.Config{Addr: addr, Logger: log}, adminSource{d}); err != nil {
+		if d.admin, err = admin.New(admin.Config{Addr: addr, Metrics: d.metrics, Logger: log}, adminSource{d}); err != nil {
 			return nil, fmt.Errorf("admin HTTP listener (-pport %d): %w", cfg.AdminPort, err)
 		}
 	}
@@ -246,10 +269,15 @@ func (d *Daemon) start(l *lifecycle) error {
 }
 
 // connectionEvents tells the broker of every NATS client that goes, so
-// that its consumers leave their groups.
+// that its consumers leave their groups, and counts the NATS clients.
 func (d *Daemon) connectionEvents(ctx context.Context) error {
 	return d.br.Events(ctx, func(e bridge.Event) {
-		if e.Kind == bridge.Disconnect {
+		switch e.Kind {
+		case bridge.Connect:
+			d.natsConns.Add(1)
+			d.natsOpened.Add(1)
+		case bridge.Disconnect:
+			d.natsConns.Add(-1)
 			d.broker.ConnClosed(e.ConnID)
 		}
 	})

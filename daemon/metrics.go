@@ -8,9 +8,11 @@ import (
 	"github.com/kitenats/kitenats/semantics"
 )
 
-// Metrics serves /metrics: the $KQ.ADMIN.STAT counters, with per-topic,
-// per-(topic, group) and per-group series, and whether the broker can
-// serve.
+// Metrics serves the part of /metrics read from the broker's state at
+// scrape time: the $KQ.ADMIN.STAT counters, with per-topic, per-(topic,
+// group) and per-group series, whether the broker can serve, and the
+// connections by protocol. (The histograms and the redeliveries by reason
+// are in d.metrics, which the broker's packages observe into.)
 func (a adminSource) Metrics(ctx context.Context) ([]admin.Metric, error) {
 	st, err := a.d.broker.Stat(ctx)
 	if err != nil {
@@ -20,20 +22,46 @@ func (a adminSource) Metrics(ctx context.Context) ([]admin.Metric, error) {
 	if a.Health() != nil {
 		healthy = 0
 	}
-	ms := statMetrics(st, healthy)
+	var kq connCount
 	if a.d.kiteq != nil {
-		ks := a.d.kiteq.Stats()
+		kq.open, kq.opened = a.d.kiteq.Conns()
+	}
+	nats := connCount{open: int(a.d.natsConns.Load()), opened: a.d.natsOpened.Load()}
+	ms := append(statMetrics(st, healthy), connMetrics(nats, kq)...)
+	if a.d.kiteq != nil {
 		ms = append(ms,
-			admin.Metric{Name: "kitenats_kiteq_connections", Help: "KiteQ connections served now, before and after their handshake.",
-				Samples: []admin.Sample{{Value: float64(ks.Connections)}}},
 			admin.Metric{Name: "kitenats_kiteq_connections_refused_total", Counter: true,
 				Help:    "KiteQ connections closed at accept, over kiteqMaxConnections or kiteqMaxConnectionsPerHost.",
-				Samples: []admin.Sample{{Value: float64(ks.Refused)}}},
+				Samples: []admin.Sample{{Value: float64(a.d.kiteq.Stats().Refused)}}},
 			admin.Metric{Name: "kitenats_kiteq_txack_refused_total", Counter: true,
 				Help:    "KiteQ TxAcks (commit or rollback) refused because they decided for another group than their connection's.",
 				Samples: []admin.Sample{{Value: float64(a.d.kiteq.TxAcksRefused())}}})
 	}
 	return ms, nil
+}
+
+// connCount is one protocol's client connections: open now, and opened
+// since start.
+type connCount struct {
+	open   int
+	opened uint64
+}
+
+// connMetrics are the connection families, by protocol: nats (clients of
+// the embedded NATS server, the broker's own connections not counted) and
+// kiteq (the KiteQ TCP adapter's; 0 with -bind off).
+func connMetrics(nats, kiteq connCount) []admin.Metric {
+	open := admin.Metric{Name: "kitenats_connections", Help: "Client connections open now, by protocol (nats, kiteq); the broker's own NATS connections are not counted."}
+	opened := admin.Metric{Name: "kitenats_connections_opened_total", Counter: true, Help: "Client connections accepted since the broker started, by protocol (nats, kiteq)."}
+	for _, c := range []struct {
+		proto string
+		n     connCount
+	}{{"nats", nats}, {"kiteq", kiteq}} {
+		l := []admin.Label{{Name: "protocol", Value: c.proto}}
+		open.Samples = append(open.Samples, admin.Sample{Labels: l, Value: float64(c.n.open)})
+		opened.Samples = append(opened.Samples, admin.Sample{Labels: l, Value: float64(c.n.opened)})
+	}
+	return []admin.Metric{open, opened}
 }
 
 // statMetrics turns a Stat into metric families. Consumers are counted

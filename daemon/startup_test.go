@@ -38,7 +38,7 @@ func freeLocalAddr(t *testing.T) string {
 func TestStartupStoreErrors(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
-	held, err := openStore(context.Background(), "rocksdb://"+filepath.Join(dir, "held"), log)
+	held, err := openStore(context.Background(), "rocksdb://"+filepath.Join(dir, "held"), log, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, held.Close()) })
 	file := filepath.Join(dir, "file")
@@ -78,7 +78,7 @@ func TestStartupFailureReleasesWhatWasOpened(t *testing.T) {
 	require.ErrorContains(t, err, fmt.Sprintf("admin HTTP listener (-pport %d)", cfg.AdminPort))
 	require.ErrorContains(t, err, "address already in use")
 
-	st, err := openStore(context.Background(), cfg.DB, log)
+	st, err := openStore(context.Background(), cfg.DB, log, nil)
 	require.NoError(t, err, "the store is closed again")
 	require.NoError(t, st.Close())
 	for _, addr := range []string{cfg.NATS, cfg.Bind} {
@@ -138,12 +138,12 @@ func TestStartupRedactURI(t *testing.T) {
 func TestConfigStoreURIs(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	for _, uri := range []string{"memory://", "memory://.?maxcap=10", "memory://?maxbytes=1000"} {
-		s, err := openStore(context.Background(), uri, log)
+		s, err := openStore(context.Background(), uri, log, nil)
 		require.NoError(t, err, uri)
 		require.NoError(t, s.Close())
 	}
 	for _, uri := range []string{"memory://?maxcap=x", "memory://?maxcap=-1", "file://.", "::"} {
-		_, err := openStore(context.Background(), uri, log)
+		_, err := openStore(context.Background(), uri, log, nil)
 		require.Error(t, err, uri)
 	}
 }

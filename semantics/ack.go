@@ -88,6 +88,9 @@ func (b *Broker) Ack(group, consumerID, id string, a Ack, done func(error)) {
 	case AckOK:
 		b.unreserve(f)
 		b.counters.acked.Add(1)
+		if b.cfg.Observer != nil {
+			b.cfg.Observer.Acked(m.Topic, now.Sub(f.sent))
+		}
 		if f.fly {
 			call(done, nil)
 		} else {
@@ -95,7 +98,7 @@ func (b *Broker) Ack(group, consumerID, id string, a Ack, done func(error)) {
 		}
 	case AckNak:
 		b.counters.nacked.Add(1)
-		more = b.fail(f, a.Delay, false, done)
+		more = b.fail(f, RedeliverNak, a.Delay, false, done)
 	case AckTerm:
 		b.unreserve(f)
 		if f.fly {

@@ -99,6 +99,9 @@ type Config struct {
 	Intake Intake
 	// Tap is told of accepted messages (nil: nobody).
 	Tap Tapper
+	// Observer is told of latencies and redeliveries, for metrics (nil:
+	// nothing is observed, at no cost).
+	Observer Observer
 	// Now is the clock of every timing decision. Default time.Now.
 	Now func() time.Time
 	// Seed seeds the random choice of consumers and the warmup draws.

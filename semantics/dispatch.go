@@ -12,6 +12,11 @@ type flight struct {
 	c        *consumer
 	deadline time.Time // zero until sent
 	fly      bool      // not stored: nothing to update
+	// published is when the message was published (or committed), for
+	// Observer.Delivered; zero when unknown. sent is when the delivery was
+	// sent, for Observer.Acked.
+	published time.Time
+	sent      time.Time
 }
 
 type flightKey struct{ topic, id, group string }
@@ -73,12 +78,17 @@ func (b *Broker) send(fs []*flight) {
 			putBack = true
 			continue
 		}
-		f.deadline = b.cfg.Now().Add(f.c.ackWait)
+		now := b.cfg.Now()
+		f.sent, f.deadline = now, now.Add(f.c.ackWait)
 		ep := f.c.ep
 		b.mu.Unlock()
 		b.counters.delivered.Add(1)
 		if f.d.Attempt > 1 {
 			b.counters.redelivered.Add(1)
+		} else if b.cfg.Observer != nil && !f.published.IsZero() {
+			// max: a producer's clock ahead of ours (Created) is no
+			// negative latency.
+			b.cfg.Observer.Delivered(f.d.Message.Topic, max(now.Sub(f.published), 0))
 		}
 		if err := ep.Deliver(&f.d); err != nil {
 			b.log.Debug("semantics: deliver failed", "group", f.d.Group, "msg_id", f.d.Message.ID, "err", err)
@@ -127,17 +137,19 @@ func (b *Broker) undeliverable(f *flight) {
 		b.counters.dropped.Add(1)
 		return
 	}
+	b.observeRedelivery(RedeliverSendFailed)
 	m := f.d.Message
 	b.update(store.Update{Op: store.OpRetry, Topic: m.Topic, ID: m.ID, Group: f.d.Group,
 		Attempts: f.d.Attempt - 1, Next: b.cfg.Now().Add(undeliverPause)}, nil)
 }
 
-// fail ends flight f as a failed attempt: the message is redelivered per
-// the schedule (not before delay), at once when now is true, or becomes a
-// dead letter for the group at its deliver limit or expiry. done, if not
-// nil, gets the outcome of the store update. It returns flights to send.
+// fail ends flight f as a failed attempt (why: one of RedeliveryReasons):
+// the message is redelivered per the schedule (not before delay), at once
+// when now is true, or becomes a dead letter for the group at its deliver
+// limit or expiry. done, if not nil, gets the outcome of the store update.
+// It returns flights to send.
 // caller must hold b.mu
-func (b *Broker) fail(f *flight, delay time.Duration, now bool, done func(error)) []*flight {
+func (b *Broker) fail(f *flight, why string, delay time.Duration, now bool, done func(error)) []*flight {
 	if _, ok := b.inflight[f.d.ID]; !ok {
 		if done != nil {
 			done(nil)
@@ -156,6 +168,7 @@ func (b *Broker) fail(f *flight, delay time.Duration, now bool, done func(error)
 			return nil
 		}
 		if c := b.choose(g, t); c != nil {
+			b.observeRedelivery(why)
 			return []*flight{b.reserve(c, g, m, attempts+1, true)}
 		}
 		b.counters.dropped.Add(1)
@@ -165,6 +178,7 @@ func (b *Broker) fail(f *flight, delay time.Duration, now bool, done func(error)
 		b.update(store.Update{Op: store.OpDead, Topic: m.Topic, ID: m.ID, Group: g.name, Reason: reason}, done)
 		return nil
 	}
+	b.observeRedelivery(why)
 	next := t.Add(max(b.sched.Delay(attempts), delay))
 	if now {
 		next = t
@@ -182,6 +196,14 @@ func (b *Broker) fail(f *flight, delay time.Duration, now bool, done func(error)
 	g.drained = false
 	b.wake()
 	return nil
+}
+
+// observeRedelivery tells Config.Observer that a message is offered to a
+// group again, and why.
+func (b *Broker) observeRedelivery(why string) {
+	if b.cfg.Observer != nil {
+		b.cfg.Observer.Redelivered(why)
+	}
 }
 
 // deadReason says why m can no longer be delivered after attempts, or "".
@@ -306,7 +328,7 @@ func (b *Broker) closeConsumer(c *consumer) []*flight {
 	var more []*flight
 	for _, f := range b.inflight {
 		if f.c == c {
-			more = append(more, b.fail(f, 0, true, nil)...)
+			more = append(more, b.fail(f, RedeliverConsumerGone, 0, true, nil)...)
 		}
 	}
 	return more

@@ -34,7 +34,8 @@
 // Every delivery timing decision (leases, ack waits, redelivery, expiry,
 // warmup, the limiters) reads Config.Now, and the timed work happens in
 // Tick, so tests drive them with a fake clock and explicit ticks. Only the
-// shutdown drain waits on the wall clock.
+// shutdown drain waits on the wall clock. The latencies told to
+// Config.Observer (for metrics) are read from Config.Now too.
 //
 // # Concurrency
 //

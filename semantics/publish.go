@@ -90,6 +90,9 @@ func (b *Broker) Publish(p *Publication, done func(PubAck, error)) {
 		if err == nil {
 			err = res.Err
 		}
+		if err == nil && b.cfg.Observer != nil {
+			b.cfg.Observer.Stored(m.Topic, b.cfg.Now().Sub(now))
+		}
 		if err != nil || res.Duplicate {
 			b.mu.Lock()
 			for _, f := range flights {
@@ -149,7 +152,9 @@ func (b *Broker) plan(m *store.Message, now time.Time) []*flight {
 		}
 		st := store.GroupState{Group: g.name, NextAttempt: now}
 		if c := b.choose(g, now); c != nil && g.allowed(m.Topic, now) {
-			flights = append(flights, b.reserve(c, g, m, 1, false))
+			f := b.reserve(c, g, m, 1, false)
+			f.published = now
+			flights = append(flights, f)
 			st.Attempts, st.NextAttempt = 1, b.lease(c, now)
 		} else {
 			g.drained = false
@@ -191,7 +196,9 @@ func (b *Broker) publishFly(m *store.Message) int {
 	var flights []*flight
 	for _, g := range gs {
 		if c := b.choose(g, now); c != nil {
-			flights = append(flights, b.reserve(c, g, m, 1, true))
+			f := b.reserve(c, g, m, 1, true)
+			f.published = now
+			flights = append(flights, f)
 		} else {
 			b.counters.dropped.Add(1)
 		}

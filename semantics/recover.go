@@ -22,7 +22,7 @@ func (b *Broker) Tick(ctx context.Context, full bool) {
 	for _, f := range b.inflight {
 		if !f.deadline.IsZero() && !now.Before(f.deadline) {
 			b.counters.timeouts.Add(1)
-			more = append(more, b.fail(f, 0, false, nil)...)
+			more = append(more, b.fail(f, RedeliverTimeout, 0, false, nil)...)
 		}
 	}
 	type want struct {
@@ -120,7 +120,11 @@ func (b *Broker) redeliver(g *group, due []*store.Message, now time.Time, gen ui
 			break
 		}
 		m.Groups = nil // a delivery carries the message, not its states
-		fs = append(fs, b.reserve(c, g, m, st.Attempts+1, false))
+		f := b.reserve(c, g, m, st.Attempts+1, false)
+		if m.Created.Unix() > 0 { // a KiteQ producer may leave it 0
+			f.published = m.Created // the first delivery of a stored message: as old as the message
+		}
+		fs = append(fs, f)
 		b.update(store.Update{Op: store.OpRetry, Topic: m.Topic, ID: m.ID, Group: g.name, Attempts: st.Attempts + 1, Next: b.lease(c, now)}, nil)
 	}
 	return fs

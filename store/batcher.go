@@ -25,6 +25,12 @@ type BatcherConfig struct {
 	DedupWindow time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Observe, if not nil, is told of every Store.Write: how many saves
+	// plus updates the batch carried and how long the write took (its sync
+	// included), read from Now. It is called on Run's goroutine after the
+	// write, before the batch's callbacks run; it must not block. nil:
+	// nothing is timed.
+	Observe func(batch int, d time.Duration)
 }
 
 func (c *BatcherConfig) setDefaults() {
@@ -213,6 +219,9 @@ func (b *Batcher) write(ctx context.Context, batch []request) completed {
 		}
 	}
 	results, err := b.st.Write(ctx, wb)
+	if b.cfg.Observe != nil {
+		b.cfg.Observe(len(batch), b.cfg.Now().Sub(wb.Now))
+	}
 	var n int64
 	for _, m := range wb.Saves {
 		n += int64(m.Size())

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -147,4 +148,49 @@ func TestBatcherBusyPastMaxBytes(t *testing.T) {
 	}
 	cancel2()
 	<-done
+}
+
+// TestBatcherObserve: Observe is told of every write, its batch size and
+// how long it took on the Batcher's clock.
+func TestBatcherObserve(t *testing.T) {
+	type obs struct {
+		batch int
+		d     time.Duration
+	}
+	var (
+		mu   sync.Mutex
+		now  = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+		seen []obs
+	)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	rs := &recordingStore{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	b := store.NewBatcher(rs, store.BatcherConfig{Now: clock, Observe: func(batch int, d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, obs{batch, d})
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- b.Run(ctx) }()
+
+	var wg sync.WaitGroup
+	wg.Add(11)
+	cb := func(store.SaveResult, error) { wg.Done() }
+	require.NoError(t, b.Save(&store.Message{Seq: 1}, cb))
+	<-rs.entered // the first write holds one save; it takes 40 ms
+	for i := range 10 {
+		if i%2 == 0 {
+			require.NoError(t, b.Save(&store.Message{Seq: uint64(i + 2)}, cb))
+		} else {
+			require.NoError(t, b.Update(store.Update{Op: store.OpAck}, func(error) { wg.Done() }))
+		}
+	}
+	mu.Lock()
+	now = now.Add(40 * time.Millisecond)
+	mu.Unlock()
+	close(rs.gate)
+	wg.Wait()
+	cancel()
+	require.NoError(t, <-done)
+	require.Equal(t, []obs{{1, 40 * time.Millisecond}, {10, 0}}, seen, "saves and updates count; the second write took no time on the clock")
 }

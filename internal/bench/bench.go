@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"runtime/pprof"
 	"sort"
@@ -316,13 +317,17 @@ func (c benchConfig) amount() string {
 }
 
 // benchDaemon starts a whole broker in this process on random ports, with
-// its KiteQ adapter on bind ("off": none).
+// its KiteQ adapter on bind ("off": none). Its admin HTTP is on, as by
+// default, so that the broker observes its metrics as deployed.
 func benchDaemon(db, bind string) (*daemon.Daemon, func(), error) {
 	cfg := config.Default()
-	cfg.NATS, cfg.DB, cfg.MaxInflight, cfg.AdminPort, cfg.Bind = "127.0.0.1:0", db, 4096, -1, bind
+	port, err := freePort()
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: %w", err)
+	}
+	cfg.NATS, cfg.DB, cfg.MaxInflight, cfg.AdminPort, cfg.Bind = "127.0.0.1:0", db, 4096, port, bind
 	var d *daemon.Daemon
 	var stop func() error
-	var err error
 	asServer(func() {
 		d, stop, err = daemon.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	})
@@ -347,6 +352,17 @@ func asServer(fn func()) {
 // clientLabels is the profiler label set of the benchmark's own
 // goroutines.
 var clientLabels = pprof.WithLabels(context.Background(), pprof.Labels("side", "client"))
+
+// freePort returns a loopback port that was free a moment ago (the admin
+// port cannot be 0).
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
 
 // benchBroker runs the workload against kitenats itself.
 func benchBroker(c benchConfig) (benchResult, error) {

@@ -79,6 +79,12 @@ type Config struct {
 	// Logger receives lifecycle events and WAL sync failures. Default: a
 	// discard logger.
 	Logger *slog.Logger
+	// ObserveSync, if not nil, is told how long each fdatasync of the
+	// journal took: one per Write in Sync mode, one per SyncInterval that
+	// had writes in Async mode (not the syncs of a segment's start, end or
+	// Close). It is called with the journal's lock held and must not
+	// block. nil: nothing is timed.
+	ObserveSync func(d time.Duration)
 
 	// noFlushOnClose (tests) makes Close leave RocksDB's memtables
 	// unflushed, losing what a crash loses: the writes since the last

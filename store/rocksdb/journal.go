@@ -61,6 +61,9 @@ type journal struct {
 
 	// write writes to f; tests replace it to inject failures.
 	write func(f *os.File, b []byte) (int, error)
+	// observe, if not nil, is told how long each fsync took
+	// (Config.ObserveSync).
+	observe func(time.Duration)
 }
 
 // segmentName is the file name of segment n.
@@ -158,7 +161,7 @@ func (j *journal) append(rec []byte, sync bool) error {
 	}
 	j.size += int64(len(rec))
 	if sync {
-		if err := fdatasync(j.f); err != nil {
+		if err := j.fdatasync(); err != nil {
 			// After a failed fsync the kernel may have dropped the pages:
 			// what the journal holds is unknown.
 			j.broken = true
@@ -195,7 +198,7 @@ func (j *journal) sync() error {
 	if !j.dirty {
 		return nil
 	}
-	if err := fdatasync(j.f); err != nil {
+	if err := j.fdatasync(); err != nil {
 		j.broken = true
 		return err
 	}
@@ -335,6 +338,18 @@ func readSegment(data []byte, fn func(ops []op) error) error {
 	return nil
 }
 
+// fdatasync syncs the current segment's data, timed for observe.
+// caller must hold j.mu
+func (j *journal) fdatasync() error {
+	if j.observe == nil {
+		return fdatasync(j.f)
+	}
+	start := time.Now()
+	err := fdatasync(j.f)
+	j.observe(time.Since(start))
+	return err
+}
+
 // fdatasync flushes f's data (and the metadata needed to read it back).
 func fdatasync(f *os.File) error {
 	for {
@@ -417,6 +432,7 @@ func (s *Store) replay() error {
 	if s.jrnl, err = openJournal(dir, next); err != nil {
 		return fmt.Errorf("rocksdb: open: journal: %w", err)
 	}
+	s.jrnl.observe = s.cfg.ObserveSync
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -328,4 +329,31 @@ func TestStoreRocksDBFailedSyncFailsStore(t *testing.T) {
 	s = openTest(t, dir, Async)
 	defer func() { require.NoError(t, s.Close()) }()
 	requireMidWrites(t, s, 0, 1)
+}
+
+// TestStoreRocksDBObserveSync: ObserveSync times every journal fsync: one
+// per Write in Sync mode, one per interval that had writes in Async mode,
+// none for an interval without writes.
+func TestStoreRocksDBObserveSync(t *testing.T) {
+	var n atomic.Int64
+	observe := func(d time.Duration) {
+		if d < 0 {
+			t.Errorf("negative fsync duration %v", d)
+		}
+		n.Add(1)
+	}
+	s := openTestConfig(t, Config{Dir: t.TempDir(), Durability: Sync, ObserveSync: observe})
+	for k := range 3 {
+		mustWrite(t, s, midWriteBatch(0, k))
+	}
+	require.EqualValues(t, 3, n.Load(), "one fsync per write")
+	require.NoError(t, s.Close())
+
+	n.Store(0)
+	s = openTestConfig(t, Config{Dir: t.TempDir(), Durability: Async, ObserveSync: observe})
+	defer func() { require.NoError(t, s.Close()) }()
+	mustWrite(t, s, midWriteBatch(0, 0))
+	require.Eventually(t, func() bool { return n.Load() == 1 }, 5*time.Second, 5*time.Millisecond, "the interval's sync")
+	time.Sleep(50 * time.Millisecond) // five more intervals, no writes
+	require.EqualValues(t, 1, n.Load(), "nothing written, nothing synced")
 }
