@@ -3,13 +3,17 @@
 // Package integration holds kitenats' black-box tests: they run the built
 // binary (bin/kitenats, or the one TestMain builds) as a real process,
 // kill it with SIGKILL or stop it with SIGTERM, and talk to it only with
-// real nats.go clients. Nothing of ours is imported (compat/wire at most).
+// real nats.go clients. Nothing of ours is imported (compat/wire at most,
+// and internal/powerfs, the test disk the power-cut tests put the store on).
 //
 // Run with: go test -race -count=1 -tags integration ./integration/
 // Environment: KITENATS_BIN (use this binary instead of building one),
 // KITENATS_MYSQL_ADDR (host:port of a MariaDB for the mysql store; the
 // mysql cases skip without it, and fail without it when CI is set),
-// KITENATS_OVERLOAD_SECONDS (length of the overload test, default 60).
+// KITENATS_OVERLOAD_SECONDS (length of the overload test, default 60),
+// KITENATS_POWERCUT_SEED (replays the random moments of a power-cut run;
+// those tests need FUSE: they skip without it, and fail without it when CI
+// is set).
 package integration
 
 import (
