@@ -135,10 +135,14 @@ func runPowerCuts(t *testing.T, durability string, cuts int) powerCutResult {
 		c.Close()
 		seen := c.Seen()
 		var ages []time.Duration
+		newestKept := time.Duration(1<<63 - 1) // the age of the last acked publish that survived
 		pubs.mu.Lock()
 		for id := range acked {
+			age := cutAt.Sub(pubs.ackAt[id])
 			if seen[id] == 0 {
-				ages = append(ages, cutAt.Sub(pubs.ackAt[id]))
+				ages = append(ages, age)
+			} else {
+				newestKept = min(newestKept, age)
 			}
 		}
 		pubs.mu.Unlock()
@@ -152,8 +156,20 @@ func runPowerCuts(t *testing.T, durability string, cuts int) powerCutResult {
 			res.maxAge = max(res.maxAge, ages[len(ages)-1])
 			lostWindow = fmt.Sprintf("acked %v to %v before the cut", ages[0].Round(time.Millisecond), ages[len(ages)-1].Round(time.Millisecond))
 		}
-		t.Logf("cut %d: %d publishes acked (the last %v before the cut; errors %v), %d lost (%s); %d deliveries after the restart",
-			cut+1, len(acked), cutAt.Sub(pubs.lastAckAt()).Round(time.Millisecond), pubs.errorKinds(), len(ages), lostWindow, c.Deliveries())
+		kept := "none survived"
+		if len(ages) < len(acked) {
+			kept = fmt.Sprintf("the newest that survived was acked %v before the cut", newestKept.Round(time.Millisecond))
+		}
+		t.Logf("cut %d: %d publishes acked (the last %v before the cut; errors %v), %d lost (%s); %s; %d deliveries after the restart",
+			cut+1, len(acked), cutAt.Sub(pubs.lastAckAt()).Round(time.Millisecond), pubs.errorKinds(), len(ages), lostWindow,
+			kept, c.Deliveries())
+		// The journal is a log: a cut keeps a prefix of it. A publish acked
+		// well after one that was lost must be lost too (acks of one
+		// batch reach their publishers a few milliseconds apart).
+		if len(ages) > 0 && newestKept < ages[len(ages)-1]-100*time.Millisecond {
+			t.Errorf("cut %d kept a publish acked %v before it but lost one acked %v before it: not a prefix of the journal",
+				cut+1, newestKept.Round(time.Millisecond), ages[len(ages)-1].Round(time.Millisecond))
+		}
 		require.NotEmpty(t, acked)
 		if durability == "sync" && len(ages) > 0 {
 			t.Errorf("LOSS at cut %d: %d acknowledged publishes gone", cut+1, len(ages))
