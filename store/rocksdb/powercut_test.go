@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -30,7 +31,12 @@ func TestStoreRocksDBPowerCut(t *testing.T) {
 		t.Skipf("skipping the power-cut tests: %v", err)
 	}
 	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
+	if v := os.Getenv("KITENATS_POWERCUT_SEED"); v != "" {
+		var err error
+		seed, err = strconv.ParseUint(v, 10, 64)
+		require.NoError(t, err, "KITENATS_POWERCUT_SEED")
+	}
+	t.Logf("seed %d (KITENATS_POWERCUT_SEED=%d replays the random moments)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	disk, err := powerfs.New(filepath.Join(t.TempDir(), "backing"))
 	require.NoError(t, err)
@@ -42,8 +48,15 @@ func TestStoreRocksDBPowerCut(t *testing.T) {
 	dir := filepath.Join(mnt, "a", "data")
 	n := 0
 	for cycle := range 12 {
+		// Mostly under load; every third cut 0 to 5 ms after the child
+		// begins to open the store (in its replay of what the last cut
+		// left, or just after).
 		atLeast := n + rng.IntN(60)
-		last := cutAfter(t, disk, dir, n, atLeast, time.Duration(rng.IntN(2000))*time.Microsecond)
+		wait := time.Duration(rng.IntN(2000)) * time.Microsecond
+		if cycle%3 == 2 {
+			atLeast, wait = -1, time.Duration(rng.IntN(5000))*time.Microsecond
+		}
+		last := cutAfter(t, disk, dir, n, atLeast, wait)
 		require.NoError(t, disk.Mount(mnt))
 		found := requireSurvived(t, dir, Sync, last)
 		t.Logf("cycle %d: batches %d..%d acknowledged before the cut, %d found", cycle, n, last, found)
@@ -52,8 +65,9 @@ func TestStoreRocksDBPowerCut(t *testing.T) {
 }
 
 // cutAfter runs the crash child on dir from batch start until it
-// acknowledged batch atLeast, waits a little more, cuts the power and
-// kills the child at once, and returns the last batch it acknowledged.
+// acknowledged batch atLeast (with atLeast -1: until it says it opens the
+// store), waits a little more, cuts the power and kills the child at once,
+// and returns the last batch it acknowledged (start-1 if none).
 func cutAfter(t *testing.T, disk *powerfs.FS, dir string, start, atLeast int, wait time.Duration) int {
 	t.Helper()
 	cmd, sc := startChild(t, dir, Sync, start)
@@ -64,6 +78,9 @@ func cutAfter(t *testing.T, disk *powerfs.FS, dir string, start, atLeast int, wa
 	go func() {
 		l := start - 1
 		for sc.Scan() {
+			if atLeast < 0 && sc.Text() == "opening" {
+				close(reached)
+			}
 			var k int
 			if _, err := fmt.Sscanf(sc.Text(), "acked %d", &k); err == nil {
 				l = k
