@@ -94,6 +94,27 @@ func (b *Broker) URL() string { return "nats://" + b.NATSAddr }
 // answers $KQ.API.STAT (at most 60 s: a MySQL store creates its schema).
 func (b *Broker) Start() {
 	b.t.Helper()
+	r := b.launch()
+	deadline := time.Now().Add(60 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-r.exited:
+			b.t.Fatalf("broker exited during startup (%s):\n%s", r.describe(), r.stderr.Tail(16<<10))
+		default:
+		}
+		if last = ping(b.URL()); last == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // polling a process we do not control
+	}
+	b.t.Fatalf("broker not ready within 60 s: %v\n%s", last, r.stderr.Tail(16<<10))
+}
+
+// launch runs a new process on the same ports and store and returns at
+// once, while it starts (Start also waits until it answers).
+func (b *Broker) launch() *run {
+	b.t.Helper()
 	b.mu.Lock()
 	if n := len(b.runs); n > 0 {
 		select {
@@ -117,21 +138,7 @@ func (b *Broker) Start() {
 	b.mu.Lock()
 	b.runs = append(b.runs, r)
 	b.mu.Unlock()
-
-	deadline := time.Now().Add(60 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-r.exited:
-			b.t.Fatalf("broker exited during startup (%s):\n%s", r.describe(), r.stderr.Tail(16<<10))
-		default:
-		}
-		if last = ping(b.URL()); last == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond) // polling a process we do not control
-	}
-	b.t.Fatalf("broker not ready within 60 s: %v\n%s", last, r.stderr.Tail(16<<10))
+	return r
 }
 
 // ping connects and asks $KQ.API.STAT once.

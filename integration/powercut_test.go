@@ -24,7 +24,8 @@ import (
 // on a powerfs disk (internal/powerfs: a FUSE filesystem that keeps only
 // what was fsynced, and only the names whose directory was fsynced), run
 // an acknowledged publish load, and at a random moment cut the power and
-// kill -9 the broker at once; then power on, restart the broker on the same
+// kill -9 the broker at once; then power on (every fourth time cutting the
+// power again while the broker starts), restart the broker on the same
 // directory and drain the group. KITENATS_POWERCUT_SEED replays a run's
 // random moments (logged as "seed").
 
@@ -55,6 +56,7 @@ func TestIntegrationPowerCutAsync(t *testing.T) {
 // powerCutResult sums up the cuts of one run.
 type powerCutResult struct {
 	cuts, acked, lost int
+	startupCuts       int           // cuts while the broker started, besides those under load
 	maxLostAtOnce     int           // the most publishes one cut lost
 	maxAge            time.Duration // the oldest lost ack, before its cut
 }
@@ -126,6 +128,16 @@ func runPowerCuts(t *testing.T, durability string, cuts int) powerCutResult {
 		_, acked := pubs.snapshot()
 
 		require.NoError(t, disk.Mount(mnt), "power on")
+		if cut%4 == 3 {
+			// Cut the power again while the broker starts: in its open, its
+			// replay of what the last cut left, or just after.
+			b.launch()
+			time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
+			disk.Cut()
+			killNow(t, b)
+			require.NoError(t, disk.Mount(mnt), "power on")
+			res.startupCuts++
+		}
 		b.Start()
 		c := startConsumer(t, b.URL(), consumerConfig{Group: group, Bindings: bind})
 		waitFor(t, 60*time.Second, func() bool {
@@ -177,8 +189,8 @@ func runPowerCuts(t *testing.T, durability string, cuts int) powerCutResult {
 	}
 	code, _ := b.Stop(15 * time.Second)
 	require.Zero(t, code, "exit code after SIGTERM")
-	t.Logf("durability=%s: %d power cuts, %d publishes acknowledged at %d/s, %d lost (at most %d at one cut); the oldest lost ack came %v before its cut",
-		durability, res.cuts, res.acked, powerCutRate, res.lost, res.maxLostAtOnce, res.maxAge.Round(time.Millisecond))
+	t.Logf("durability=%s: %d power cuts under load (and %d more while the broker started), %d publishes acknowledged at %d/s, %d lost (at most %d at one cut); the oldest lost ack came %v before its cut",
+		durability, res.cuts, res.startupCuts, res.acked, powerCutRate, res.lost, res.maxLostAtOnce, res.maxAge.Round(time.Millisecond))
 	return res
 }
 
