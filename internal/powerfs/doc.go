@@ -42,9 +42,12 @@
 // program, except a program that must survive torn unsynced pages, which
 // is a stricter test powerfs does not make).
 //
-// Not supported (ENOTSUP): hard links, symbolic links, device nodes,
-// extended attributes. Permissions are not checked. POSIX record locks
-// are the kernel's (local to the mount, released when a process dies).
+// Not supported (ENOTSUP): hard links, symbolic links, device nodes;
+// extended attributes are never found. Permissions are not checked, and
+// fallocate(2) only extends the size or does nothing (FALLOC_FL_KEEP_SIZE):
+// space is not modelled. POSIX record locks are the kernel's (local to the
+// mount, released when a process dies). A mount point left busy by a
+// process that holds files open is detached lazily at the next Mount.
 //
 // # Use
 //
