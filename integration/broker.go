@@ -3,13 +3,17 @@
 // Package integration holds kitenats' black-box tests: they run the built
 // binary (bin/kitenats, or the one TestMain builds) as a real process,
 // kill it with SIGKILL or stop it with SIGTERM, and talk to it only with
-// real nats.go clients. Nothing of ours is imported (compat/wire at most).
+// real nats.go clients. Nothing of ours is imported (compat/wire at most,
+// and internal/powerfs, the test disk the power-cut tests put the store on).
 //
 // Run with: go test -race -count=1 -tags integration ./integration/
 // Environment: KITENATS_BIN (use this binary instead of building one),
 // KITENATS_MYSQL_ADDR (host:port of a MariaDB for the mysql store; the
 // mysql cases skip without it, and fail without it when CI is set),
-// KITENATS_OVERLOAD_SECONDS (length of the overload test, default 60).
+// KITENATS_OVERLOAD_SECONDS (length of the overload test, default 60),
+// KITENATS_POWERCUT_SEED (replays the random moments of a power-cut run;
+// those tests need FUSE: they skip without it, and fail without it when CI
+// is set).
 package integration
 
 import (
@@ -90,6 +94,27 @@ func (b *Broker) URL() string { return "nats://" + b.NATSAddr }
 // answers $KQ.ADMIN.STAT (at most 60 s: a MySQL store creates its schema).
 func (b *Broker) Start() {
 	b.t.Helper()
+	r := b.launch()
+	deadline := time.Now().Add(60 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-r.exited:
+			b.t.Fatalf("broker exited during startup (%s):\n%s", r.describe(), r.stderr.Tail(16<<10))
+		default:
+		}
+		if last = ping(b.URL()); last == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // polling a process we do not control
+	}
+	b.t.Fatalf("broker not ready within 60 s: %v\n%s", last, r.stderr.Tail(16<<10))
+}
+
+// launch runs a new process on the same ports and store and returns at
+// once, while it starts (Start also waits until it answers).
+func (b *Broker) launch() *run {
+	b.t.Helper()
 	b.mu.Lock()
 	if n := len(b.runs); n > 0 {
 		select {
@@ -113,21 +138,7 @@ func (b *Broker) Start() {
 	b.mu.Lock()
 	b.runs = append(b.runs, r)
 	b.mu.Unlock()
-
-	deadline := time.Now().Add(60 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-r.exited:
-			b.t.Fatalf("broker exited during startup (%s):\n%s", r.describe(), r.stderr.Tail(16<<10))
-		default:
-		}
-		if last = ping(b.URL()); last == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond) // polling a process we do not control
-	}
-	b.t.Fatalf("broker not ready within 60 s: %v\n%s", last, r.stderr.Tail(16<<10))
+	return r
 }
 
 // ping connects and asks $KQ.ADMIN.STAT once.

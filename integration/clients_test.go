@@ -171,10 +171,11 @@ type pubLog struct {
 	errs      map[string]int // failure kind → count
 	lats      []time.Duration
 	lastAck   time.Time
+	ackAt     map[string]time.Time // id → when its ack arrived
 }
 
 func newPubLog() *pubLog {
-	return &pubLog{attempted: map[string]bool{}, acked: map[string]bool{}, errs: map[string]int{}}
+	return &pubLog{attempted: map[string]bool{}, acked: map[string]bool{}, errs: map[string]int{}, ackAt: map[string]time.Time{}}
 }
 
 // lastAckAt returns when the last successful ack arrived.
@@ -330,6 +331,7 @@ func publishOne(nc *nats.Conn, cfg loadConfig, log *pubLog) bool {
 	}
 	log.acked[id] = true
 	log.lastAck = time.Now()
+	log.ackAt[id] = log.lastAck
 	if ack.Duplicate {
 		log.dupAcks++
 	}

@@ -2,10 +2,12 @@
 # Installs the Debian packages kitenats needs, only those that are missing.
 #   deps.sh build   librocksdb-dev (the RocksDB store links against it)
 #   deps.sh test    also mariadb-server and zookeeper (store and registry tests)
+#                   and fuse3 (fusermount3 for the power-cut tests' FUSE disk,
+#                   internal/powerfs; they also need the /dev/fuse device)
 set -euo pipefail
 want=(librocksdb-dev)
 if [ "${1:-build}" = test ]; then
-  want+=(mariadb-server zookeeper)
+  want+=(mariadb-server zookeeper fuse3)
 fi
 missing=()
 for p in "${want[@]}"; do

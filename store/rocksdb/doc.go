@@ -100,7 +100,12 @@
 //     a power loss or a kernel crash, which may lose up to SyncInterval of
 //     acknowledged writes (never part of a Write).
 //
-// A segment is synced before the next one starts. SaveBindings writes
+// A segment is synced before the next one starts, and its directory after
+// it is created or deleted; Open creates the store's directory and the
+// journal's with each new directory's parent synced (so a power cut
+// cannot take a fresh store's directory, synced files and all, with it).
+// TestStoreRocksDBPowerCut checks this on a powerfs disk, which keeps only
+// what was synced. SaveBindings writes
 // through RocksDB's WAL, with the same promise. Close syncs the journal and
 // the WAL in both modes; a clean Close then also moves the held records to
 // RocksDB, flushes it and deletes the journal, so that the next Open has

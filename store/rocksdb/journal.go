@@ -97,7 +97,7 @@ func listSegments(dir string) ([]uint64, error) {
 
 // openJournal starts segment seg in dir (creating dir), ready to append.
 func openJournal(dir string, seg uint64) (*journal, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := mkdirAll(dir); err != nil {
 		return nil, err
 	}
 	j := &journal{dir: dir, write: (*os.File).Write}
@@ -372,6 +372,36 @@ func syncDir(dir string) error {
 		err = e
 	}
 	return err
+}
+
+// mkdirAll creates dir and any missing parent, as os.MkdirAll does, and
+// syncs the parent of every directory it creates, so that they exist after
+// a power loss: a file synced in a directory whose own name was never
+// synced into its parent may be gone with it. The parent of a dir that
+// already existed is synced too, best effort (a crash may have come
+// between an earlier creation and its sync).
+func mkdirAll(dir string) error {
+	dir = filepath.Clean(dir)
+	parent := filepath.Dir(dir)
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("%s: not a directory", dir)
+	case err == nil:
+		_ = syncDir(parent)
+		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	if parent != dir {
+		if err := mkdirAll(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return syncDir(parent)
 }
 
 // journalDir is the Store's journal directory.

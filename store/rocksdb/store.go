@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,7 +94,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+	if err := mkdirAll(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("rocksdb: open: %w", err)
 	}
 	s := &Store{
