@@ -180,6 +180,9 @@ func (d *Daemon) connectBroker() (err error) {
 	}
 	d.tr = &natsTransport{nc: d.nc, out: d.out}
 	d.nats = natsproto.New(d.tr, d.br)
+	if len(d.cfg.Secrets) > 0 {
+		d.nats.RequireGroupInboxes()
+	}
 	return nil
 }
 

@@ -314,3 +314,33 @@ func TestE2EKiteQTxAckOfAnotherGroupRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EPrepareOnlyAsItsOwnGroup: in secrets mode a prepare names its
+// group (Kq-Group), and the reply to it must go to that group's inbox,
+// which only that group (or the admin) receives; so a group cannot prepare
+// a message as another, which would then have that group's check-backs.
+// Open mode stays as it was.
+func TestE2EPrepareOnlyAsItsOwnGroup(t *testing.T) {
+	url := startBroker(t, func(c *config.Config) {
+		c.Tx.FirstCheck = time.Hour
+		c.Secrets = map[string]string{"s-trade": "s3cret", "p-trade": "p4ss"}
+		c.AdminSecret = "root"
+	})
+	spoof := connectAs(t, url, "s-trade", "s3cret", nil)
+	hdr := nats.Header{"Kq-Tx": {"prepare"}, "Kq-Msg-Id": {strings.Repeat("3", 32)}, "Kq-Group": {"p-trade"}}
+	msg, err := spoof.RequestMsg(&nats.Msg{Subject: "kq.trade.pay", Header: hdr, Data: []byte("x")}, 5*time.Second)
+	require.NoError(t, err)
+	var r apiErr
+	require.NoError(t, json.Unmarshal(msg.Data, &r), string(msg.Data))
+	require.NotNil(t, r.Error, "s-trade prepares as p-trade: %s", msg.Data)
+	require.Equal(t, 403, r.Error.Code)
+	require.NoError(t, spoof.PublishMsg(&nats.Msg{Subject: "kq.trade.pay", Header: hdr, Data: []byte("x")}))
+
+	prod := connectAs(t, url, "p-trade", "p4ss", nil)
+	prepare(t, prod, strings.Repeat("4", 32), "p-trade")
+	admin := connectAs(t, url, "admin", "root", nil)
+	prepare(t, admin, strings.Repeat("5", 32), "p-trade")
+	var list struct{ Total int }
+	request(t, admin, "$KQ.ADMIN.TX.LIST", nil, &list)
+	require.Equal(t, 2, list.Total, "only the prepares of p-trade itself and of the admin are stored")
+}

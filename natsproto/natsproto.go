@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -77,6 +78,8 @@ type Server struct {
 	mu      sync.Mutex
 	stopPub func() error // nil once stopped
 	stops   []func() error
+
+	groupInboxes atomic.Bool // RequireGroupInboxes
 
 	tapMu   sync.Mutex
 	tapSubs map[tapKey]string // tap subjects built so far (at most maxTapSubjects)

@@ -81,8 +81,32 @@ func (s *Server) parsePublish(msg *Msg) (*semantics.Publication, error) {
 	if p.Prepare && !s.tx {
 		return nil, kqerr.New(kqerr.NotImplemented, nil, "two-phase commit (%s) is not implemented yet", HdrTx)
 	}
+	if p.Prepare && s.groupInboxes.Load() && !fromGroup(msg.Reply, p.Message.Group) {
+		// Nothing in a NATS message says who sent it, but in secrets mode
+		// a connection receives replies only in its own inbox: a prepare
+		// whose PubAck goes to group G's inbox was sent by G (or the admin).
+		return nil, kqerr.New(kqerr.Forbidden, nil, "%s %q: a prepare for a group must come from that group, with its reply in %s.>",
+			HdrGroup, p.Message.Group, InboxPrefix(p.Message.Group))
+	}
 	return p, nil
 }
+
+// fromGroup reports whether reply is in group's inbox, or the admin's.
+func fromGroup(reply, group string) bool {
+	for _, user := range [...]string{group, "admin"} {
+		prefix := InboxPrefix(user)
+		if len(reply) > len(prefix) && reply[len(prefix)] == '.' && reply[:len(prefix)] == prefix {
+			return true
+		}
+	}
+	return false
+}
+
+// RequireGroupInboxes makes a prepare carry its group's proof: a reply
+// subject in that group's inbox (_INBOX_<G>.…), which in secrets mode only
+// that group (or the admin) can receive. The daemon calls it when group
+// secrets are configured, before the broker runs.
+func (s *Server) RequireGroupInboxes() { s.groupInboxes.Store(true) }
 
 // refuse counts a refused publish and answers it, if it has a reply subject.
 func (s *Server) refuse(reply string, err error) {
