@@ -47,7 +47,7 @@ type Row struct {
 // table is the error table, in the order of NATS-PROTOCOL.md §8.
 var table = [...]Row{
 	{Code: BadRequest, ErrCode: 14001, When: "bad subject, header, body or request"},
-	{Code: Forbidden, ErrCode: 14403, When: "another group's message: a group resolves only its own prepared messages"},
+	{Code: Forbidden, ErrCode: 14403, When: "another group's message: a group resolves only its own prepared messages, and prepares only as itself"},
 	{Code: NotFound, ErrCode: 14004, When: "topic not served"},
 	{Code: Conflict, ErrCode: 14009, When: "conflict, stale or unknown id, static bindings"},
 	{Code: TooLarge, ErrCode: 10054, When: "message too large"},
