@@ -207,7 +207,10 @@ func TestE2EDoneWhen(t *testing.T) {
 	for i := 0; i < n; i++ {
 		mt := types[i%len(types)]
 		id := fmt.Sprintf("%032x", i+1)
-		_, err := js.PublishMsgAsync(&nats.Msg{Subject: "kq.trade." + mt, Header: nats.Header{"Kq-Msg-Id": {id}}, Data: []byte(mt)})
+		// A loaded machine (the race detector, parallel packages) can hold
+		// 512 acks for more than the default 200 ms stall wait.
+		_, err := js.PublishMsgAsync(&nats.Msg{Subject: "kq.trade." + mt, Header: nats.Header{"Kq-Msg-Id": {id}}, Data: []byte(mt)},
+			jetstream.WithStallWait(10*time.Second))
 		require.NoError(t, err)
 		if mt == "pay-succ" {
 			want["s-direct"][id] = true
