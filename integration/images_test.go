@@ -454,7 +454,7 @@ db = "mysql://mariadb:3306?db=kite&username=kite&password=`+userPW+`&broker=brok
 	require.NoError(t, err)
 	defer zc.Close()
 	go func() {
-		for range events { //nolint:revive // drain the session's events
+		for range events { // drained until Close closes it
 		}
 	}()
 	var servers []string

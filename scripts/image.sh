@@ -52,6 +52,13 @@ step() {
 }
 
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
+# drop_old ID: removes an image a rebuild replaced, if it has no tag left
+# and nothing uses it (a container, a child image); otherwise keeps it.
+drop_old() {
+	[ -n "$1" ] || return 0
+	[ "$(docker image inspect -f '{{len .RepoTags}}' "$1" 2>/dev/null)" = 0 ] || return 0
+	docker image rm "$1" >/dev/null 2>&1 || true
+}
 label() { docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true; }
 image_id() { docker image inspect -f '{{.Id}}' "$1"; }
 size_of() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1e6}'; }
@@ -120,7 +127,11 @@ bootstrap_root() { # DIR
 		path-include /usr/share/locale/locale.alias
 	EOF
 	$sudo find "$dir/usr/share/doc" -mindepth 2 ! -name copyright ! -type d -delete
-	$sudo rm -rf "$dir/usr/share/man"/* "$dir/usr/share/info"/* "$dir/var/cache/apt"/*.bin \
+	# The man directories stay (empty): update-alternatives (the JRE's
+	# postinst) fails when the directory of a slave link is missing.
+	$sudo find "$dir/usr/share/man" "$dir/usr/share/info" ! -type d -delete
+	$sudo mkdir -p "$dir"/usr/share/man/man{1..8}
+	$sudo rm -rf "$dir/var/cache/apt"/*.bin \
 		"$dir/var/cache/apt/archives"/*.deb "$dir/var/lib/apt/lists"/* "$dir/var/log"/*.log
 }
 
@@ -139,11 +150,13 @@ build_base() {
 		return
 	fi
 	mkdir -p "$work"
-	local t0=$SECONDS
+	local t0=$SECONDS old
+	old=$(image_id "$BASE" 2>/dev/null || true)
 	need_debootstrap
 	step "$BASE: debootstrap a minimal bookworm root" bootstrap_root "$work/rootfs"
 	step "$BASE: docker import" import_root "$work/rootfs"
 	$sudo rm -rf "$work/rootfs"
+	drop_old "$old"
 	log "$BASE built in $((SECONDS - t0)) s, $(size_of "$BASE")"
 }
 
@@ -174,7 +187,8 @@ build() {
 		log "$image is up to date ($(size_of "$image")), kept"
 		return
 	fi
-	local ctx=$work/ctx-$name args=()
+	local ctx=$work/ctx-$name args=() old
+	old=$(image_id "$image" 2>/dev/null || true)
 	rm -rf "$ctx"
 	mkdir -p "$ctx"
 	cp -a deploy/docker/"$name"/. "$ctx"/
@@ -187,6 +201,7 @@ build() {
 	step "$image: docker build ($why; log: $work/build-$name.log)" \
 		docker_build "$work/build-$name.log" "${args[@]}" -t "$image" "$ctx"
 	rm -rf "$ctx"
+	drop_old "$old"
 	log "$image: $(size_of "$image")"
 }
 

@@ -48,10 +48,11 @@ init() {
 	done
 	local pw sql i
 	pw=$(sql_string "${MARIADB_ROOT_PASSWORD:-}")
-	sql="ALTER USER 'root'@'localhost' IDENTIFIED BY $pw;
+	# root@localhost: the password, or the socket as the OS user root (the
+	# HEALTHCHECK and `docker exec … mariadb` need no password).
+	sql="ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD($pw);
 CREATE USER 'root'@'%' IDENTIFIED BY $pw;
 GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;
-DROP USER IF EXISTS 'mysql'@'localhost';
 "
 	for ((i = 0; i < shards; i++)); do
 		sql+="CREATE DATABASE IF NOT EXISTS \`${db}_$i\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
