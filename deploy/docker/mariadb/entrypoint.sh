@@ -49,8 +49,11 @@ init() {
 	local pw sql i
 	pw=$(sql_string "${MARIADB_ROOT_PASSWORD:-}")
 	# root@localhost: the password, or the socket as the OS user root (the
-	# HEALTHCHECK and `docker exec … mariadb` need no password).
+	# HEALTHCHECK and `docker exec … mariadb` need no password). The other
+	# root accounts mariadb-install-db makes (no password) are dropped.
 	sql="ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD($pw);
+DROP USER IF EXISTS 'root'@'127.0.0.1', 'root'@'::1', 'root'@'$(hostname)';
+DELETE FROM mysql.proxies_priv WHERE User = 'root' AND Host NOT IN ('localhost', '%');
 CREATE USER 'root'@'%' IDENTIFIED BY $pw;
 GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;
 "

@@ -33,6 +33,8 @@ cat >/conf/log4j.properties <<'LOG'
 log4j.rootLogger=INFO, CONSOLE
 log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
 log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
+# Not one INFO line per HEALTHCHECK ("Processing ruok command").
+log4j.logger.org.apache.zookeeper.server.NIOServerCnxn=WARN
 log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n
 LOG
 
