@@ -53,11 +53,13 @@ step() {
 
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
 # drop_old ID: removes an image a rebuild replaced, if it has no tag left
-# and nothing uses it (a container, a child image); otherwise keeps it.
+# and nothing uses it (a container); a replaced base still has the old
+# images built on it as children, so it is tried again at the end.
+retry_drop=()
 drop_old() {
 	[ -n "$1" ] || return 0
 	[ "$(docker image inspect -f '{{len .RepoTags}}' "$1" 2>/dev/null)" = 0 ] || return 0
-	docker image rm "$1" >/dev/null 2>&1 || true
+	docker image rm "$1" >/dev/null 2>&1 || retry_drop+=("$1")
 }
 label() { docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true; }
 image_id() { docker image inspect -f '{{.Id}}' "$1"; }
@@ -193,7 +195,8 @@ build() {
 	mkdir -p "$ctx"
 	cp -a deploy/docker/"$name"/. "$ctx"/
 	[ "$name" != broker ] || cp "$BIN" "$ctx/kitenats"
-	args=(--build-arg "BASE=$BASE" --label "org.kitenats.recipe=$want_recipe" --label "org.kitenats.base=$want_base")
+	# --force-rm: a failed step leaves no stopped container behind.
+	args=(--force-rm --build-arg "BASE=$BASE" --label "org.kitenats.recipe=$want_recipe" --label "org.kitenats.base=$want_base")
 	for kv in "$@"; do
 		args+=(--label "$kv")
 	done
@@ -248,6 +251,9 @@ for what in "$@"; do
 		exit 2
 		;;
 	esac
+done
+for id in ${retry_drop[@]+"${retry_drop[@]}"}; do
+	docker image rm "$id" >/dev/null 2>&1 || true
 done
 log "images ready in $((SECONDS - t_all)) s:"
 list >&2
