@@ -2,11 +2,13 @@
 # Installs the Debian packages kitenats needs, only those that are missing.
 #   deps.sh build   librocksdb-dev (the RocksDB store links against it)
 #   deps.sh test    also mariadb-server and zookeeper (store and registry tests)
+#   deps.sh image   debootstrap (scripts/image.sh makes the images' base with it)
 set -euo pipefail
 want=(librocksdb-dev)
-if [ "${1:-build}" = test ]; then
-  want+=(mariadb-server zookeeper)
-fi
+case "${1:-build}" in
+test) want+=(mariadb-server zookeeper) ;;
+image) want=(debootstrap) ;;
+esac
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

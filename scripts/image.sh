@@ -6,7 +6,8 @@
 #
 #   scripts/image.sh [all|base|broker|mariadb|zookeeper|list]...   (default: all)
 #
-#   kitenats/base:bookworm   debootstrap --variant=minbase bookworm, the host's apt sources
+#   kitenats/base:bookworm   debootstrap --variant=minbase bookworm (debootstrap installed by
+#                            scripts/deps.sh image when missing), the host's apt sources
 #   kitenats/broker:$TAG     bin/kitenats (built on the host: same Debian, same glibc)
 #                            + librocksdb7.8, user kitenats, VOLUME /data
 #   kitenats/mariadb:10.11   Debian's mariadb-server, VOLUME /var/lib/mysql
@@ -84,12 +85,7 @@ mirror() {
 	echo "${m:-http://deb.debian.org/debian}"
 }
 
-need_debootstrap() {
-	command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] && return 0
-	log "installing debootstrap"
-	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq debootstrap >&2
-}
+need_debootstrap() { scripts/deps.sh image; }
 
 bootstrap_root() { # DIR
 	local dir=$1 m
