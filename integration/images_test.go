@@ -387,10 +387,11 @@ func TestIntegrationImageBroker(t *testing.T) {
 }
 
 // TestIntegrationImageServices runs the MariaDB and ZooKeeper images and a
-// broker container beside them on a private network, configured the KiteQ
-// way (a mounted cluster.toml: topics, db = mysql://, the registry of its
-// env): the broker stores in MariaDB, registers in ZooKeeper, and a message
-// goes from a host producer to a host consumer through it.
+// broker container beside them on a private network (-db mysql://mariadb…,
+// -registry zk://zookeeper…, the topics in a mounted cluster.toml): the
+// broker stores in MariaDB, registers in ZooKeeper under its advertised
+// address, and a message goes from a host producer to a host consumer
+// through it.
 func TestIntegrationImageServices(t *testing.T) {
 	needImages(t, brokerImage, mariadbImage, zookeeperImage)
 	network := dockerNetwork(t)
@@ -427,27 +428,26 @@ func TestIntegrationImageServices(t *testing.T) {
 	require.NoError(t, rows.Close())
 	require.Equal(t, []string{"kite_0", "kite_1", "kite_2", "kite_3"}, schemas, "databases the user kite sees")
 
-	// The broker, started as a KiteQ broker is (-configPath, -clusterName),
-	// its store and registry from the file (KITENATS_DB= leaves -db out).
+	// The broker: its topics from a mounted cluster.toml (-configPath and
+	// -clusterName from the environment), -db from KITENATS_DB (overriding
+	// the file's memory://), -registry from the container's arguments.
 	conf := filepath.Join(t.TempDir(), "cluster.toml")
-	require.NoError(t, os.WriteFile(conf, []byte(`[registry.it]
-hosts = "zk://zookeeper:2181"
-
-[clusters.it]
-env = "it"
+	require.NoError(t, os.WriteFile(conf, []byte(`[clusters.it]
 topics = ["img"]
-db = "mysql://mariadb:3306?db=kite&username=kite&password=`+userPW+`&broker=broker1"
+db = "memory://"
 `), 0o644))
 	b := runContainer(t, "broker", "--network", network, "--network-alias", "broker1",
 		"-v", conf+":/etc/kitenats/cluster.toml:ro",
-		"-e", "KITENATS_DB=", "-e", "KITENATS_CONFIG=/etc/kitenats/cluster.toml", "-e", "KITENATS_CLUSTER=it",
+		"-e", "KITENATS_DB=mysql://mariadb:3306?db=kite&username=kite&password="+userPW+"&broker=broker1",
+		"-e", "KITENATS_CONFIG=/etc/kitenats/cluster.toml", "-e", "KITENATS_CLUSTER=it",
 		"-e", "KITENATS_ADVERTISE=broker1:13800",
-		"-p", "127.0.0.1::4222", brokerImage)
+		"-p", "127.0.0.1::4222", brokerImage, "-registry", "zk://zookeeper:2181")
 	url := "nats://" + b.hostAddr("4222")
 	b.waitBroker(url, 90*time.Second)
-	cmdline := b.exec("cat", "/proc/1/cmdline")
-	require.Contains(t, cmdline, "/etc/kitenats/cluster.toml")
-	require.NotContains(t, cmdline, "-db", "KITENATS_DB= leaves -db to the file")
+	cmdline := strings.Split(b.exec("cat", "/proc/1/cmdline"), "\x00")
+	for _, want := range []string{"-configPath", "/etc/kitenats/cluster.toml", "-clusterName", "it", "-advertise", "broker1:13800", "-registry", "zk://zookeeper:2181"} {
+		require.Contains(t, cmdline, want, "the broker's command line")
+	}
 
 	// Registered in ZooKeeper under the advertised address, as KiteQ lays it out.
 	zc, events, err := gozk.Connect([]string{zk.hostAddr("2181")}, 10*time.Second, gozk.WithLogger(zkQuietLog{}))
