@@ -1,21 +1,31 @@
 # kitenats — the two commands the README promises:
 #   make run    install what is missing, build, start the broker on the embedded default
 #   make test   install and start what the tests need, run every test, stop what it started
+#   make image  the Docker images (scripts/image.sh): base, broker, mariadb, zookeeper
 # CI (.ci/run) runs make lint (golangci-lint, pinned in tools/go.mod) first.
 GO        ?= go
 BIN       := bin/kitenats
 CACHE     := $(CURDIR)/.cache
 GOFLAGS_T ?= -race -shuffle=on -count=1
 LINT      := $(CACHE)/bin/golangci-lint
+TAG       ?= dev
+FORCE     ?=
 LINT_VER   = $(shell awk '{ for (i = 1; i < NF; i++) if ($$i == "github.com/golangci/golangci-lint/v2") print $$(i+1) }' tools/go.mod)
 
-.PHONY: run build test unit integration deps deps-test fuzz bench fmt vet lint cover clean
+.PHONY: run build image test unit integration deps deps-test fuzz bench fmt vet lint cover clean
 
 run: build
 	./$(BIN) $(ARGS)
 
 build: deps
 	CGO_ENABLED=1 $(GO) build -o $(BIN) .
+
+# image builds kitenats/base:bookworm (debootstrap), kitenats/broker:$(TAG)
+# (bin/kitenats), kitenats/mariadb:10.11 and kitenats/zookeeper:3.8 from
+# Debian packages, each only when missing or out of date; FORCE=1 rebuilds
+# them all.
+image: build
+	FORCE=$(FORCE) TAG=$(TAG) scripts/image.sh all
 
 # deps installs the C library the RocksDB store links against.
 deps:

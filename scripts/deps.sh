@@ -4,11 +4,13 @@
 #   deps.sh test    also mariadb-server and zookeeper (store and registry tests)
 #                   and fuse3 (fusermount3 for the power-cut tests' FUSE disk,
 #                   internal/powerfs; they also need the /dev/fuse device)
+#   deps.sh image   debootstrap (scripts/image.sh makes the images' base with it)
 set -euo pipefail
 want=(librocksdb-dev)
-if [ "${1:-build}" = test ]; then
-  want+=(mariadb-server zookeeper fuse3)
-fi
+case "${1:-build}" in
+test) want+=(mariadb-server zookeeper fuse3) ;;
+image) want=(debootstrap) ;;
+esac
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
