@@ -6,6 +6,7 @@ import (
 	"errors"
 
 	"github.com/kitenats/kitenats/admin"
+	"github.com/kitenats/kitenats/config"
 	"github.com/kitenats/kitenats/kqerr"
 )
 
@@ -64,4 +65,13 @@ func refusal(err error) error {
 		return &admin.Refusal{Status: int(ke.Code), Err: err}
 	}
 	return err
+}
+
+// dashboardSecret is what the admin dashboard requires: the admin secret
+// in secrets mode, nothing in open mode (like the rest of the admin HTTP).
+func dashboardSecret(cfg config.Config) string {
+	if len(cfg.Secrets) == 0 {
+		return ""
+	}
+	return cfg.AdminSecret
 }

@@ -62,6 +62,7 @@
     const s = $('status');
     s.textContent = text;
     s.classList.toggle('error', !!bad);
+    document.body.dataset.error = bad ? text : '';
   }
 
   // rate is the per-second change of counter f over the newest samples
