@@ -4,10 +4,12 @@
 #   deps.sh test    also mariadb-server and zookeeper (store and registry tests)
 #                   and fuse3 (fusermount3 for the power-cut tests' FUSE disk,
 #                   internal/powerfs; they also need the /dev/fuse device)
+#                   and chromium (the admin dashboard's headless browser test,
+#                   integration/dashboard_test.go, drives it through chromedp)
 set -euo pipefail
 want=(librocksdb-dev)
 if [ "${1:-build}" = test ]; then
-  want+=(mariadb-server zookeeper fuse3)
+  want+=(mariadb-server zookeeper fuse3 chromium)
 fi
 missing=()
 for p in "${want[@]}"; do
@@ -17,6 +19,9 @@ done
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
 echo "installing ${missing[*]} ..." >&2
+for p in "${missing[@]}"; do
+  [ "$p" = chromium ] && echo "  chromium is large (a few hundred MB installed; about a minute here): it runs the dashboard's browser test" >&2
+done
 $sudo apt-get update -qq
 # policy-rc.d keeps the packages from starting system services: tests start
 # private instances on 127.0.0.1 themselves.
