@@ -3,8 +3,9 @@
 // one of its own NATS connections broke, or its store failed until a
 // restart), /stat (the $KQ.ADMIN.STAT counters
 // as JSON), /binds (every group's bindings), /metrics (Prometheus,
-// through client_golang) and the dashboard (/dashboard and /api/*). It imports nothing of this module: it reads
-// state through the small Source interface that the daemon satisfies.
+// through client_golang) and the dashboard (/dashboard and /api/*). It
+// imports nothing of this module: it reads state through the small Source
+// interface that the daemon satisfies.
 //
 // /metrics serves a Metrics registry, the daemon's own: latency histograms
 // by topic (capped: topics past MetricsConfig.MaxTopics are under
