@@ -95,11 +95,13 @@ func registerDashboard(mux *http.ServeMux, cfg Config, src Source) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/dashboard", http.StatusFound)
 	})
-	mux.Handle("GET /dashboard", d.guard(func(w http.ResponseWriter, r *http.Request) {
+	page := d.guard(func(w http.ResponseWriter, r *http.Request) {
 		r2 := r.Clone(r.Context())
 		r2.URL.Path = "/"
 		files.ServeHTTP(w, r2)
-	}))
+	})
+	mux.Handle("GET /dashboard", page)
+	mux.Handle("GET /dashboard/{$}", page)
 	mux.Handle("GET /dashboard/{file}", d.guard(http.StripPrefix("/dashboard", files).ServeHTTP))
 	mux.Handle("GET /api/stat", d.guard(d.stat))
 	mux.Handle("GET /api/binds", d.guard(d.binds))

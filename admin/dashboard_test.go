@@ -124,6 +124,9 @@ func TestDashboardPage(t *testing.T) {
 		require.Equal(t, 200, code, f)
 		require.NotContains(t, body, "https://", f)
 	}
+	code, _, body = call(t, c, "GET", base+"/dashboard/", "", "", false, "")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, `src="/dashboard/app.js"`)
 	code, _, _ = call(t, c, "GET", base+"/dashboard/nothing.js", "", "", false, "")
 	require.Equal(t, 404, code)
 
@@ -142,6 +145,7 @@ func TestDashboardAuth(t *testing.T) {
 	base, c := dashServer(t, "s3cret", src)
 	routes := []struct{ method, path, body string }{
 		{"GET", "/dashboard", ""},
+		{"GET", "/dashboard/", ""},
 		{"GET", "/dashboard/app.js", ""},
 		{"GET", "/api/stat", ""},
 		{"GET", "/api/binds", ""},
