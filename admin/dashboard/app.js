@@ -306,6 +306,14 @@
         if (started) g.lineTo(x(t), y(v)); else { g.moveTo(x(t), y(v)); started = true; }
       }
       g.stroke();
+      // The newest point, so that a series of one sample shows too.
+      const last = s.pts[s.pts.length - 1];
+      if (last && last[0] >= t0) {
+        g.fillStyle = s.color;
+        g.beginPath();
+        g.arc(x(last[0]), y(last[1]), 2.5, 0, 2 * Math.PI);
+        g.fill();
+      }
     }
   }
 
