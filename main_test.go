@@ -39,7 +39,7 @@ func TestArchitectureImports(t *testing.T) {
 		"admin":                 {},
 		"client":                {"kqerr"},
 		"config":                {"txn"},
-		"daemon": {"admin", "bridge", "compat", "config", "natsproto", "registry", "registry/file", "registry/zk",
+		"daemon": {"admin", "bridge", "compat", "config", "kqerr", "natsproto", "registry", "registry/file", "registry/zk",
 			"semantics", "store", "store/memory", "store/mysql", "store/rocksdb", "txn"},
 		"internal/cli":     {"client", "config", "daemon", "store/mysql"},
 		"internal/bench":   {"bridge", "compat/wire", "config", "daemon", "registry"},

@@ -36,6 +36,10 @@ type Config struct {
 	// only the Go runtime and process collectors).
 	Metrics *Metrics
 	Logger  *slog.Logger // nil: discard
+	// AdminSecret, when set (secrets mode), is required of the dashboard
+	// (HTTP Basic auth, user "admin"): its page, data endpoints and
+	// actions. Empty: the dashboard is open like the other endpoints.
+	AdminSecret string
 }
 
 // Server is the admin HTTP server.
@@ -84,6 +88,7 @@ func New(cfg Config, src Source) (*Server, error) {
 		metrics = NewMetrics(MetricsConfig{})
 	}
 	mux.Handle("GET /metrics", metrics.handler(src, log.Debug))
+	registerDashboard(mux, cfg, src)
 	return &Server{ln: ln, log: log, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
 }
 

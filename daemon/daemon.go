@@ -151,7 +151,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	}
 	if cfg.AdminPort > 0 {
 		addr := net.JoinHostPort(host, strconv.Itoa(cfg.AdminPort))
-		if d.admin, err = admin.New(admin.Config{Addr: addr, Metrics: d.metrics, Logger: log}, adminSource{d}); err != nil {
+		if d.admin, err = admin.New(admin.Config{Addr: addr, Metrics: d.metrics, Logger: log, AdminSecret: dashboardSecret(cfg)}, adminSource{d}); err != nil {
 			return nil, fmt.Errorf("admin HTTP listener (-pport %d): %w", cfg.AdminPort, err)
 		}
 	}

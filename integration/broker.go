@@ -13,7 +13,10 @@
 // KITENATS_OVERLOAD_SECONDS (length of the overload test, default 60),
 // KITENATS_POWERCUT_SEED (replays the random moments of a power-cut run;
 // those tests need FUSE: they skip without it, and fail without it when CI
-// is set).
+// is set), KITENATS_ARTIFACTS (where the dashboard test writes its
+// screenshots; default artifacts/ here, gitignored). The dashboard test
+// needs Debian's chromium: it skips without it, and fails without it when
+// CI is set.
 package integration
 
 import (

@@ -353,6 +353,7 @@ type consumerConfig struct {
 	Bindings    []binding // nil: BIND with "bindings":[] (the group's stored set)
 	MaxInflight int
 	AckWait     time.Duration
+	WarmupSec   int // warmingupSec of the BIND (0: none)
 	// Handle runs for each delivery, in order, on the subscription's
 	// goroutine. Default: ackNow.
 	Handle func(c *Consumer, m *nats.Msg)
@@ -429,6 +430,9 @@ func startConsumer(t *testing.T, url string, cfg consumerConfig) *Consumer {
 	}
 	if cfg.AckWait > 0 {
 		req["ackWait"] = int64(cfg.AckWait)
+	}
+	if cfg.WarmupSec > 0 {
+		req["warmingupSec"] = cfg.WarmupSec
 	}
 	body, err := json.Marshal(req)
 	require.NoError(t, err)

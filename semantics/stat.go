@@ -80,6 +80,13 @@ type ConsumerStat struct {
 	Inflight     int    `json:"inflight"`
 	MaxInflight  int    `json:"maxInflight"`
 	WarmingupSec int    `json:"warmingupSec"`
+	// Joined is when the consumer joined (Unix seconds), where its warmup
+	// ramp starts.
+	Joined int64 `json:"joined"`
+	// WarmupPct is the warmup ramp's rate now (kiteq-protocol.md §8.1):
+	// the percent chance the consumer is included in one choice, from 0 at
+	// Joined to 100 once WarmingupSec have passed (100 without a warmup).
+	WarmupPct int `json:"warmupPct"`
 }
 
 // Stat returns the broker's counters.
@@ -105,6 +112,7 @@ func (b *Broker) Stat(ctx context.Context) (*Stat, error) {
 	for _, g := range st.Groups {
 		rows[[2]string{g.Topic, g.Group}] = &GroupStat{Topic: g.Topic, Group: g.Group, Pending: g.Pending, Dead: g.Dead}
 	}
+	now := b.cfg.Now()
 	b.mu.Lock()
 	for _, f := range b.inflight {
 		k := [2]string{f.d.Message.Topic, f.d.Group}
@@ -115,7 +123,8 @@ func (b *Broker) Stat(ctx context.Context) (*Stat, error) {
 	}
 	for _, c := range b.consumers {
 		s.Consumers = append(s.Consumers, ConsumerStat{ID: c.id, Group: c.group.name, Conn: c.conn,
-			Inflight: c.inflight, MaxInflight: c.maxInflight, WarmingupSec: int(c.warmup / time.Second)})
+			Inflight: c.inflight, MaxInflight: c.maxInflight, WarmingupSec: int(c.warmup / time.Second),
+			Joined: c.authAt.Unix(), WarmupPct: warmupRate(c.authAt, c.warmup, now)})
 	}
 	b.mu.Unlock()
 	s.Groups = []GroupStat{}
@@ -170,5 +179,17 @@ func (b *Broker) Replay(topic, id, group string) error {
 	b.group(group).drained = false
 	b.mu.Unlock()
 	b.wake()
+	return nil
+}
+
+// DeleteDead discards one dead letter of group for good: it is neither
+// delivered nor listed again. Deleting what is not a dead letter changes
+// nothing.
+func (b *Broker) DeleteDead(topic, id, group string) error {
+	done := make(chan error, 1)
+	b.update(store.Update{Op: store.OpDiscard, Topic: topic, ID: id, Group: group}, func(err error) { done <- err })
+	if err := <-done; err != nil {
+		return storeError(err)
+	}
 	return nil
 }

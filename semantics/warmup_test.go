@@ -34,3 +34,16 @@ func TestWarmupRamp(t *testing.T) {
 		require.InDelta(t, want, float64(in)/n, 0.02, "at %ds", sec)
 	}
 }
+
+// TestWarmupRate is the rate STAT reports as warmupPct: 0 at the join, the
+// floor of the elapsed fraction, 100 after the warmup and without one.
+func TestWarmupRate(t *testing.T) {
+	auth := time.Unix(1000, 0)
+	w := 10 * time.Second
+	require.Equal(t, 0, warmupRate(auth, w, auth))
+	require.Equal(t, 0, warmupRate(auth, w, auth.Add(-time.Second)), "a clock step back")
+	require.Equal(t, 30, warmupRate(auth, w, auth.Add(3900*time.Millisecond)))
+	require.Equal(t, 100, warmupRate(auth, w, auth.Add(10*time.Second)))
+	require.Equal(t, 100, warmupRate(auth, w, auth.Add(time.Hour)))
+	require.Equal(t, 100, warmupRate(auth, 0, auth))
+}

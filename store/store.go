@@ -111,6 +111,9 @@ const (
 	// with zero attempts and NextAttempt Next, recreating the message when
 	// it was deleted.
 	OpReplay
+	// OpDiscard deletes the dead letter of (Topic, ID, Group) for good (the
+	// oldest one, should the group have several of that message).
+	OpDiscard
 )
 
 // String returns the operation's name.
@@ -130,6 +133,8 @@ func (o Op) String() string {
 		return "check"
 	case OpReplay:
 		return "replay"
+	case OpDiscard:
+		return "discard"
 	default:
 		return fmt.Sprintf("Op(%d)", uint8(o))
 	}
@@ -141,7 +146,7 @@ type Update struct {
 	Op       Op
 	Topic    string
 	ID       string
-	Group    string       // OpRetry, OpAck, OpDead, OpReplay
+	Group    string       // OpRetry, OpAck, OpDead, OpReplay, OpDiscard
 	Attempts int          // OpRetry: attempts; OpCheck: checks
 	Next     time.Time    // OpRetry, OpCheck, OpReplay
 	Groups   []GroupState // OpCommit

@@ -10,7 +10,7 @@ import (
 // caller must hold s.mu
 func (s *Store) apply(now time.Time, u store.Update) {
 	k := key{u.Topic, u.ID}
-	if u.Op == store.OpReplay {
+	if u.Op == store.OpReplay || u.Op == store.OpDiscard {
 		s.replay(now, u)
 		return
 	}
@@ -70,7 +70,8 @@ func (s *Store) apply(now time.Time, u store.Update) {
 	}
 }
 
-// replay moves a dead letter back to pending.
+// replay moves a dead letter back to pending (OpReplay) or deletes it
+// (OpDiscard).
 // caller must hold s.mu
 func (s *Store) replay(now time.Time, u store.Update) {
 	tg := tgKey{u.Topic, u.Group}
@@ -85,6 +86,9 @@ func (s *Store) replay(now time.Time, u store.Update) {
 	s.dead[tg] = append(letters[:i:i], letters[i+1:]...)
 	if len(s.dead[tg]) == 0 {
 		delete(s.dead, tg)
+	}
+	if u.Op == store.OpDiscard {
+		return
 	}
 	g := store.GroupState{Group: u.Group, NextAttempt: u.Next}
 	if m, ok := s.msgs[key{u.Topic, u.ID}]; ok {

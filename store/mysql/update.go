@@ -125,6 +125,10 @@ func (s *Store) simulate(im *image, u store.Update, now int64) error {
 		}
 	case store.OpReplay:
 		s.replay(im, u)
+	case store.OpDiscard:
+		if ls := im.dead[u.Group]; len(ls) > 0 {
+			im.dead[u.Group] = ls[1:] // flush deletes the row it no longer keeps
+		}
 	default:
 		return fmt.Errorf("mysql: update %s/%s: unknown op %v", u.Topic, u.ID, u.Op)
 	}
@@ -169,7 +173,7 @@ func (s *Store) loadImages(ctx context.Context, tx *sql.Tx, ups []store.Update) 
 			}
 			keys = append(keys, k)
 		}
-		if (u.Op == store.OpDead || u.Op == store.OpReplay) && !wantDead[k] {
+		if (u.Op == store.OpDead || u.Op == store.OpReplay || u.Op == store.OpDiscard) && !wantDead[k] {
 			wantDead[k] = true
 			deadKeys = append(deadKeys, k)
 		}

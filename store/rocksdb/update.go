@@ -11,7 +11,7 @@ import (
 // update whose target is missing, or not in the state it applies to, adds
 // nothing.
 func (t *tx) apply(u store.Update) error {
-	if u.Op == store.OpReplay {
+	if u.Op == store.OpReplay || u.Op == store.OpDiscard {
 		return t.replay(u)
 	}
 	m, err := t.load(u.Topic, u.ID)
@@ -38,7 +38,7 @@ func (t *tx) apply(u store.Update) error {
 		}
 	case store.OpCheck:
 		t.check(m, u)
-	case store.OpReplay:
+	case store.OpReplay, store.OpDiscard:
 		// handled above
 	default:
 		// An unknown op changes nothing, as in the memory backend: failing
@@ -250,7 +250,8 @@ func (t *tx) addDead(m *store.Message, u store.Update) error {
 }
 
 // replay moves the oldest dead letter of (u.Topic, u.Group, u.ID) back to
-// pending, recreating the message when it was deleted.
+// pending, recreating the message when it was deleted (OpReplay), or
+// deletes it (OpDiscard).
 func (t *tx) replay(u store.Update) error {
 	rk := deadRefKey(u.Topic, u.Group, u.ID)
 	ref, err := t.get(rk)
@@ -273,6 +274,9 @@ func (t *tx) replay(u store.Update) error {
 	}
 	t.del(lk)
 	t.delta.dead[tgKey{u.Topic, u.Group}]--
+	if u.Op == store.OpDiscard {
+		return nil
+	}
 	return t.revive(u, letter)
 }
 

@@ -266,6 +266,44 @@ func testReplay(t *testing.T, f Factory) {
 	require.Len(t, get(t, s, m.Topic, m.ID).Groups, 1)
 }
 
+func testDiscard(t *testing.T, f Factory) {
+	s, _ := f.New(t)
+	ctx := context.Background()
+	m, n := msg("trade", "s-a", "s-b"), msg("trade", "s-a")
+	save(t, s, m)
+	save(t, s, n)
+	update(t, s, t0,
+		store.Update{Op: store.OpDead, Topic: m.Topic, ID: m.ID, Group: "s-a", Reason: "term"},
+		store.Update{Op: store.OpDead, Topic: n.Topic, ID: n.ID, Group: "s-a", Reason: "term"})
+	_, total, err := s.DeadLetters(ctx, "trade", "s-a", 0, 10)
+	require.NoError(t, err)
+	require.Equal(t, 2, total)
+
+	update(t, s, at(time.Minute), store.Update{Op: store.OpDiscard, Topic: m.Topic, ID: m.ID, Group: "s-a"})
+	page, total, err := s.DeadLetters(ctx, "trade", "s-a", 0, 10)
+	require.NoError(t, err)
+	require.Equal(t, 1, total, "that letter only")
+	require.Equal(t, n.ID, page[0].Message.ID)
+	require.Equal(t, []string{m.ID}, due(t, s, "s-b", at(time.Hour), 10), "the other group's state is kept")
+	require.Empty(t, due(t, s, "s-a", at(time.Hour), 10), "nothing is re-queued")
+	stats, err := s.Stats(ctx)
+	require.NoError(t, err)
+	for _, g := range stats.Groups {
+		if g.Topic == "trade" && g.Group == "s-a" {
+			require.Equal(t, int64(1), g.Dead)
+		}
+	}
+
+	// A discarded letter cannot be replayed, and discarding again is a no-op.
+	update(t, s, at(time.Minute),
+		store.Update{Op: store.OpReplay, Topic: m.Topic, ID: m.ID, Group: "s-a", Next: at(time.Minute)},
+		store.Update{Op: store.OpDiscard, Topic: m.Topic, ID: m.ID, Group: "s-a"})
+	require.Empty(t, due(t, s, "s-a", at(time.Hour), 10))
+	_, total, err = s.DeadLetters(ctx, "trade", "s-a", 0, 10)
+	require.NoError(t, err)
+	require.Equal(t, 1, total)
+}
+
 func prepared(topic string) *store.Message {
 	m := msg(topic)
 	m.Prepared = true
@@ -357,6 +395,7 @@ func testUpdatesOnMissing(t *testing.T, f Factory) {
 		store.Update{Op: store.OpRollback, Topic: "trade", ID: id},
 		store.Update{Op: store.OpCheck, Topic: "trade", ID: id, Attempts: 1, Next: t0},
 		store.Update{Op: store.OpReplay, Topic: "trade", ID: id, Group: "s-a", Next: t0},
+		store.Update{Op: store.OpDiscard, Topic: "trade", ID: id, Group: "s-a"},
 	)
 	requireMissing(t, s, "trade", id)
 	_, total, err := s.DeadLetters(context.Background(), "trade", "s-a", 0, 10)

@@ -93,7 +93,7 @@ func (md *model) apply(u store.Update) {
 		if m != nil && m.Prepared {
 			m.Checks, m.NextCheck = u.Attempts, u.Next
 		}
-	case store.OpReplay:
+	case store.OpReplay, store.OpDiscard:
 		dk := [3]string{u.Topic, u.Group, u.ID}
 		letters := md.dead[dk]
 		if len(letters) == 0 {
@@ -102,6 +102,9 @@ func (md *model) apply(u store.Update) {
 		d := letters[0]
 		if md.dead[dk] = letters[1:]; len(letters) == 1 {
 			delete(md.dead, dk)
+		}
+		if u.Op == store.OpDiscard {
+			return
 		}
 		g := store.GroupState{Group: u.Group, NextAttempt: u.Next}
 		if m == nil {
@@ -161,7 +164,7 @@ func testRandomized(t *testing.T, f Factory) {
 				b.Saves = append(b.Saves, m)
 				continue
 			}
-			u := store.Update{Op: store.Op(r.IntN(7) + 1), Topic: topic, ID: id, Group: group,
+			u := store.Update{Op: store.Op(r.IntN(int(store.OpDiscard)) + 1), Topic: topic, ID: id, Group: group,
 				Attempts: r.IntN(5), Next: now.Add(time.Duration(r.IntN(60)) * time.Second)}
 			if u.Op == store.OpCommit && r.IntN(3) > 0 {
 				u.Groups = []store.GroupState{{Group: group, NextAttempt: now}}

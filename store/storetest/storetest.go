@@ -48,6 +48,7 @@ func Run(t *testing.T, f Factory) {
 		{"DeadLetters", testDeadLetters},
 		{"DeadLetterPaging", testDeadLetterPaging},
 		{"Replay", testReplay},
+		{"Discard", testDiscard},
 		{"PreparedCommit", testPreparedCommit},
 		{"PreparedRollback", testPreparedRollback},
 		{"CommitWithoutGroupsDeletes", testCommitWithoutGroups},
