@@ -118,7 +118,10 @@ type tlsSet struct {
 // loadTLS loads the files of every listener that has TLS on and serves.
 func loadTLS(cfg config.Config) (*tlsSet, error) {
 	var s tlsSet
-	var errs []error
+	// The listeners that share a file share its error: one line,
+	// "natsTLS, kiteqTLS: tlsCert: open …".
+	var msgs []string
+	by := map[string][]string{}
 	for _, l := range []struct {
 		name   string
 		serves bool
@@ -134,13 +137,19 @@ func loadTLS(cfg config.Config) (*tlsSet, error) {
 		}
 		lt, err := newListenerTLS(files, files.VerifyClients && l.name != "nats")
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%sTLS: %w", l.name, err))
+			if by[err.Error()] == nil {
+				msgs = append(msgs, err.Error())
+			}
+			by[err.Error()] = append(by[err.Error()], l.name+"TLS")
 			continue
 		}
 		*l.dst = lt
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("bad config: %w", err)
+	if len(msgs) > 0 {
+		for i, m := range msgs {
+			msgs[i] = strings.Join(by[m], ", ") + ": " + m
+		}
+		return nil, fmt.Errorf("bad config: %s", strings.Join(msgs, "; "))
 	}
 	return &s, nil
 }

@@ -16,7 +16,7 @@ import (
 )
 
 var serveHelp = help{
-	usage: "[-nats ADDR] [-bind ADDR|off] [-pport PORT] [-db URI] [-registry URI] [-configPath FILE [-clusterName NAME]] [-logPath DIR] [-debug]",
+	usage: "[-nats ADDR] [-bind ADDR|off] [-pport PORT] [-db URI] [-registry URI] [-configPath FILE [-clusterName NAME]] [-logPath DIR] [-debug] [-natsTLS] [-kiteqTLS] [-adminTLS] [-tlsCert FILE -tlsKey FILE [-tlsCA FILE] [-tlsVerifyClients]]",
 	about: "Runs the broker until SIGINT or SIGTERM: NATS clients on -nats, KiteQ clients on -bind, admin\n" +
 		"HTTP (/healthz, /metrics, /stat) on -pport, messages in the -db store. serve is the default\n" +
 		"command: `kitenats -db memory://` is `kitenats serve -db memory://`. A first signal drains and\n" +
