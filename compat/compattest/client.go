@@ -72,7 +72,6 @@ func DialTLSConn(addr string, cfg *tls.Config) (*tls.Conn, error) {
 	return conn.(*tls.Conn), nil
 }
 
-
 // Wrap makes a Client of a connection the test dialled itself (from a
 // chosen source address, say). The connection is closed when the test
 // ends.
