@@ -19,6 +19,8 @@
 // scrape answer 503, as /stat does. admin is the only package that imports
 // client_golang.
 //
+// With Config.TLS the endpoints are served over HTTPS only.
+//
 // Server.Run owns the HTTP server's goroutines and returns after they
 // ended.
 package admin
