@@ -63,8 +63,8 @@
 // With Config.TLS the listener is crypto/tls over the TCP listener (which
 // keeps TCP_MAXSEG). The handshake runs on the reader's first read, under
 // the ConnMeta's HandshakeTimeout; crypto/tls serialises the reader's
-// handshake writes with the writer's, and a batch of frames is then written
-// record by record rather than in one vectored write.
+// handshake writes with the writer's, and a batch of frames is copied into
+// writes of up to one TLS record (16 KiB) instead of one vectored write.
 //
 // # Goroutines
 //

@@ -28,6 +28,7 @@ import (
 	"github.com/kitenats/kitenats/compat/compattest"
 	"github.com/kitenats/kitenats/config"
 	"github.com/kitenats/kitenats/natsproto"
+	"github.com/kitenats/kitenats/registry"
 )
 
 // testCA is a certificate authority made by a test: it issues server
@@ -278,8 +279,25 @@ func TestTLSKiteQ(t *testing.T) {
 	c.MustHandshake("s-trade", "", 0)
 	c.Heartbeat(42)
 
+	// kiteq-client-go's socket over TLS: deliveries of 2 KiB bodies, many
+	// to a write, through the writer's TLS path.
+	require.NoError(t, d.broker.AddBindings(context.Background(), "s-kite", []registry.Binding{
+		{GroupID: "s-kite", Topic: "trade", MessageType: "pay-succ", BindType: registry.Direct, Persistent: true},
+	}))
 	k, err := compattest.StartKite(t, addr, compattest.KiteConfig{Group: "s-kite", TLS: clientTLS(ca)})
 	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err := d.broker.Stat(context.Background())
+		return err == nil && len(st.Consumers) == 2
+	}, 5*time.Second, 10*time.Millisecond)
+	nc := connect(t, d.ClientURL())
+	const n = 300
+	body := []byte(strings.Repeat("k", 2<<10))
+	for range n {
+		_, err := nc.Request("kq.trade.pay-succ", body, 5*time.Second)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return k.Stats().Unique == n }, 10*time.Second, 10*time.Millisecond)
 	k.Close()
 
 	plain := compattest.Dial(t, addr)
