@@ -83,9 +83,9 @@ type TLSFiles struct {
 	VerifyClients          bool
 }
 
-// Listeners are the names of the listeners that take TLS, in the order of
+// tlsListeners are the names of the listeners that take TLS, in the order of
 // their keys' prefixes (natsTLS, kiteqTLS, adminTLS).
-var Listeners = []string{"nats", "kiteq", "admin"}
+var tlsListeners = []string{"nats", "kiteq", "admin"}
 
 func (t *TLSConfig) listener(name string) *ListenerTLS {
 	switch name {
@@ -495,7 +495,7 @@ func (c Config) Validate() error {
 func (t TLSConfig) validate() []string {
 	var bad []string
 	on := 0
-	for _, name := range Listeners {
+	for _, name := range tlsListeners {
 		f, ok := t.Files(name)
 		if !ok {
 			for _, k := range []struct{ key, val string }{{"Cert", t.listener(name).Cert}, {"Key", t.listener(name).Key}, {"CA", t.listener(name).CA}} {
