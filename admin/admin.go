@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,7 +36,11 @@ type Config struct {
 	// families. nil: a NewMetrics of its own (nobody observes into it:
 	// only the Go runtime and process collectors).
 	Metrics *Metrics
-	Logger  *slog.Logger // nil: discard
+	// TLS, when set, serves HTTPS only, with this configuration for every
+	// handshake (set GetConfigForClient or GetCertificate on it to change
+	// certificates without a restart). Default nil: plain HTTP.
+	TLS    *tls.Config
+	Logger *slog.Logger // nil: discard
 	// AdminSecret, when set (secrets mode), is required of the dashboard
 	// (HTTP Basic auth, user "admin"): its page, data endpoints and
 	// actions. Empty: the dashboard is open like the other endpoints.
@@ -58,6 +63,9 @@ func New(cfg Config, src Source) (*Server, error) {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen %s: %w", cfg.Addr, err)
+	}
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -89,7 +97,13 @@ func New(cfg Config, src Source) (*Server, error) {
 	}
 	mux.Handle("GET /metrics", metrics.handler(src, log.Debug))
 	registerDashboard(mux, cfg, src)
-	return &Server{ln: ln, log: log, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if cfg.TLS != nil {
+		// A handshake that fails (a plain HTTP client, an unknown CA) is the
+		// client's problem: net/http logs it, at Debug here.
+		srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	}
+	return &Server{ln: ln, log: log, srv: srv}, nil
 }
 
 // Close releases the listener. It is for a server whose Run was never

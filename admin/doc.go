@@ -33,6 +33,8 @@
 // with that secret, compared in constant time; the actions also require
 // the X-Kitenats header, which a cross-site form cannot send.
 //
+// With Config.TLS the endpoints are served over HTTPS only.
+//
 // Server.Run owns the HTTP server's goroutines and returns after they
 // ended.
 package admin

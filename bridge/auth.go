@@ -3,6 +3,7 @@ package bridge
 import (
 	"crypto/rand"
 	"crypto/subtle"
+	"crypto/x509"
 	"log/slog"
 	"net"
 
@@ -30,6 +31,14 @@ type ConnInfo struct {
 	RemoteAddr string
 	// ClientName is the name the client gave in CONNECT; it may be empty.
 	ClientName string
+	// TLS reports whether the connection did a TLS handshake.
+	TLS bool
+	// Certificate is the client's certificate once TLS verified it against
+	// Config.TLS's ClientCAs (the leaf of its first verified chain); nil
+	// when the client presented none or TLS did not verify it. With
+	// Config.TLSVerifyClients it is never nil: a client without one is
+	// refused before the Authorizer is asked.
+	Certificate *x509.Certificate
 }
 
 // Authorizer decides a connecting client's permissions from its NATS
@@ -79,7 +88,10 @@ func (c credential) matches(user, pass string) bool {
 // authenticator is nats-server's CustomClientAuthentication hook. Every
 // client connection, in-process or TCP, passes through Check.
 type authenticator struct {
-	authz    Authorizer // nil: open mode
+	authz Authorizer // nil: open mode
+	// verify refuses external clients without a verified certificate
+	// (Config.TLSVerifyClients).
+	verify   bool
 	internal credential
 	system   credential
 	log      *slog.Logger
@@ -100,11 +112,22 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 	if opts.Username == internalUser || opts.Username == systemUser {
 		return a.checkReserved(c, opts, addr)
 	}
+	info := ConnInfo{RemoteAddr: addrString(addr), ClientName: opts.Name}
+	if st := c.GetTLSConnectionState(); st != nil {
+		info.TLS = true
+		if len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 0 {
+			info.Certificate = st.VerifiedChains[0][0]
+		}
+	}
+	if a.verify && info.Certificate == nil {
+		a.log.Debug("connection refused: no verified client certificate",
+			"user", opts.Username, "remote", info.RemoteAddr, "tls", info.TLS)
+		return false
+	}
 	if a.authz == nil {
 		a.register(c, opts.Username, nil)
 		return true
 	}
-	info := ConnInfo{RemoteAddr: addrString(addr), ClientName: opts.Name}
 	perms, err := a.authz.Authorize(opts.Username, opts.Password, info)
 	if err != nil {
 		a.log.Debug("connection refused by authorizer",

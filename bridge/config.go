@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ const (
 	defaultClusterName  = "kitenats"
 	defaultMaxConns     = 64 * 1024
 	defaultMaxPending   = 64 << 20
+	defaultTLSTimeout   = 2 * time.Second
 )
 
 // Limits checked by Validate.
@@ -97,6 +99,26 @@ type Config struct {
 	// Routes are the route URLs of the other brokers
 	// ("nats-route://host:port"). They require ClusterPort. Default none.
 	Routes []string
+	// TLS, when set, makes the client listener TLS only (nats-server's
+	// TLSConfig): every TCP client does the TLS handshake after the
+	// server's INFO (nats.go does it for a tls:// URL, for nats.Secure(),
+	// and by itself when INFO says tls_required), and a client that
+	// speaks plain NATS is closed. The config is used as given, for every
+	// handshake: set GetConfigForClient or GetCertificate on it to change
+	// certificates without a restart. In-process connections (Connect,
+	// ConnectPublisher, the events) stay plain; ConnectLoopback does TLS
+	// too. Default nil: plain TCP.
+	TLS *tls.Config
+	// TLSTimeout bounds a client's TLS handshake (nats-server's
+	// tls_timeout). Default 2 s.
+	TLSTimeout time.Duration
+	// TLSVerifyClients refuses every external client whose TLS handshake
+	// did not present a certificate that TLS verified: TLS must then ask for
+	// one and check it against its ClientCAs (tls.VerifyClientCertIfGiven,
+	// not RequireAndVerifyClientCert, which would refuse ConnectLoopback's
+	// connection, which has none). The Authorizer sees the verified
+	// certificate in ConnInfo.Certificate. It needs TLS. Default false.
+	TLSVerifyClients bool
 }
 
 // DefaultConfig returns the standalone configuration: NATS on 127.0.0.1:4222,
@@ -139,6 +161,9 @@ func (c *Config) setDefaults() {
 	if c.MaxPending == 0 {
 		c.MaxPending = defaultMaxPending
 	}
+	if c.TLSTimeout == 0 {
+		c.TLSTimeout = defaultTLSTimeout
+	}
 }
 
 // Validate reports the first invalid field, after applying defaults to the
@@ -169,6 +194,15 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseRoutes(c.Routes); err != nil {
 		errs = append(errs, err)
+	}
+	if c.TLSTimeout < 0 {
+		errs = append(errs, fmt.Errorf("bridge: TLS timeout %s is negative", c.TLSTimeout))
+	}
+	if c.TLSVerifyClients && c.TLS == nil {
+		errs = append(errs, errors.New("bridge: verifying client certificates needs TLS"))
+	}
+	if c.TLSVerifyClients && c.TLS != nil && c.TLS.ClientAuth == tls.RequireAndVerifyClientCert {
+		errs = append(errs, errors.New("bridge: TLS.ClientAuth RequireAndVerifyClientCert would refuse the broker's own loopback connection: use VerifyClientCertIfGiven with TLSVerifyClients"))
 	}
 	return errors.Join(errs...)
 }
@@ -220,6 +254,13 @@ func (c *Config) serverOptions(auth server.Authentication) (*server.Options, err
 		StoreDir:                   c.JetStreamDir,
 		CustomClientAuthentication: auth,
 		NoSublistCache:             true,
+	}
+	if c.TLS != nil {
+		// TLSConfig alone switches nats-server's client TLS on (tls_required
+		// in INFO); TLSVerify and TLSMap are not set: the authenticator
+		// checks and maps client certificates itself (TLSVerifyClients).
+		opts.TLSConfig = c.TLS
+		opts.TLSTimeout = c.TLSTimeout.Seconds()
 	}
 	if c.ClusterPort == 0 {
 		return opts, nil

@@ -12,6 +12,11 @@
 //     calls the configured Authorizer with the client's NATS user/pass and
 //     installs the Permissions it returns (nil Authorizer: open mode, all
 //     allowed). External clients always land in the client account ($G).
+//   - TLS on the client listener (Config.TLS): nats-server's own, for every
+//     TCP client; a verified client certificate reaches the Authorizer in
+//     ConnInfo.Certificate, and Config.TLSVerifyClients refuses clients
+//     without one. ConnectLoopback does TLS too; in-process connections stay
+//     plain.
 //   - In-process connections for the broker's own clients (Connect): no TCP,
 //     full permissions, never seen by the Authorizer.
 //   - The broker's outbound connection (ConnectPublisher): a publish-only

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,6 +80,7 @@ func New(cfg Config) (*Server, error) {
 			authz:    cfg.Authorizer,
 			internal: newCredential(internalUser),
 			system:   newCredential(systemUser),
+			verify:   cfg.TLSVerifyClients,
 			log:      log,
 		},
 		live: make(map[uint64]struct{}),
@@ -208,8 +210,9 @@ func (s *Server) ClusterAddr() net.Addr {
 }
 
 // ClientURL returns the URL NATS clients dial, with the real port
-// (nats://127.0.0.1:<port>); an unspecified listen address (0.0.0.0, ::) is
-// given as 127.0.0.1. It is "" before Start and after Close.
+// (nats://127.0.0.1:<port>, tls://… when the listener is TLS only); an
+// unspecified listen address (0.0.0.0, ::) is given as 127.0.0.1. It is ""
+// before Start and after Close.
 func (s *Server) ClientURL() string {
 	addr, ok := s.Addr().(*net.TCPAddr)
 	if !ok {
@@ -219,7 +222,11 @@ func (s *Server) ClientURL() string {
 	if addr.IP.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return "nats://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+	scheme := "nats://"
+	if s.cfg.TLS != nil {
+		scheme = "tls://"
+	}
+	return scheme + net.JoinHostPort(host, strconv.Itoa(addr.Port))
 }
 
 // Connect opens an in-process connection (no TCP) named name, with full
@@ -259,7 +266,23 @@ func (s *Server) ConnectLoopback(name string, opts ...nats.Option) (*nats.Conn, 
 		host = "127.0.0.1"
 	}
 	url := "nats://" + net.JoinHostPort(host, strconv.Itoa(ta.Port))
-	return s.connect(url, name, slices.Clone(opts))
+	opts = slices.Clone(opts)
+	if s.cfg.TLS != nil {
+		opts = append(opts, nats.Secure(loopbackTLS()))
+	}
+	return s.connect(url, name, opts)
+}
+
+// loopbackTLS is ConnectLoopback's client TLS configuration when the
+// listener is TLS only. It does not verify the server's certificate: the
+// connection goes to this process's own listener over loopback, a port
+// this process holds, and the certificate may name no loopback address (or
+// be replaced by a reload at any moment). It presents no client
+// certificate: the reserved user is admitted over loopback only, with a
+// password generated at start (TLSVerifyClients says why TLS must not
+// require one).
+func loopbackTLS() *tls.Config {
+	return &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
 }
 
 func (s *Server) connect(url, name string, opts []nats.Option) (*nats.Conn, error) {

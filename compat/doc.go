@@ -58,6 +58,14 @@
 // receive buffer never leaves the kernel waiting on the zero-window probe
 // timer (docs/DESIGN.md, "KiteQ connections on loopback").
 //
+// # TLS
+//
+// With Config.TLS the listener is crypto/tls over the TCP listener (which
+// keeps TCP_MAXSEG). The handshake runs on the reader's first read, under
+// the ConnMeta's HandshakeTimeout; crypto/tls serialises the reader's
+// handshake writes with the writer's, and a batch of frames is copied into
+// writes of up to one TLS record (16 KiB) instead of one vectored write.
+//
 // # Goroutines
 //
 // The Server owns every goroutine: Run's watcher (which stops the server

@@ -2,6 +2,7 @@ package compat
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,14 @@ type Config struct {
 	// Defaults 10000 and 1000; -1 is no bound.
 	MaxConns        int
 	MaxConnsPerHost int
+	// TLS, when set, makes the listener TLS only (crypto/tls over the TCP
+	// listener, which keeps MaxSegment): a client does the TLS handshake
+	// first, within HandshakeTimeout, then speaks KiteQ's protocol inside
+	// it. The config is used for every handshake: set GetConfigForClient or
+	// GetCertificate on it to change certificates without a restart; set
+	// ClientAuth and ClientCAs to require client certificates. The original
+	// KiteQ client has no TLS. Default nil: plain TCP.
+	TLS *tls.Config
 	// Now is the clock used to normalise headers (createTime, expiredTime)
 	// and check expiry. Default time.Now.
 	Now func() time.Time
@@ -200,6 +209,11 @@ func New(cfg Config, broker Broker) (*Server, error) {
 	ln, err := listen(cfg.Addr, cfg.MaxSegment)
 	if err != nil {
 		return nil, fmt.Errorf("compat: listen %s: %w", cfg.Addr, err)
+	}
+	if cfg.TLS != nil {
+		// The handshake runs on the session's first read, under its
+		// handshake deadline, so a slow client never holds the accept loop.
+		ln = tls.NewListener(ln, cfg.TLS)
 	}
 	return &Server{
 		cfg:      cfg,

@@ -2,6 +2,7 @@ package compat
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -286,10 +287,52 @@ func (s *session) enqueue(f outFrame) error {
 	return nil
 }
 
+// coalesceBuf is what a TLS connection's writer copies frames into: one
+// TLS record (16 KiB) per write instead of one per frame. Pooled, so that
+// an idle connection holds none.
+const coalesceBuf = 16 << 10
+
+var coalescePool = sync.Pool{New: func() any { b := make([]byte, 0, coalesceBuf); return &b }}
+
+// writeFrames writes iov: one vectored write on a TCP connection; on a TLS
+// one (where net.Buffers would write, and seal, every frame on its own)
+// frames copied together into writes of up to 16 KiB, a larger frame on
+// its own.
+func (s *session) writeFrames(iov [][]byte) error {
+	if _, ok := s.conn.(*tls.Conn); !ok {
+		bufs := net.Buffers(iov)
+		_, err := bufs.WriteTo(s.conn)
+		return err
+	}
+	bp := coalescePool.Get().(*[]byte)
+	defer coalescePool.Put(bp)
+	buf := (*bp)[:0]
+	for _, b := range iov {
+		if len(buf) > 0 && len(buf)+len(b) > cap(buf) {
+			if _, err := s.conn.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		if len(b) >= cap(buf) {
+			if _, err := s.conn.Write(b); err != nil {
+				return err
+			}
+			continue
+		}
+		buf = append(buf, b...)
+	}
+	if len(buf) == 0 {
+		return nil
+	}
+	_, err := s.conn.Write(buf)
+	return err
+}
+
 // writeLoop writes queued frames until the session closes. It takes all
 // that is queued at once and writes it with one vectored write (the frames
-// are not copied), so that a burst costs few system calls and an idle
-// connection holds no write buffer.
+// are not copied; over TLS, writeFrames), so that a burst costs few system
+// calls and an idle connection holds no write buffer.
 func (s *session) writeLoop() {
 	defer close(s.writerDone)
 	var batch []outFrame
@@ -319,8 +362,7 @@ func (s *session) writeLoop() {
 				break
 			}
 		}
-		bufs := net.Buffers(iov)
-		_, err := bufs.WriteTo(s.conn)
+		err := s.writeFrames(iov)
 		if err != nil || last {
 			if err != nil {
 				s.log.Debug("compat: write failed", "err", err)

@@ -47,6 +47,72 @@ type Config struct {
 	// per-topic histograms (cluster.toml metricTopics); the rest are
 	// under topic="other". Default 100.
 	MetricTopics int
+	// TLS is the listeners' TLS (README, "TLS"). Default: off everywhere.
+	TLS TLSConfig
+}
+
+// TLSConfig is the TLS of the three listeners: a shared certificate, key
+// and client CA that every listener with TLS on uses unless it names its
+// own (the NATS routes of the clustering work will take the same keys).
+type TLSConfig struct {
+	Cert string // tlsCert: PEM certificate chain, leaf first
+	Key  string // tlsKey: PEM private key of the leaf
+	CA   string // tlsCA: PEM CA certificates that client certificates must chain to; optional
+	// VerifyClients (tlsVerifyClients) requires a client certificate that
+	// chains to the CA on every listener with TLS on. Without it a client
+	// certificate is optional, and verified (and on NATS mapped to its
+	// group) when given and a CA is set.
+	VerifyClients bool
+	// The listeners: natsTLS, kiteqTLS, adminTLS switch TLS on; their
+	// <name>TLSCert, <name>TLSKey and <name>TLSCA override the shared files.
+	NATS, KiteQ, Admin ListenerTLS
+}
+
+// ListenerTLS is one listener's TLS switch and its own files, if any.
+type ListenerTLS struct {
+	On            bool
+	Cert, Key, CA string
+}
+
+// TLSFiles are the files one listener uses, each with the config key that
+// names it (for errors: "natsTLSCert" or "tlsCert").
+type TLSFiles struct {
+	Listener               string // "nats", "kiteq", "admin"
+	Cert, Key, CA          string
+	CertKey, KeyKey, CAKey string
+	VerifyClients          bool
+}
+
+// tlsListeners are the names of the listeners that take TLS, in the order of
+// their keys' prefixes (natsTLS, kiteqTLS, adminTLS).
+var tlsListeners = []string{"nats", "kiteq", "admin"}
+
+func (t *TLSConfig) listener(name string) *ListenerTLS {
+	switch name {
+	case "nats":
+		return &t.NATS
+	case "kiteq":
+		return &t.KiteQ
+	case "admin":
+		return &t.Admin
+	}
+	panic("config: no listener " + name)
+}
+
+// Files returns the files the listener uses and whether its TLS is on.
+func (t TLSConfig) Files(listener string) (TLSFiles, bool) {
+	l := t.listener(listener)
+	f := TLSFiles{Listener: listener, VerifyClients: t.VerifyClients}
+	pick := func(own, shared, suffix string) (string, string) {
+		if own != "" {
+			return own, listener + "TLS" + suffix
+		}
+		return shared, "tls" + suffix
+	}
+	f.Cert, f.CertKey = pick(l.Cert, t.Cert, "Cert")
+	f.Key, f.KeyKey = pick(l.Key, t.Key, "Key")
+	f.CA, f.CAKey = pick(l.CA, t.CA, "CA")
+	return f, l.On
 }
 
 // TxConfig is the two-phase-commit check-back schedule.
@@ -125,6 +191,23 @@ type tomlCluster struct {
 	TxInterval                 string            `toml:"txCheckInterval"`
 	TxMaxChecks                int               `toml:"txMaxChecks"`
 	TxFinal                    string            `toml:"txFinalAction"`
+	// TLS.
+	TLSCert          string `toml:"tlsCert"`
+	TLSKey           string `toml:"tlsKey"`
+	TLSCA            string `toml:"tlsCA"`
+	TLSVerifyClients bool   `toml:"tlsVerifyClients"`
+	NATSTLS          bool   `toml:"natsTLS"`
+	NATSTLSCert      string `toml:"natsTLSCert"`
+	NATSTLSKey       string `toml:"natsTLSKey"`
+	NATSTLSCA        string `toml:"natsTLSCA"`
+	KiteQTLS         bool   `toml:"kiteqTLS"`
+	KiteQTLSCert     string `toml:"kiteqTLSCert"`
+	KiteQTLSKey      string `toml:"kiteqTLSKey"`
+	KiteQTLSCA       string `toml:"kiteqTLSCA"`
+	AdminTLS         bool   `toml:"adminTLS"`
+	AdminTLSCert     string `toml:"adminTLSCert"`
+	AdminTLSKey      string `toml:"adminTLSKey"`
+	AdminTLSCA       string `toml:"adminTLSCA"`
 }
 
 // ignoredKiteQKeys are KiteQ keys we read and do not need.
@@ -224,6 +307,12 @@ func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
 	if cl.TxMaxChecks > 0 {
 		c.Tx.MaxChecks = cl.TxMaxChecks
 	}
+	c.TLS = TLSConfig{
+		Cert: cl.TLSCert, Key: cl.TLSKey, CA: cl.TLSCA, VerifyClients: cl.TLSVerifyClients,
+		NATS:  ListenerTLS{On: cl.NATSTLS, Cert: cl.NATSTLSCert, Key: cl.NATSTLSKey, CA: cl.NATSTLSCA},
+		KiteQ: ListenerTLS{On: cl.KiteQTLS, Cert: cl.KiteQTLSCert, Key: cl.KiteQTLSKey, CA: cl.KiteQTLSCA},
+		Admin: ListenerTLS{On: cl.AdminTLS, Cert: cl.AdminTLSCert, Key: cl.AdminTLSKey, CA: cl.AdminTLSCA},
+	}
 	if cl.TxFinal != "" {
 		if err := c.Tx.Final.UnmarshalText([]byte(cl.TxFinal)); err != nil {
 			return fmt.Errorf("config %s: txFinalAction: %w", path, err)
@@ -235,8 +324,9 @@ func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
 // serveFlags are the serve flags' values once parsed.
 type serveFlags struct {
 	nats, bind, advertise, db, registry, cluster, configPath, logPath *string
+	tlsCert, tlsKey, tlsCA                                            *string
 	pport                                                             *int
-	debug                                                             *bool
+	debug, tlsVerify, natsTLS, kiteqTLS, adminTLS                     *bool
 }
 
 // newFlagSet defines the serve flags (KiteQ's -clusterName -configPath
@@ -254,6 +344,13 @@ func newFlagSet() (*flag.FlagSet, serveFlags) {
 	f.configPath = fs.String("configPath", "", "TOML config file (KiteQ's cluster.toml keys are accepted)")
 	f.logPath = fs.String("logPath", "", fmt.Sprintf("directory of the log file %s, rotated at %d MB, %d old files kept (KiteQ's flag; default: logs go to stderr)", LogFileName, LogMaxSizeMB, LogMaxBackups))
 	f.debug = fs.Bool("debug", false, "debug logging")
+	f.tlsCert = fs.String("tlsCert", "", "PEM certificate (chain, leaf first) of the listeners with TLS on; re-read on SIGHUP")
+	f.tlsKey = fs.String("tlsKey", "", "PEM private key of -tlsCert; re-read on SIGHUP")
+	f.tlsCA = fs.String("tlsCA", "", "PEM CA certificates that client certificates must chain to (optional); re-read on SIGHUP")
+	f.tlsVerify = fs.Bool("tlsVerifyClients", false, "require a client certificate that chains to -tlsCA on every listener with TLS on (NATS: its CN is the group)")
+	f.natsTLS = fs.Bool("natsTLS", false, "NATS clients over TLS only (tls:// URLs)")
+	f.kiteqTLS = fs.Bool("kiteqTLS", false, "KiteQ TCP over TLS only (the original KiteQ client has no TLS)")
+	f.adminTLS = fs.Bool("adminTLS", false, "admin HTTP over HTTPS only")
 	return fs, f
 }
 
@@ -302,6 +399,23 @@ func Parse(args []string, log *slog.Logger) (Config, error) {
 	}
 	if set["registry"] {
 		c.Registry = *reg
+	}
+	for _, s := range []struct {
+		name     string
+		dst, val *string
+	}{{"tlsCert", &c.TLS.Cert, f.tlsCert}, {"tlsKey", &c.TLS.Key, f.tlsKey}, {"tlsCA", &c.TLS.CA, f.tlsCA}} {
+		if set[s.name] {
+			*s.dst = *s.val
+		}
+	}
+	for _, b := range []struct {
+		name     string
+		dst, val *bool
+	}{{"tlsVerifyClients", &c.TLS.VerifyClients, f.tlsVerify}, {"natsTLS", &c.TLS.NATS.On, f.natsTLS},
+		{"kiteqTLS", &c.TLS.KiteQ.On, f.kiteqTLS}, {"adminTLS", &c.TLS.Admin.On, f.adminTLS}} {
+		if set[b.name] {
+			*b.dst = *b.val
+		}
 	}
 	if *debug {
 		c.LogLevel = slog.LevelDebug
@@ -369,10 +483,40 @@ func (c Config) Validate() error {
 	if c.AdminSecret == "" && len(c.Secrets) > 0 {
 		bad = append(bad, "adminSecret: secrets are configured without it, so the admin user would be locked out")
 	}
+	bad = append(bad, c.TLS.validate()...)
 	if len(bad) == 0 {
 		return nil
 	}
 	return fmt.Errorf("bad config: %s", strings.Join(bad, "; "))
+}
+
+// validate names the TLS keys that cannot work together; whether the files
+// exist and hold a matching pair is checked when they are loaded (daemon).
+func (t TLSConfig) validate() []string {
+	var bad []string
+	on := 0
+	for _, name := range tlsListeners {
+		f, ok := t.Files(name)
+		if !ok {
+			for _, k := range []struct{ key, val string }{{"Cert", t.listener(name).Cert}, {"Key", t.listener(name).Key}, {"CA", t.listener(name).CA}} {
+				if k.val != "" {
+					bad = append(bad, fmt.Sprintf("%sTLS%s %q: %sTLS is off", name, k.key, k.val, name))
+				}
+			}
+			continue
+		}
+		on++
+		if f.Cert == "" || f.Key == "" {
+			bad = append(bad, fmt.Sprintf("%sTLS: on without a certificate and key (set tlsCert and tlsKey, or %sTLSCert and %sTLSKey)", name, name, name))
+		}
+		if t.VerifyClients && f.CA == "" {
+			bad = append(bad, fmt.Sprintf("tlsVerifyClients: %sTLS has no client CA (set tlsCA or %sTLSCA)", name, name))
+		}
+	}
+	if on == 0 && (t.Cert != "" || t.Key != "" || t.CA != "" || t.VerifyClients) {
+		bad = append(bad, "tlsCert, tlsKey, tlsCA, tlsVerifyClients: no listener has TLS on (set natsTLS, kiteqTLS or adminTLS)")
+	}
+	return bad
 }
 
 // SplitHostPort splits host:port and checks the port.

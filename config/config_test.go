@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,4 +139,54 @@ func TestConfigMetricTopics(t *testing.T) {
 	require.Equal(t, 7, c.MetricTopics)
 	_, err = Parse([]string{"-configPath", write("0"), "-clusterName", "x"}, log)
 	require.ErrorContains(t, err, "metricTopics")
+}
+
+func TestConfigTLSKeysAndFlags(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	path := filepath.Join(t.TempDir(), "cluster.toml")
+	require.NoError(t, os.WriteFile(path, []byte(`[clusters.x]
+tlsCert = "server.pem"
+tlsKey = "server-key.pem"
+tlsCA = "ca.pem"
+natsTLS = true
+kiteqTLS = true
+kiteqTLSCert = "kiteq.pem"
+kiteqTLSKey = "kiteq-key.pem"
+`), 0o600))
+	c, err := Parse([]string{"-configPath", path, "-clusterName", "x", "-adminTLS", "-tlsVerifyClients"}, log)
+	require.NoError(t, err)
+	require.Equal(t, TLSConfig{
+		Cert: "server.pem", Key: "server-key.pem", CA: "ca.pem", VerifyClients: true,
+		NATS:  ListenerTLS{On: true},
+		KiteQ: ListenerTLS{On: true, Cert: "kiteq.pem", Key: "kiteq-key.pem"},
+		Admin: ListenerTLS{On: true},
+	}, c.TLS)
+	f, on := c.TLS.Files("kiteq")
+	require.True(t, on)
+	require.Equal(t, TLSFiles{Listener: "kiteq", Cert: "kiteq.pem", Key: "kiteq-key.pem", CA: "ca.pem",
+		CertKey: "kiteqTLSCert", KeyKey: "kiteqTLSKey", CAKey: "tlsCA", VerifyClients: true}, f)
+	f, _ = c.TLS.Files("nats")
+	require.Equal(t, "tlsCert", f.CertKey)
+
+	// Flags override the file: -natsTLS=false switches the file's off.
+	c, err = Parse([]string{"-configPath", path, "-clusterName", "x", "-natsTLS=false", "-tlsCert", "other.pem"}, log)
+	require.NoError(t, err)
+	require.False(t, c.TLS.NATS.On)
+	require.Equal(t, "other.pem", c.TLS.Cert)
+}
+
+func TestConfigTLSErrors(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	for args, want := range map[string]string{
+		"-natsTLS":                 "natsTLS: on without a certificate and key (set tlsCert and tlsKey, or natsTLSCert and natsTLSKey)",
+		"-kiteqTLS -tlsCert c.pem": "kiteqTLS: on without a certificate and key",
+		"-natsTLS -tlsCert c -tlsKey k -tlsVerifyClients": "tlsVerifyClients: natsTLS has no client CA (set tlsCA or natsTLSCA)",
+		"-tlsCert c -tlsKey k":                            "tlsCert, tlsKey, tlsCA, tlsVerifyClients: no listener has TLS on",
+	} {
+		_, err := Parse(strings.Fields(args), log)
+		require.ErrorContains(t, err, want, args)
+	}
+	c := Default()
+	c.TLS.Admin.Cert = "admin.pem"
+	require.ErrorContains(t, c.Validate(), `adminTLSCert "admin.pem": adminTLS is off`)
 }

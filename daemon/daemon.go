@@ -43,6 +43,7 @@ type Daemon struct {
 	reg    registry.Registry
 	watch  *registry.TopicWatch // registry bindings; nil without a registry
 	adv    string               // address advertised in the registry
+	tls    *tlsSet              // the listeners' certificates; Reload re-reads them
 
 	// metrics is what the broker's packages observe into, served by the
 	// admin HTTP; nil when -pport is -1 (nothing is observed then).
@@ -85,6 +86,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 		})
 		fsync = d.metrics.Fsync
 	}
+	// The certificates first: a bad file is a config error, before any
+	// store or listener is opened.
+	if d.tls, err = loadTLS(cfg); err != nil {
+		return nil, err
+	}
 	if d.st, err = openStore(ctx, cfg.DB, log, fsync); err != nil {
 		return nil, err
 	}
@@ -93,6 +99,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 		Host: host, Port: port, MaxPayload: int32(cfg.MaxPayload),
 		MaxConnections: cfg.MaxConnections, MaxPending: cfg.MaxPending,
 		Authorizer: authorizer(cfg), Logger: log.With("component", "nats"),
+	}
+	if d.tls.nats != nil {
+		bcfg.TLS, bcfg.TLSVerifyClients = d.tls.nats.config(), cfg.TLS.VerifyClients
 	}
 	if port == 0 {
 		bcfg.Port = -1
@@ -144,14 +153,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 		return nil, err
 	}
 	if cfg.Bind != "off" {
-		if d.kiteq, err = newKiteQServer(cfg, d.broker, d.tx, log); err != nil {
+		if d.kiteq, err = newKiteQServer(cfg, d.tls.kiteq, d.broker, d.tx, log); err != nil {
 			return nil, fmt.Errorf("KiteQ listener (-bind %s): %w", cfg.Bind, err)
 		}
 		d.adv = withBoundPort(d.adv, d.kiteq.Addr())
 	}
 	if cfg.AdminPort > 0 {
 		addr := net.JoinHostPort(host, strconv.Itoa(cfg.AdminPort))
-		if d.admin, err = admin.New(admin.Config{Addr: addr, Metrics: d.metrics, Logger: log, AdminSecret: dashboardSecret(cfg)}, adminSource{d}); err != nil {
+		acfg := admin.Config{Addr: addr, Metrics: d.metrics, Logger: log, AdminSecret: dashboardSecret(cfg)}
+		if d.tls.admin != nil {
+			acfg.TLS = d.tls.admin.config()
+		}
+		if d.admin, err = admin.New(acfg, adminSource{d}); err != nil {
 			return nil, fmt.Errorf("admin HTTP listener (-pport %d): %w", cfg.AdminPort, err)
 		}
 	}
@@ -306,18 +319,44 @@ func (d *Daemon) advertise(l *lifecycle) {
 // logListeners logs one line per listener with the address it actually
 // bound (the port obtained for :0), and says which ones are off.
 func (d *Daemon) logListeners() {
-	d.log.Info("listening: NATS clients", "addr", d.br.Addr().String(), "url", d.br.ClientURL())
+	d.log.Info("listening: NATS clients", append([]any{"addr", d.br.Addr().String(), "url", d.br.ClientURL()}, tlsAttrs(d.tls.nats)...)...)
 	if d.kiteq != nil {
-		d.log.Info("listening: KiteQ TCP", "addr", d.kiteq.Addr().String())
+		d.log.Info("listening: KiteQ TCP", append([]any{"addr", d.kiteq.Addr().String()}, tlsAttrs(d.tls.kiteq)...)...)
 	} else {
 		d.log.Info("KiteQ TCP off (-bind off)")
 	}
 	if d.admin != nil {
-		addr := d.admin.Addr().String()
-		d.log.Info("listening: admin HTTP", "addr", addr, "url", "http://"+addr)
+		addr, scheme := d.admin.Addr().String(), "http://"
+		if d.tls.admin != nil {
+			scheme = "https://"
+		}
+		d.log.Info("listening: admin HTTP", append([]any{"addr", addr, "url", scheme + addr}, tlsAttrs(d.tls.admin)...)...)
 	} else {
 		d.log.Info("admin HTTP off (-pport -1)")
 	}
+}
+
+// tlsAttrs are the log attributes of a listener's TLS: none when it is
+// plain.
+func tlsAttrs(l *listenerTLS) []any {
+	if l == nil {
+		return nil
+	}
+	return []any{"tls", true, "cert", l.files.Cert, "serial", *l.serial.Load(), "client_ca", l.files.CA != "", "verify_clients", l.files.VerifyClients}
+}
+
+// Reload re-reads the certificate, key and client CA files of every
+// listener with TLS on (SIGHUP): new handshakes use them, connections
+// already up keep theirs. A listener whose files do not load (missing, a
+// key that is not the certificate's, an expired certificate) keeps its
+// certificate; the error is logged and returned. Safe to call at any time
+// after New, concurrently with serving.
+func (d *Daemon) Reload() error {
+	if len(d.tls.listeners()) == 0 {
+		d.log.Info("reload: no listener has TLS on; nothing to reload")
+		return nil
+	}
+	return d.tls.reload(d.log)
 }
 
 // Close releases what New opened, whatever it got to, in the reverse order

@@ -74,7 +74,14 @@ type apiErr struct {
 // channel its deliveries arrive on.
 func consume(t *testing.T, url, group, bindings string, extra string) (*nats.Conn, chan *nats.Msg) {
 	t.Helper()
-	nc := connect(t, url, nats.UserInfo(group, ""))
+	return consumeWith(t, url, group, bindings, extra, nats.UserInfo(group, ""))
+}
+
+// consumeWith is consume on a connection made with opts (TLS, a client
+// certificate) instead of the group as user.
+func consumeWith(t *testing.T, url, group, bindings string, extra string, opts ...nats.Option) (*nats.Conn, chan *nats.Msg) {
+	t.Helper()
+	nc := connect(t, url, opts...)
 	ch := make(chan *nats.Msg, 100000)
 	deliver := "$KQ.DLV." + group + "." + nats.NewInbox()[len("_INBOX."):]
 	_, err := nc.ChanSubscribe(deliver, ch)

@@ -13,21 +13,25 @@ import (
 )
 
 // newKiteQServer builds the KiteQ TCP adapter on cfg.Bind over broker b,
-// with cfg.Secrets as group secrets (none: open mode) and cfg.MaxPayload as
+// TLS only when lt is set, with cfg.Secrets as group secrets (none: open mode) and cfg.MaxPayload as
 // the decompressed body limit, so KiteQ and NATS publishes share one size
 // limit. It opens the listener and starts nothing: the caller runs it with
 // Run(ctx), which returns once every connection is closed. Stop it before
 // the broker (ARCHITECTURE.md A.3), so that its connections leave their
 // groups while the broker still runs.
-func newKiteQServer(cfg config.Config, b *semantics.Broker, tx *txn.Coordinator, log *slog.Logger) (*compat.Server, error) {
-	return compat.New(compat.Config{
+func newKiteQServer(cfg config.Config, lt *listenerTLS, b *semantics.Broker, tx *txn.Coordinator, log *slog.Logger) (*compat.Server, error) {
+	ccfg := compat.Config{
 		Addr:            cfg.Bind,
 		Secrets:         cfg.Secrets,
 		MaxBody:         cfg.MaxPayload,
 		MaxConns:        cfg.KiteQMaxConnections,
 		MaxConnsPerHost: cfg.KiteQMaxConnectionsPerHost,
 		Logger:          log.With("component", "kiteq"),
-	}, kiteqBroker{b: b, tx: tx})
+	}
+	if lt != nil {
+		ccfg.TLS = lt.config()
+	}
+	return compat.New(ccfg, kiteqBroker{b: b, tx: tx})
 }
 
 // kiteqBroker is compat.Broker over the semantics broker.

@@ -106,20 +106,32 @@ func (t *natsTransport) Dropped() int64 {
 }
 
 // authorizer builds the NATS auth hook from the configured secrets: nil
-// (open mode, like KiteQ) when there are none.
+// (open mode, like KiteQ) when there are none. A client whose TLS
+// certificate was verified is the user its certificate names (certUser),
+// and the certificate stands for the secret (NATS-PROTOCOL.md §7).
 func authorizer(cfg config.Config) bridge.Authorizer {
 	if len(cfg.Secrets) == 0 {
 		return nil
 	}
-	return bridge.AuthorizerFunc(func(user, pass string, _ bridge.ConnInfo) (*bridge.Permissions, error) {
+	return bridge.AuthorizerFunc(func(user, pass string, info bridge.ConnInfo) (*bridge.Permissions, error) {
+		byCert := info.Certificate != nil
+		if byCert {
+			var err error
+			if user, err = certUser(info.Certificate, user); err != nil {
+				return nil, err
+			}
+		}
 		if user == "admin" {
-			if pass != cfg.AdminSecret {
+			if !byCert && pass != cfg.AdminSecret {
 				return nil, errors.New("bad admin secret")
 			}
 			return bridgePermissions(natsproto.AdminPermissions()), nil
 		}
 		secret, ok := cfg.Secrets[user]
-		if !ok || secret != pass {
+		switch {
+		case !ok && byCert:
+			return nil, fmt.Errorf("the client certificate names %q, which is not a configured group", user)
+		case !byCert && (!ok || secret != pass):
 			return nil, fmt.Errorf("unknown group or wrong secret for %q", user)
 		}
 		return bridgePermissions(natsproto.GroupPermissions(user)), nil

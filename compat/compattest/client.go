@@ -12,6 +12,7 @@ package compattest
 import (
 	"bufio"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -45,6 +46,30 @@ func Dial(t testing.TB, addr string) *Client {
 	conn, err := net.DialTimeout("tcp", addr, DefaultTimeout)
 	require.NoError(t, err)
 	return Wrap(t, conn)
+}
+
+// DialTLS connects to a KiteQ broker whose listener is TLS only
+// (compat.Config.TLS) and completes the TLS handshake with cfg (RootCAs,
+// and a client certificate where the broker asks for one). The connection
+// is closed when the test ends.
+func DialTLS(t testing.TB, addr string, cfg *tls.Config) *Client {
+	t.Helper()
+	conn, err := DialTLSConn(addr, cfg)
+	require.NoError(t, err)
+	return Wrap(t, conn)
+}
+
+// DialTLSConn dials addr and completes the TLS handshake with cfg within
+// DefaultTimeout, for tests that expect the handshake to fail. (With TLS
+// 1.3 a server checks the client's certificate after the client's side of
+// the handshake is done: its refusal shows on the first read.)
+func DialTLSConn(addr string, cfg *tls.Config) (*tls.Conn, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: DefaultTimeout}, Config: cfg}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return conn.(*tls.Conn), nil
 }
 
 // Wrap makes a Client of a connection the test dialled itself (from a

@@ -2,6 +2,7 @@ package compattest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -47,6 +48,10 @@ type KiteConfig struct {
 	// OnMessage is the listener; its answer is the DeliverAck's status.
 	// Default: true. It runs on the dispatch pool.
 	OnMessage func(Delivery) bool
+	// TLS, when set, wraps every connection in a TLS client with this
+	// configuration (a broker with compat.Config.TLS; the original client
+	// has no TLS). Default nil: plain TCP.
+	TLS *tls.Config
 }
 
 // KiteStats counts what a Kite saw.
@@ -151,6 +156,14 @@ func (k *Kite) connect() error {
 	_ = tc.SetNoDelay(true)
 	_ = tc.SetReadBuffer(KiteBuffer)
 	_ = tc.SetWriteBuffer(KiteBuffer)
+	if k.cfg.TLS != nil {
+		tc := k.cfg.TLS
+		if tc.ServerName == "" { // as tls.Dial: the name is the address's host
+			tc = tc.Clone()
+			tc.ServerName, _, _ = net.SplitHostPort(k.addr)
+		}
+		c = tls.Client(c, tc)
+	}
 	stop, written := make(chan struct{}), make(chan struct{})
 	k.mu.Lock()
 	k.conn, k.stop, k.written = c, stop, written

@@ -12,18 +12,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/kitenats/kitenats/client"
 )
 
 // apiCall sends one $KQ.API or $KQ.ADMIN request to a running broker and returns the
 // reply, turning an error member into an error.
-func apiCall(server, user, pass, subject string, req any) (json.RawMessage, error) {
-	opts := []nats.Option{nats.Name("kitenats-cli")}
-	if user != "" {
-		opts = append(opts, nats.UserInfo(user, pass), nats.CustomInboxPrefix(client.InboxPrefix(user)))
-	}
-	nc, err := nats.Connect(server, opts...)
+func apiCall(server, user, pass, subject string, req any, tlsOpts []nats.Option) (json.RawMessage, error) {
+	nc, err := connectCLI(server, user, pass, "", tlsOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -59,12 +53,28 @@ func replyError(subject string, data []byte) error {
 
 // apiFlags are the flags of the subcommands that call a running broker.
 type apiFlags struct {
-	server, user, pass *string
-	json               *bool
+	server, user, pass     *string
+	tlsCA, tlsCert, tlsKey *string
+	json                   *bool
 }
 
 func (f apiFlags) call(subject string, req any) (json.RawMessage, error) {
-	return apiCall(*f.server, *f.user, *f.pass, subject, req)
+	return apiCall(*f.server, *f.user, *f.pass, subject, req, f.tlsOptions())
+}
+
+// tlsOptions are nats.go's options for a broker whose NATS listener is TLS
+// only (natsTLS): the CA that signed its certificate, and a client
+// certificate, which in secrets mode stands for the secret of the user it
+// names (NATS-PROTOCOL.md §7).
+func (f apiFlags) tlsOptions() []nats.Option {
+	var opts []nats.Option
+	if *f.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(*f.tlsCA))
+	}
+	if *f.tlsCert != "" || *f.tlsKey != "" {
+		opts = append(opts, nats.ClientCert(*f.tlsCert, *f.tlsKey))
+	}
+	return opts
 }
 
 // clientFlags returns the flag set of `kitenats name` with the connection
@@ -72,9 +82,12 @@ func (f apiFlags) call(subject string, req any) (json.RawMessage, error) {
 func clientFlags(name string, withJSON bool) (*flag.FlagSet, apiFlags) {
 	fs := newFlagSet(name)
 	f := apiFlags{
-		server: fs.String("s", "nats://127.0.0.1:4222", "broker NATS URL"),
-		user:   fs.String("user", "", "NATS user (admin in secrets mode)"),
-		pass:   fs.String("password", "", "NATS password"),
+		server:  fs.String("s", "nats://127.0.0.1:4222", "broker NATS URL"),
+		user:    fs.String("user", "", "NATS user (admin in secrets mode)"),
+		pass:    fs.String("password", "", "NATS password"),
+		tlsCA:   fs.String("tlsca", "", "PEM CA file that signed a TLS broker's certificate (-s tls://…)"),
+		tlsCert: fs.String("tlscert", "", "PEM client certificate for a TLS broker (with -tlskey); in secrets mode it stands for the password"),
+		tlsKey:  fs.String("tlskey", "", "PEM key of -tlscert"),
 	}
 	if withJSON {
 		f.json = fs.Bool("json", false, "print the broker's JSON reply as it is (indented), for scripts")
@@ -113,6 +126,7 @@ var statHelp = help{
 	examples: []string{
 		"kitenats stat",
 		"kitenats stat -s nats://10.0.0.5:4222 -json | jq .groups",
+		"kitenats stat -s tls://10.0.0.5:4222 -tlsca ca.pem -user admin -password change-me   # a broker with natsTLS",
 	},
 }
 

@@ -48,7 +48,7 @@ func pub(args []string, out io.Writer) error {
 	if fs.NArg() != 3 {
 		return errors.New("pub: want TOPIC MESSAGETYPE BODY")
 	}
-	nc, err := connectCLI(*s, *user, *pass)
+	nc, err := connectCLI(*s, *user, *pass, "", f.tlsOptions())
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func sub(args []string, out io.Writer) error {
 		return errors.New("sub: one of -type, -regx or -fanout")
 	}
 	b.Persistent = !*transient
-	nc, err := connectCLI(*s, *group, *pass, *user)
+	nc, err := connectCLI(*s, *group, *pass, *user, f.tlsOptions())
 	if err != nil {
 		return err
 	}
@@ -157,12 +157,13 @@ func sub(args []string, out io.Writer) error {
 	return c.Close()
 }
 
-// connectCLI connects as user (for sub: the group) unless admin is given.
-func connectCLI(server, user, pass string, admin ...string) (*nats.Conn, error) {
-	if len(admin) > 0 && admin[0] != "" {
-		user = admin[0]
+// connectCLI connects as user (for sub: the group) unless admin is given,
+// with tlsOpts for a TLS broker.
+func connectCLI(server, user, pass, admin string, tlsOpts []nats.Option) (*nats.Conn, error) {
+	if admin != "" {
+		user = admin
 	}
-	opts := []nats.Option{nats.Name("kitenats-cli")}
+	opts := append([]nats.Option{nats.Name("kitenats-cli")}, tlsOpts...)
 	if user != "" {
 		opts = append(opts, nats.UserInfo(user, pass), nats.CustomInboxPrefix(client.InboxPrefix(user)))
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/kitenats/kitenats/config"
@@ -15,21 +16,26 @@ import (
 )
 
 var serveHelp = help{
-	usage: "[-nats ADDR] [-bind ADDR|off] [-pport PORT] [-db URI] [-registry URI] [-configPath FILE [-clusterName NAME]] [-logPath DIR] [-debug]",
+	usage: "[-nats ADDR] [-bind ADDR|off] [-pport PORT] [-db URI] [-registry URI] [-configPath FILE [-clusterName NAME]] [-logPath DIR] [-debug] [-natsTLS] [-kiteqTLS] [-adminTLS] [-tlsCert FILE -tlsKey FILE [-tlsCA FILE] [-tlsVerifyClients]]",
 	about: "Runs the broker until SIGINT or SIGTERM: NATS clients on -nats, KiteQ clients on -bind, admin\n" +
 		"HTTP (/healthz, /metrics, /stat) on -pport, messages in the -db store. serve is the default\n" +
 		"command: `kitenats -db memory://` is `kitenats serve -db memory://`. A first signal drains and\n" +
-		"stops in order, a second one forces exit. KiteQ's flags and cluster.toml keys are accepted.",
+		"stops in order, a second one forces exit. SIGHUP re-reads the TLS certificate, key and CA files\n" +
+		"(new connections use them; a file that does not load is logged and the old certificate kept).\n" +
+		"KiteQ's flags and cluster.toml keys are accepted.",
 	examples: []string{
 		"kitenats                                    # NATS 127.0.0.1:4222, KiteQ 127.0.0.1:13800, admin :13801, rocksdb://./data",
 		"kitenats -nats 127.0.0.1:5222 -db memory:// -bind off -pport -1",
 		"kitenats -clusterName=rocksdb_dev -configPath=./conf/cluster.toml -bind=0.0.0.0:13800 -advertise=10.0.0.5:13800",
+		"kitenats -natsTLS -adminTLS -tlsCert server.pem -tlsKey server-key.pem   # tls:// clients, https:// admin",
 	},
 }
 
 // Serve is `kitenats [serve]`: it runs the daemon until SIGINT or SIGTERM.
 // The first signal interrupts start-up (a ZooKeeper or MySQL that does not
 // answer) or shuts the daemon down in order; a second one forces exit.
+// SIGHUP reloads the daemon's TLS files (Daemon.Reload); one that arrives
+// during start-up is ignored (the files were just read).
 func Serve(args []string) error { return serve(args, os.Stdout) }
 
 func serve(args []string, out io.Writer) (err error) {
@@ -92,10 +98,38 @@ func serve(args []string, out io.Writer) (err error) {
 		}
 	}()
 
+	// SIGHUP is caught from here on (its default would end the process);
+	// it reloads once the daemon exists. The goroutine is stopped and
+	// waited for before serve returns.
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	var running atomic.Pointer[daemon.Daemon]
+	hupDone, reloaded := make(chan struct{}), make(chan struct{})
+	defer func() { close(hupDone); <-reloaded }()
+	go func() {
+		defer close(reloaded)
+		for {
+			select {
+			case <-hups:
+				d := running.Load()
+				if d == nil {
+					log.Info("SIGHUP during start-up: ignored (the TLS files are being read now)")
+					continue
+				}
+				log.Info("SIGHUP: reloading the TLS files")
+				_ = d.Reload() // it logs what failed
+			case <-hupDone:
+				return
+			}
+		}
+	}()
+
 	d, err := daemon.New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	running.Store(d)
 	err = d.Run(ctx)
 	log.Info("kitenats stopped")
 	return err
