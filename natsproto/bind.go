@@ -71,10 +71,7 @@ func (s *Server) handleBind(ctx context.Context, group string, body []byte) (Bin
 	if len(holders) != 1 {
 		return BindReply{}, kqerr.New(kqerr.Conflict, nil, "%d connections subscribe to %s; exactly one must", len(holders), req.Deliver)
 	}
-	if err := s.b.AddBindings(ctx, group, bs); err != nil {
-		return BindReply{}, err
-	}
-	id := s.b.Join(semantics.ConsumerSpec{
+	spec := semantics.ConsumerSpec{
 		Group:       group,
 		Key:         req.Deliver,
 		Conn:        holders[0],
@@ -82,6 +79,18 @@ func (s *Server) handleBind(ctx context.Context, group string, body []byte) (Bin
 		MaxInflight: req.MaxInflight,
 		AckWait:     req.AckWait,
 		Endpoint:    endpoint{s: s, subject: req.Deliver},
-	})
+	}
+	// A consumer the limits refuse is refused before its bindings change
+	// anything (Join checks again, should another BIND come between).
+	if err := s.b.CanJoin(spec); err != nil {
+		return BindReply{}, err
+	}
+	if err := s.b.AddBindings(ctx, group, bs); err != nil {
+		return BindReply{}, err
+	}
+	id, err := s.b.Join(spec)
+	if err != nil {
+		return BindReply{}, err
+	}
 	return BindReply{Consumer: id}, nil
 }

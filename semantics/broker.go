@@ -106,6 +106,8 @@ type Config struct {
 	Seed uint64
 	// Logger receives lifecycle logs. Default: discard.
 	Logger *slog.Logger
+	// Limits bound bindings and consumers per group, topic and connection.
+	Limits Limits
 }
 
 // flyAttempts is the most delivery attempts of a fly message per group.
@@ -152,6 +154,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Limits.setDefaults()
 }
 
 // Validate reports a configuration the broker cannot run with.
@@ -189,9 +192,10 @@ type Broker struct {
 	closed chan struct{}   // capacity 1: wakes the closer (ConnClosed)
 	ready  chan struct{}   // closed once Run's subscriptions are in place
 
-	seq       atomic.Uint64
-	counters  counters
-	unmatched unmatchedTopics
+	seq         atomic.Uint64
+	counters    counters
+	limitCounts limitCounts
+	unmatched   unmatchedTopics
 
 	mu        sync.Mutex // guards everything below
 	rnd       *mrand.Rand

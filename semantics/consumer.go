@@ -2,6 +2,7 @@ package semantics
 
 import (
 	"sort"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -54,6 +55,10 @@ type ConsumerSpec struct {
 
 // group is one consumer group: its bindings and its live consumers.
 type group struct {
+	// bindMu orders the changes of the group's bindings by BIND
+	// (AddBindings, RemoveBinding): each reads the set, checks and keeps
+	// it, then applies it. Taken before mu, never while holding it.
+	bindMu    sync.Mutex
 	name      string
 	bindings  []registry.Binding
 	consumers []*consumer
