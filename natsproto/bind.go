@@ -50,8 +50,17 @@ func (s *Server) handleBind(ctx context.Context, group string, body []byte) (Bin
 	if req.WarmingupSec < 0 || req.MaxInflight < 0 || req.AckWait < 0 {
 		return BindReply{}, kqerr.New(kqerr.BadRequest, nil, "warmingupSec, maxInflight and ackWait must not be negative")
 	}
+	if lim := s.cfg.MaxBindingsPerRequest; lim >= 0 && len(req.Bindings) > lim {
+		s.b.CountLimit(semantics.LimitBindingsPerRequest)
+		return BindReply{}, kqerr.New(kqerr.TooLarge, nil,
+			"BIND of %d bindings, over the limit of %d per request (maxBindingsPerRequest)", len(req.Bindings), lim)
+	}
 	bs := make([]registry.Binding, 0, len(req.Bindings))
-	for _, sp := range req.Bindings {
+	for i, sp := range req.Bindings {
+		if i%512 == 511 && ctx.Err() != nil {
+			s.b.CountLimit(semantics.LimitAPIDeadline)
+			return BindReply{}, kqerr.New(kqerr.Unavailable, ctx.Err(), "out of time after checking %d of %d bindings; nothing changed", i, len(req.Bindings))
+		}
 		bd := registry.Binding{
 			GroupID: group, Topic: sp.Topic, MessageType: sp.MessageType, BindType: sp.BindType,
 			Persistent: sp.Persistent, Watermark: sp.Watermark,
