@@ -2,6 +2,7 @@ package natsproto
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -15,8 +16,9 @@ import (
 // bound.
 type Config struct {
 	// APIWorkers is how many calls are served at once (apiWorkers).
-	// Default 4. One group's calls take at most half of them (at least
-	// one), so other groups always find one free.
+	// Default 4. One group's calls take at most half of them, and half of
+	// the CPUs (GOMAXPROCS), at least one: other groups always find a
+	// worker free, and a CPU to run it.
 	APIWorkers int
 	// APIQueue bounds the calls of one group waiting for a worker
 	// (apiQueuePerGroup); one more is refused at once with 429. Default 64.
@@ -96,7 +98,7 @@ type apiCall struct {
 
 func newAPIPool(s *Server, cfg Config) *apiPool {
 	p := &apiPool{
-		s: s, maxQueue: cfg.APIQueue, maxBusy: max(1, cfg.APIWorkers/2),
+		s: s, maxQueue: cfg.APIQueue, maxBusy: laneWorkers(cfg.APIWorkers, runtime.GOMAXPROCS(0)),
 		lanes: make(map[string]*apiLane), outstanding: make(map[*apiCall]struct{}),
 	}
 	p.cond = sync.NewCond(&p.mu)
@@ -106,6 +108,10 @@ func newAPIPool(s *Server, cfg Config) *apiPool {
 	}
 	return p
 }
+
+// laneWorkers is how many of workers one group's calls may occupy on cpus
+// CPUs: half of either, at least one.
+func laneWorkers(workers, cpus int) int { return max(1, min(workers/2, cpus/2)) }
 
 // laneOf is the lane of a call on subject: the group token of
 // $KQ.API.<verb>.<G>, or the admin lane.

@@ -30,14 +30,15 @@ func (b *Broker) AddBindings(ctx context.Context, group string, bs []registry.Bi
 		return b.outOfTime(err, 0, len(bs))
 	}
 	b.mu.Lock()
-	set := append([]registry.Binding(nil), g.bindings...)
+	cur := g.bindings               // never changed in place: copied outside the lock
 	onTopic := make(map[string]int) // every group's bindings of the topics bs names
 	for _, bd := range bs {
 		if _, ok := onTopic[bd.Topic]; !ok {
-			onTopic[bd.Topic] = len(b.routes[bd.Topic])
+			onTopic[bd.Topic] = b.bindingsOn(bd.Topic)
 		}
 	}
 	b.mu.Unlock()
+	set := append([]registry.Binding(nil), cur...)
 	lim := b.cfg.Limits
 	x := registry.NewConflictIndex(set)
 	added := false
@@ -119,13 +120,26 @@ func (b *Broker) keepBindings(ctx context.Context, group string, set []registry.
 
 // SetBindings replaces the bindings of group (from AddBindings, or a
 // registry watch).
+//
+// Only the topics the group's bindings were or are on are indexed again,
+// and the bindings are compiled before the lock is taken: a group with
+// many bindings costs the other groups, and the publishes, little.
 func (b *Broker) SetBindings(group string, bs []registry.Binding) {
+	c := compileBindings(bs)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	g := b.group(group)
-	g.setBindings(bs)
+	old := g.byTopic
+	g.setBindings(c)
 	g.drained = false
-	b.rebuildRoutes()
+	for topic := range old {
+		if _, ok := c.byTopic[topic]; !ok {
+			b.replaceRoutes(topic, g) // a topic the group leaves
+		}
+	}
+	for topic := range c.byTopic {
+		b.replaceRoutes(topic, g)
+	}
 }
 
 // SetTopicBindings replaces, for one topic, the bindings of every group with
@@ -150,7 +164,7 @@ func (b *Broker) SetTopicBindings(topic string, byGroup map[string][]registry.Bi
 				keep = append(keep, bd)
 			}
 		}
-		g.setBindings(keep)
+		g.setBindings(compileBindings(keep))
 		g.drained = false
 	}
 	b.rebuildRoutes()

@@ -3,6 +3,7 @@ package semantics
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -124,4 +125,72 @@ func TestConsumerLimits(t *testing.T) {
 	st := h.stat().LimitRefusals
 	require.EqualValues(t, 1, st.ConsumersPerConn)
 	require.EqualValues(t, 2, st.ConsumersPerGroup, "Join once, CanJoin once")
+}
+
+// TestSetBindingsRoutesAsRebuilt: SetBindings indexes only the topics a
+// group was or is on; after random changes the index is what a full
+// rebuild makes, order included.
+func TestSetBindingsRoutesAsRebuilt(t *testing.T) {
+	h := newHarness(t, nil)
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
+	groups := []string{"g-a", "g-b", "g-c", "g-d"}
+	for range 300 {
+		g := groups[r.IntN(len(groups))]
+		var bs []registry.Binding
+		for range r.IntN(6) {
+			bs = append(bs, registry.Binding{GroupID: g, Topic: fmt.Sprint("t", r.IntN(4)), MessageType: fmt.Sprint("m", r.IntN(5)),
+				BindType: registry.BindType(r.IntN(3)), Persistent: r.IntN(2) == 0}.Normalize())
+		}
+		if r.IntN(5) == 0 {
+			topic := fmt.Sprint("t", r.IntN(4))
+			h.b.SetTopicBindings(topic, map[string][]registry.Binding{g: {{GroupID: g, Topic: topic, MessageType: "x"}}})
+		} else {
+			h.b.SetBindings(g, bs)
+		}
+		h.b.mu.Lock()
+		got := h.b.routes
+		h.b.rebuildRoutes()
+		want := h.b.routes
+		h.b.mu.Unlock()
+		require.Equal(t, len(want), len(got))
+		for topic, rs := range want {
+			require.Len(t, got[topic], len(rs), topic)
+			for i := range rs {
+				require.Same(t, rs[i].g, got[topic][i].g, topic)
+				require.Equal(t, rs[i].n, got[topic][i].n, topic)
+				require.Equal(t, rs[i].direct, got[topic][i].direct, topic)
+				require.Equal(t, len(rs[i].others), len(got[topic][i].others), topic)
+			}
+		}
+		// Matching is what matching each binding in turn was.
+		h.b.mu.Lock()
+		for _, topic := range []string{"t0", "t1", "t2", "t3"} {
+			for _, mt := range []string{"m0", "m1", "m2", "m3", "m4", "x", "*"} {
+				var wantGs []string
+				var wantPs []bool
+				for _, g := range groups {
+					hit, pers := false, false
+					if h.b.groups[g] == nil {
+						continue
+					}
+					for _, bd := range h.b.groups[g].bindings {
+						if registry.Compile(bd).Matches(topic, mt) {
+							hit, pers = true, pers || bd.Persistent
+						}
+					}
+					if hit {
+						wantGs, wantPs = append(wantGs, g), append(wantPs, pers)
+					}
+				}
+				gs, ps := h.b.match(topic, mt)
+				var gotGs []string
+				for _, g := range gs {
+					gotGs = append(gotGs, g.name)
+				}
+				require.Equal(t, wantGs, gotGs, "%s/%s", topic, mt)
+				require.Equal(t, wantPs, ps, "%s/%s", topic, mt)
+			}
+		}
+		h.b.mu.Unlock()
+	}
 }

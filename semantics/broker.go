@@ -268,7 +268,7 @@ func New(cfg Config, st store.Store, w Writer, keeper BindingKeeper, initial map
 	}
 	b.seq.Store(uint64(cfg.Now().UnixMicro()))
 	for g, bs := range initial {
-		b.group(g).setBindings(bs)
+		b.group(g).setBindings(compileBindings(bs))
 	}
 	b.rebuildRoutes()
 	return b, nil

@@ -1,0 +1,186 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kitenats/kitenats/semantics"
+)
+
+// bindBody is a BIND of deliver with n distinct direct bindings, from
+// messageType "type-<from>" on, over 10 topics (about 80 bytes each).
+func bindBody(deliver string, from, n int) []byte {
+	var b strings.Builder
+	b.WriteString(`{"deliver":"` + deliver + `","bindings":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"topic":"t%d","messageType":"type-%d","bindType":"direct","persistent":true}`, (from+i)%10, from+i)
+	}
+	b.WriteString(`]}`)
+	return []byte(b.String())
+}
+
+// deliverer connects as group with a deliver subscription and returns the
+// connection and the subject.
+func deliverer(t *testing.T, url, group string) (*nats.Conn, string) {
+	t.Helper()
+	nc := connect(t, url, nats.UserInfo(group, ""))
+	deliver := "$KQ.DLV." + group + "." + nats.NewInbox()[len("_INBOX."):]
+	_, err := nc.Subscribe(deliver, func(*nats.Msg) {})
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+	return nc, deliver
+}
+
+// p99 is the 99th percentile of ds (the largest of fewer than 100).
+func p99(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*99/100)]
+}
+
+// TestE2EBindFloodLeavesOthersServed is issue #16 item 5's acceptance
+// test: while one group floods BIND (concurrent requests of 10,000
+// bindings each, and bursts past its queue), another group's BIND and STAT
+// answer within 100 ms at p99. Before the API pool every call waited for
+// the flood's BINDs, served one at a time on one subscription, each
+// quadratic in the group's bindings: they timed out.
+func TestE2EBindFloodLeavesOthersServed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("floods for seconds")
+	}
+	url := startBroker(t, nil)
+	const (
+		flooders   = 6
+		floodFor   = 4 * time.Second
+		perRequest = 10000
+		bursts     = 150
+	)
+	var next atomic.Int64 // the next binding number
+	var sent, refused, answered atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range flooders {
+		nc, deliver := deliverer(t, url, "s-flood")
+		// The bodies are made first, so that making them does not compete
+		// with the broker for the CPU; distinct bindings in each.
+		var bodies [][]byte
+		for range 3 {
+			bodies = append(bodies, bindBody(deliver, int(next.Add(perRequest)), perRequest))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				body := bodies[i%len(bodies)]
+				sent.Add(1)
+				msg, err := nc.Request("$KQ.API.BIND.s-flood", body, 10*time.Second)
+				if err != nil {
+					continue
+				}
+				answered.Add(1)
+				var r apiErr
+				if json.Unmarshal(msg.Data, &r) == nil && r.Error != nil {
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	// Bursts past the group's queue, without waiting for the answers.
+	burst, burstDeliver := deliverer(t, url, "s-flood")
+	replies := make(chan *nats.Msg, bursts)
+	inbox := nats.NewInbox()
+	_, err := burst.ChanSubscribe(inbox, replies)
+	require.NoError(t, err)
+	body := bindBody(burstDeliver, 1<<30, 2000)
+	for range bursts {
+		require.NoError(t, burst.PublishRequest("$KQ.API.BIND.s-flood", inbox, body))
+	}
+	require.NoError(t, burst.Flush())
+
+	// Meanwhile another group binds and an admin reads STAT.
+	time.Sleep(300 * time.Millisecond) // the flood is under way
+	calm, deliver := deliverer(t, url, "s-calm")
+	admin := connect(t, url)
+	var bindTimes, statTimes []time.Duration
+	deadline := time.Now().Add(floodFor)
+	for i := 0; time.Now().Before(deadline); i++ {
+		start := time.Now()
+		msg, err := calm.Request("$KQ.API.BIND.s-calm", bindBody(deliver, i, 1), 5*time.Second)
+		took := time.Since(start)
+		if err != nil {
+			took = 5 * time.Second
+		} else {
+			var r struct {
+				Consumer string `json:"consumer"`
+				apiErr
+			}
+			require.NoError(t, json.Unmarshal(msg.Data, &r))
+			require.Nil(t, r.Error, string(msg.Data))
+		}
+		bindTimes = append(bindTimes, took)
+
+		start = time.Now()
+		_, err = admin.Request("$KQ.ADMIN.STAT", nil, 5*time.Second)
+		took = time.Since(start)
+		if err != nil {
+			took = 5 * time.Second
+		}
+		statTimes = append(statTimes, took)
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+
+	var st semantics.Stat
+	request(t, admin, "$KQ.ADMIN.STAT", nil, &st)
+	burstAnswers := len(replies)
+	t.Logf("flood: %d BINDs of %d bindings sent, %d answered, %d refused; burst of %d: %d answered so far; limit refusals %+v",
+		sent.Load(), perRequest, answered.Load(), refused.Load(), bursts, burstAnswers, st.LimitRefusals)
+	t.Logf("s-calm BIND: %d calls, p50 %s, p99 %s, max %s", len(bindTimes), bindTimes[len(bindTimes)/2], p99(bindTimes), slices.Max(bindTimes))
+	t.Logf("STAT: %d calls, p50 %s, p99 %s, max %s", len(statTimes), statTimes[len(statTimes)/2], p99(statTimes), slices.Max(statTimes))
+	require.Less(t, p99(bindTimes), 100*time.Millisecond, "another group's BIND during the flood")
+	require.Less(t, p99(statTimes), 100*time.Millisecond, "STAT during the flood")
+	require.Positive(t, st.LimitRefusals.APIQueue, "the burst went past the group's queue: 429s")
+	require.Positive(t, st.LimitRefusals.BindingsPerGroup, "the flood reached the group's binding limit")
+	require.LessOrEqual(t, len(stBindings(t, admin, "s-flood")), semantics.DefaultBindingsPerGroup)
+}
+
+// stBindings is group's bindings as BINDINGS.LIST pages them.
+func stBindings(t *testing.T, admin *nats.Conn, group string) []json.RawMessage {
+	t.Helper()
+	var all []json.RawMessage
+	for off := 0; ; off += 1000 {
+		var p struct {
+			Total int `json:"total"`
+			Items []struct {
+				Group string `json:"groupId"`
+			} `json:"items"`
+		}
+		request(t, admin, "$KQ.ADMIN.BINDINGS.LIST", map[string]int{"offset": off, "limit": 1000}, &p)
+		for _, it := range p.Items {
+			if it.Group == group {
+				all = append(all, json.RawMessage(`{}`))
+			}
+		}
+		if off+1000 >= p.Total {
+			return all
+		}
+	}
+}
