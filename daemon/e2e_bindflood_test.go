@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kitenats/kitenats/config"
 	"github.com/kitenats/kitenats/semantics"
 )
 
@@ -183,4 +184,82 @@ func stBindings(t *testing.T, admin *nats.Conn, group string) []json.RawMessage 
 			return all
 		}
 	}
+}
+
+// TestE2EBigBindIsNearLinear is issue #16's reproduction: one BIND of
+// 20,000 distinct bindings took 7.9 s, one of 45,000 ran 42 s and failed.
+// With the limits raised to let them in, each takes well under a second
+// (the conflict check is indexed).
+func TestE2EBigBindIsNearLinear(t *testing.T) {
+	url := startBroker(t, func(c *config.Config) {
+		c.MaxBindingsPerRequest, c.MaxRequestBytes = 50000, 4<<20
+	})
+	for _, n := range []int{20000, 45000} {
+		group := fmt.Sprint("s-big-", n)
+		nc, deliver := deliverer(t, url, group)
+		start := time.Now()
+		msg, err := nc.Request("$KQ.API.BIND."+group, bindBody(deliver, 0, n), 60*time.Second)
+		took := time.Since(start)
+		require.NoError(t, err)
+		var r struct {
+			Consumer string `json:"consumer"`
+			apiErr
+		}
+		require.NoError(t, json.Unmarshal(msg.Data, &r))
+		require.Nil(t, r.Error, string(msg.Data))
+		t.Logf("one BIND of %d distinct bindings: %s", n, took)
+		require.Less(t, took, 5*time.Second)
+	}
+}
+
+// TestE2EBindLimits: over the request size, the bindings per request or
+// the consumers per connection a BIND is refused with the code of §8 and a
+// description naming the limit; STAT counts each.
+func TestE2EBindLimits(t *testing.T) {
+	url := startBroker(t, func(c *config.Config) {
+		c.MaxRequestBytes, c.MaxBindingsPerRequest, c.MaxConsumersPerConnection = 64<<10, 100, 2
+	})
+	nc := connect(t, url, nats.UserInfo("s-lim", ""))
+	var subjects []string
+	for i := range 3 {
+		deliver := fmt.Sprint("$KQ.DLV.s-lim.d", i)
+		_, err := nc.Subscribe(deliver, func(*nats.Msg) {})
+		require.NoError(t, err)
+		subjects = append(subjects, deliver)
+	}
+	require.NoError(t, nc.Flush())
+	call := func(body []byte) (int, string) {
+		t.Helper()
+		msg, err := nc.Request("$KQ.API.BIND.s-lim", body, 5*time.Second)
+		require.NoError(t, err)
+		var r struct {
+			Error *struct {
+				Code        int    `json:"code"`
+				Description string `json:"description"`
+			} `json:"error"`
+		}
+		require.NoError(t, json.Unmarshal(msg.Data, &r), string(msg.Data))
+		if r.Error == nil {
+			return 0, ""
+		}
+		return r.Error.Code, r.Error.Description
+	}
+	code, desc := call(bindBody(subjects[0], 0, 1000)) // ~80 KB
+	require.Equal(t, 413, code)
+	require.Contains(t, desc, "maxRequestBytes")
+	code, desc = call(bindBody(subjects[0], 0, 101))
+	require.Equal(t, 413, code)
+	require.Contains(t, desc, "maxBindingsPerRequest")
+	for _, s := range subjects[:2] {
+		code, desc = call(bindBody(s, 0, 100))
+		require.Zero(t, code, desc)
+	}
+	code, desc = call(bindBody(subjects[2], 100, 1))
+	require.Equal(t, 429, code)
+	require.Contains(t, desc, "maxConsumersPerConnection")
+
+	var st semantics.Stat
+	request(t, connect(t, url), "$KQ.ADMIN.STAT", nil, &st)
+	require.Equal(t, semantics.LimitStat{RequestBytes: 1, BindingsPerRequest: 1, ConsumersPerConn: 1}, st.LimitRefusals)
+	require.Len(t, stBindings(t, connect(t, url), "s-lim"), 100, "the refused BIND added nothing")
 }
