@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -13,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kitenats/kitenats/compat/compattest"
+	"github.com/kitenats/kitenats/compat/wire"
 	"github.com/kitenats/kitenats/config"
 	"github.com/kitenats/kitenats/semantics"
 )
@@ -262,4 +265,39 @@ func TestE2EBindLimits(t *testing.T) {
 	request(t, connect(t, url), "$KQ.ADMIN.STAT", nil, &st)
 	require.Equal(t, semantics.LimitStat{RequestBytes: 1, BindingsPerRequest: 1, ConsumersPerConn: 1}, st.LimitRefusals)
 	require.Len(t, stBindings(t, connect(t, url), "s-lim"), 100, "the refused BIND added nothing")
+}
+
+// TestE2EKiteQJoinOverConsumerLimit: a KiteQ connection past
+// maxConsumersPerGroup (NATS consumers counted too) still completes its
+// handshake and publishes (kiteq-client-go would give up on the broker for
+// good on a refused ConnMeta), but gets no deliveries; it is counted.
+func TestE2EKiteQJoinOverConsumerLimit(t *testing.T) {
+	k := startKiteQ(t, func(c *config.Config) { c.MaxConsumersPerGroup = 1 })
+	_, ch := consume(t, k.url, "s-mixed", `{"topic":"trade","messageType":"pay","persistent":true}`, "")
+	c := kiteqClient(t, k.kiteq, "s-mixed", 0) // the handshake succeeds (MustHandshake)
+	ack := c.ExpectStoreAck(c.Publish(wire.CmdBytesMessage, compattest.Header(compattest.NewID(), "trade", "pay", "s-mixed"), []byte("x")))
+	require.True(t, ack.GetStatus(), ack.GetFeedback())
+	require.Equal(t, "x", string(recv(t, ch).Data), "the NATS consumer, the group's one, gets it")
+	st, err := k.d.broker.Stat(context.Background())
+	require.NoError(t, err)
+	require.Len(t, st.Consumers, 1)
+	require.EqualValues(t, 1, st.LimitRefusals.ConsumersPerGroup)
+}
+
+// TestLimitMetrics: /metrics has STAT's limit refusals, one sample per
+// limit.
+func TestLimitMetrics(t *testing.T) {
+	ms := statMetrics(&semantics.Stat{LimitRefusals: semantics.LimitStat{BindingsPerGroup: 3, APIQueue: 7}}, 1)
+	var got map[string]float64
+	for _, m := range ms {
+		if m.Name == "kitenats_limit_refusals_total" {
+			require.True(t, m.Counter)
+			got = map[string]float64{}
+			for _, s := range m.Samples {
+				got[s.Labels[0].Value] = s.Value
+			}
+		}
+	}
+	require.Equal(t, map[string]float64{"bindingsPerRequest": 0, "bindingsPerGroup": 3, "bindingsPerTopic": 0, "consumersPerGroup": 0,
+		"consumersPerConnection": 0, "requestBytes": 0, "apiQueue": 7, "apiDeadline": 0}, got)
 }
