@@ -68,8 +68,8 @@ func TestAPIPoolTurnsAndLimits(t *testing.T) {
 	synced := make(chan error, 1)
 	go func() { synced <- h.s.Sync(context.Background()) }()
 	select {
-	case <-synced:
-		t.Fatal("Sync returned while calls it must wait for are queued")
+	case err := <-synced:
+		t.Fatalf("Sync returned (%v) while calls it must wait for are queued", err)
 	case <-time.After(50 * time.Millisecond):
 	}
 	release <- struct{}{}

@@ -41,7 +41,7 @@ func randomBinding(r *rand.Rand) registry.Binding {
 func TestConflictIndexEquivalence(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	r := rand.New(rand.NewPCG(seed, 16))
-	for round := range 3000 {
+	for round := range 800 {
 		var existing []registry.Binding
 		for range r.IntN(12) {
 			existing = append(existing, randomBinding(r))
