@@ -67,6 +67,7 @@ func TestE2EBindFloodLeavesOthersServed(t *testing.T) {
 	url := startBroker(t, nil)
 	const (
 		flooders   = 6
+		perFlooder = 40 // requests, at most
 		floodFor   = 4 * time.Second
 		perRequest = 10000
 		bursts     = 150
@@ -86,7 +87,7 @@ func TestE2EBindFloodLeavesOthersServed(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; ; i++ {
+			for i := range perFlooder {
 				select {
 				case <-stop:
 					return
@@ -94,7 +95,7 @@ func TestE2EBindFloodLeavesOthersServed(t *testing.T) {
 				}
 				body := bodies[i%len(bodies)]
 				sent.Add(1)
-				msg, err := nc.Request("$KQ.API.BIND.s-flood", body, 10*time.Second)
+				msg, err := nc.Request("$KQ.API.BIND.s-flood", body, 3*time.Second)
 				if err != nil {
 					continue
 				}
@@ -147,7 +148,7 @@ func TestE2EBindFloodLeavesOthersServed(t *testing.T) {
 			took = 5 * time.Second
 		}
 		statTimes = append(statTimes, took)
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	close(stop)
 	wg.Wait()

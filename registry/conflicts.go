@@ -1,14 +1,13 @@
 package registry
 
-import "strings"
-
 // ConflictIndex answers Conflict for a set of bindings that grows, in time
 // near-linear in what is added: Conflict looks at the whole set for every
 // new binding, which made one BIND of 20,000 bindings take seconds (issue
 // #16). Its answers are Conflict's exactly, error text included: it finds
 // the same first conflicting binding, by position in the set.
 //
-// It is not safe for concurrent use.
+// It keeps the bindings it is given (their strings included): it is meant
+// to live as long as one check of a set. It is not safe for concurrent use.
 type ConflictIndex struct {
 	all   []Binding
 	same  map[Binding]struct{}      // every binding, version cleared (Same)
@@ -33,7 +32,8 @@ type conflictLane struct {
 // NewConflictIndex indexes existing (which may hold other groups' bindings:
 // they count for Same only, as in Conflict).
 func NewConflictIndex(existing []Binding) *ConflictIndex {
-	x := &ConflictIndex{same: make(map[Binding]struct{}, len(existing)), lanes: make(map[laneKey]*conflictLane)}
+	x := &ConflictIndex{all: make([]Binding, 0, len(existing)), same: make(map[Binding]struct{}, len(existing)),
+		lanes: make(map[laneKey]*conflictLane)}
 	for _, e := range existing {
 		x.Add(e)
 	}
@@ -43,11 +43,17 @@ func NewConflictIndex(existing []Binding) *ConflictIndex {
 // Len is the number of bindings indexed.
 func (x *ConflictIndex) Len() int { return len(x.all) }
 
+// Bindings returns the set: the existing bindings, then those added, in
+// order. The caller must not modify it.
+func (x *ConflictIndex) Bindings() []Binding { return x.all }
+
 // Add adds b to the set (whether or not Conflict would accept it).
 func (x *ConflictIndex) Add(b Binding) {
 	pos := len(x.all)
 	x.all = append(x.all, b)
-	x.same[sameKey(b)] = struct{}{}
+	sk := b
+	sk.Version = ""
+	x.same[sk] = struct{}{}
 	k := laneKey{b.Topic, b.GroupID}
 	l := x.lanes[k]
 	if l == nil {
@@ -70,15 +76,6 @@ func (x *ConflictIndex) Add(b Binding) {
 		}
 		l.others = append(l.others, pos)
 	}
-}
-
-// sameKey is b as Same compares it.
-func sameKey(b Binding) Binding {
-	b.Version = ""
-	// Strings are cloned so that the index keeps no large buffer (a
-	// request's JSON) alive through a substring.
-	b.GroupID, b.Topic, b.MessageType = strings.Clone(b.GroupID), strings.Clone(b.Topic), strings.Clone(b.MessageType)
-	return b
 }
 
 // Conflict is Conflict(set, b) for the set indexed so far.

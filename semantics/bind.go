@@ -38,9 +38,8 @@ func (b *Broker) AddBindings(ctx context.Context, group string, bs []registry.Bi
 		}
 	}
 	b.mu.Unlock()
-	set := append([]registry.Binding(nil), cur...)
 	lim := b.cfg.Limits
-	x := registry.NewConflictIndex(set)
+	x := registry.NewConflictIndex(cur)
 	added := false
 	for i, bd := range bs {
 		if i%deadlineEvery == deadlineEvery-1 {
@@ -56,9 +55,8 @@ func (b *Broker) AddBindings(ctx context.Context, group string, bs []registry.Bi
 			continue
 		}
 		x.Add(bd)
-		set = append(set, bd)
 		added = true
-		if over(len(set), lim.BindingsPerGroup) {
+		if over(x.Len(), lim.BindingsPerGroup) {
 			return b.refuse(LimitBindingsPerGroup, kqerr.Conflict,
 				"%s would have more than %d bindings, the limit of bindings per group (maxBindingsPerGroup)", group, lim.BindingsPerGroup)
 		}
@@ -74,7 +72,7 @@ func (b *Broker) AddBindings(ctx context.Context, group string, bs []registry.Bi
 	if err := ctx.Err(); err != nil {
 		return b.outOfTime(err, len(bs), len(bs))
 	}
-	return b.keepBindings(ctx, group, set)
+	return b.keepBindings(ctx, group, x.Bindings())
 }
 
 // outOfTime is the refusal of a change of bindings whose call ran out of
