@@ -32,17 +32,27 @@ type Config struct {
 	MaxPayload  int           // bytes, default 4 MiB
 	MaxInflight int           // per consumer, default 1000
 	// Connection limits (0: the component's default, documented in README).
-	MaxConnections             int           // NATS clients at once (max_connections); default 65536
-	MaxPending                 int64         // NATS bytes buffered for one client that does not read; default 64 MiB
-	KiteQMaxConnections        int           // KiteQ connections at once; default 10000, -1 none
-	KiteQMaxConnectionsPerHost int           // KiteQ connections from one IP; default 1000, -1 none
-	DedupWindow                time.Duration // default 2 min
-	BrokerID                   string        // ack-subject token; default random per start
-	Secrets                    map[string]string
-	AdminSecret                string
-	Tx                         TxConfig
-	LogLevel                   slog.Level
-	LogPath                    string // KiteQ's -logPath: logs go to LogPath/kitenats.log; empty: stderr
+	MaxConnections             int   // NATS clients at once (max_connections); default 65536
+	MaxPending                 int64 // NATS bytes buffered for one client that does not read; default 64 MiB
+	KiteQMaxConnections        int   // KiteQ connections at once; default 10000, -1 none
+	KiteQMaxConnectionsPerHost int   // KiteQ connections from one IP; default 1000, -1 none
+	// API and binding limits (0: the component's default, documented in
+	// README; for the limits -1 is no bound).
+	APIWorkers                int           // $KQ.API calls served at once; default 4
+	APIQueuePerGroup          int           // a group's calls waiting; default 64
+	MaxRequestBytes           int           // the body of one $KQ.API call; default 1 MiB
+	MaxBindingsPerRequest     int           // default 10,000
+	MaxBindingsPerGroup       int           // default 50,000
+	MaxBindingsPerTopic       int           // default 100,000
+	MaxConsumersPerGroup      int           // both protocols; default 10,000
+	MaxConsumersPerConnection int           // NATS deliver subjects per connection; default 1,000
+	DedupWindow               time.Duration // default 2 min
+	BrokerID                  string        // ack-subject token; default random per start
+	Secrets                   map[string]string
+	AdminSecret               string
+	Tx                        TxConfig
+	LogLevel                  slog.Level
+	LogPath                   string // KiteQ's -logPath: logs go to LogPath/kitenats.log; empty: stderr
 	// MetricTopics caps the topics with their own series in /metrics'
 	// per-topic histograms (cluster.toml metricTopics); the rest are
 	// under topic="other". Default 100.
@@ -178,19 +188,28 @@ type tomlCluster struct {
 	MaxInflight  int    `toml:"maxInflight"`
 	MetricTopics int    `toml:"metricTopics"`
 	// Connection limits.
-	MaxConnections             int               `toml:"maxConnections"`
-	MaxPending                 int64             `toml:"maxPending"`
-	KiteQMaxConnections        int               `toml:"kiteqMaxConnections"`
-	KiteQMaxConnectionsPerHost int               `toml:"kiteqMaxConnectionsPerHost"`
-	DedupWindow                string            `toml:"dedupWindow"`
-	BrokerID                   string            `toml:"brokerId"`
-	Secrets                    map[string]string `toml:"secrets"`
-	AdminSecret                string            `toml:"adminSecret"`
-	RecoverPeriod              string            `toml:"recoverPeriod"`
-	TxFirstCheck               string            `toml:"txFirstCheck"`
-	TxInterval                 string            `toml:"txCheckInterval"`
-	TxMaxChecks                int               `toml:"txMaxChecks"`
-	TxFinal                    string            `toml:"txFinalAction"`
+	MaxConnections             int   `toml:"maxConnections"`
+	MaxPending                 int64 `toml:"maxPending"`
+	KiteQMaxConnections        int   `toml:"kiteqMaxConnections"`
+	KiteQMaxConnectionsPerHost int   `toml:"kiteqMaxConnectionsPerHost"`
+	// API and binding limits.
+	APIWorkers                int               `toml:"apiWorkers"`
+	APIQueuePerGroup          int               `toml:"apiQueuePerGroup"`
+	MaxRequestBytes           int               `toml:"maxRequestBytes"`
+	MaxBindingsPerRequest     int               `toml:"maxBindingsPerRequest"`
+	MaxBindingsPerGroup       int               `toml:"maxBindingsPerGroup"`
+	MaxBindingsPerTopic       int               `toml:"maxBindingsPerTopic"`
+	MaxConsumersPerGroup      int               `toml:"maxConsumersPerGroup"`
+	MaxConsumersPerConnection int               `toml:"maxConsumersPerConnection"`
+	DedupWindow               string            `toml:"dedupWindow"`
+	BrokerID                  string            `toml:"brokerId"`
+	Secrets                   map[string]string `toml:"secrets"`
+	AdminSecret               string            `toml:"adminSecret"`
+	RecoverPeriod             string            `toml:"recoverPeriod"`
+	TxFirstCheck              string            `toml:"txFirstCheck"`
+	TxInterval                string            `toml:"txCheckInterval"`
+	TxMaxChecks               int               `toml:"txMaxChecks"`
+	TxFinal                   string            `toml:"txFinalAction"`
 	// TLS.
 	TLSCert          string `toml:"tlsCert"`
 	TLSKey           string `toml:"tlsKey"`
@@ -283,6 +302,9 @@ func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
 	if md.IsDefined("clusters", cluster, "metricTopics") {
 		c.MetricTopics = cl.MetricTopics
 	}
+	c.APIWorkers, c.APIQueuePerGroup, c.MaxRequestBytes = cl.APIWorkers, cl.APIQueuePerGroup, cl.MaxRequestBytes
+	c.MaxBindingsPerRequest, c.MaxBindingsPerGroup, c.MaxBindingsPerTopic = cl.MaxBindingsPerRequest, cl.MaxBindingsPerGroup, cl.MaxBindingsPerTopic
+	c.MaxConsumersPerGroup, c.MaxConsumersPerConnection = cl.MaxConsumersPerGroup, cl.MaxConsumersPerConnection
 	if cl.DedupWindow != "" {
 		if c.DedupWindow, err = time.ParseDuration(cl.DedupWindow); err != nil {
 			return fmt.Errorf("config %s: dedupWindow: %w", path, err)
@@ -460,6 +482,26 @@ func (c Config) Validate() error {
 	}
 	if c.AcceptRate < 0 {
 		bad = append(bad, fmt.Sprintf("recievePermitsPerSecond %d: must not be negative", c.AcceptRate))
+	}
+	for _, n := range []struct {
+		key string
+		val int
+	}{{"apiWorkers", c.APIWorkers}, {"apiQueuePerGroup", c.APIQueuePerGroup}} {
+		if n.val < 0 || n.val > 1024 {
+			bad = append(bad, fmt.Sprintf("%s %d: want 1..1024 (0: the default)", n.key, n.val))
+		}
+	}
+	for _, n := range []struct {
+		key string
+		val int
+	}{
+		{"maxRequestBytes", c.MaxRequestBytes}, {"maxBindingsPerRequest", c.MaxBindingsPerRequest},
+		{"maxBindingsPerGroup", c.MaxBindingsPerGroup}, {"maxBindingsPerTopic", c.MaxBindingsPerTopic},
+		{"maxConsumersPerGroup", c.MaxConsumersPerGroup}, {"maxConsumersPerConnection", c.MaxConsumersPerConnection},
+	} {
+		if n.val < -1 {
+			bad = append(bad, fmt.Sprintf("%s %d: want a positive bound, or -1 for none (0: the default)", n.key, n.val))
+		}
 	}
 	for _, d := range []struct {
 		key string

@@ -27,6 +27,9 @@ func TestConfigKiteQClusterTOML(t *testing.T) {
 	require.Equal(t, 20000, c.AcceptRate)
 	require.Equal(t, 64, c.MaxInflight)
 	require.Equal(t, 5*time.Minute, c.DedupWindow)
+	require.Equal(t, 20000, c.MaxBindingsPerGroup)
+	require.Equal(t, 2000, c.MaxConsumersPerGroup)
+	require.Zero(t, c.MaxBindingsPerRequest, "absent: the component's default")
 	require.Equal(t, map[string]string{"s-user-profile": "123456"}, c.Secrets)
 	require.Equal(t, -1, c.AdminPort, "flags override the file")
 	require.Equal(t, "127.0.0.1:4222", c.NATS, "defaults stay where nothing says otherwise")
@@ -189,4 +192,31 @@ func TestConfigTLSErrors(t *testing.T) {
 	c := Default()
 	c.TLS.Admin.Cert = "admin.pem"
 	require.ErrorContains(t, c.Validate(), `adminTLSCert "admin.pem": adminTLS is off`)
+}
+
+// The API and binding limits are read from cluster.toml; a bad one is
+// named in the error, with what is wanted.
+func TestConfigAPILimits(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	p := filepath.Join(t.TempDir(), "limits.toml")
+	require.NoError(t, os.WriteFile(p, []byte(`[clusters.x]
+apiWorkers = 8
+apiQueuePerGroup = 16
+maxRequestBytes = 2097152
+maxBindingsPerRequest = 20000
+maxBindingsPerGroup = -1
+maxBindingsPerTopic = 200000
+maxConsumersPerGroup = 500
+maxConsumersPerConnection = 10
+`), 0o600))
+	c, err := Parse([]string{"-configPath", p, "-clusterName", "x"}, log)
+	require.NoError(t, err)
+	require.Equal(t, []int{8, 16, 2 << 20, 20000, -1, 200000, 500, 10}, []int{c.APIWorkers, c.APIQueuePerGroup, c.MaxRequestBytes,
+		c.MaxBindingsPerRequest, c.MaxBindingsPerGroup, c.MaxBindingsPerTopic, c.MaxConsumersPerGroup, c.MaxConsumersPerConnection})
+	d := Default()
+	require.NoError(t, d.Validate(), "0: the defaults")
+	d.APIWorkers, d.MaxBindingsPerTopic = -1, -2
+	err = d.Validate()
+	require.ErrorContains(t, err, "apiWorkers -1: want 1..1024")
+	require.ErrorContains(t, err, "maxBindingsPerTopic -2: want a positive bound, or -1 for none")
 }

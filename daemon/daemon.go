@@ -147,7 +147,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 		Intake:          d.nats,
 		Tap:             d.nats,
 		Observer:        observer,
-		Logger:          log.With("component", "semantics"),
+		Limits: semantics.Limits{
+			BindingsPerGroup: cfg.MaxBindingsPerGroup, BindingsPerTopic: cfg.MaxBindingsPerTopic,
+			ConsumersPerGroup: cfg.MaxConsumersPerGroup, ConsumersPerConn: cfg.MaxConsumersPerConnection,
+		},
+		Logger: log.With("component", "semantics"),
 	}, d.st, d.w, keeper, initial)
 	if err != nil {
 		return nil, err
@@ -192,7 +196,10 @@ func (d *Daemon) connectBroker() (err error) {
 		return err
 	}
 	d.tr = &natsTransport{nc: d.nc, out: d.out}
-	d.nats = natsproto.New(d.tr, d.br)
+	d.nats = natsproto.New(d.tr, d.br, natsproto.Config{
+		APIWorkers: d.cfg.APIWorkers, APIQueue: d.cfg.APIQueuePerGroup,
+		MaxBindingsPerRequest: d.cfg.MaxBindingsPerRequest, MaxRequestBytes: d.cfg.MaxRequestBytes,
+	})
 	if len(d.cfg.Secrets) > 0 {
 		d.nats.RequireGroupInboxes()
 	}

@@ -31,13 +31,14 @@ func newKiteQServer(cfg config.Config, lt *listenerTLS, b *semantics.Broker, tx 
 	if lt != nil {
 		ccfg.TLS = lt.config()
 	}
-	return compat.New(ccfg, kiteqBroker{b: b, tx: tx})
+	return compat.New(ccfg, kiteqBroker{b: b, tx: tx, log: log.With("component", "kiteq")})
 }
 
 // kiteqBroker is compat.Broker over the semantics broker.
 type kiteqBroker struct {
-	b  *semantics.Broker
-	tx *txn.Coordinator
+	b   *semantics.Broker
+	tx  *txn.Coordinator
+	log *slog.Logger
 }
 
 // ResolveTx applies a producer's TxAck on a connection of group: only to a
@@ -58,8 +59,20 @@ func (k kiteqBroker) Publish(m *store.Message, mode compat.Mode, done func(compa
 	})
 }
 
+// Join makes a KiteQ connection a consumer of its group. Past the limit of
+// consumers per group (maxConsumersPerGroup) the connection is not a
+// delivery target: its handshake still succeeds, so that it publishes and
+// answers transaction checks as before, because kiteq-client-go gives up on
+// a broker for good when its ConnMeta is refused (kiteq-protocol.md §3.1).
+// The refusal is counted (STAT's limitRefusals.consumersPerGroup) and
+// logged.
 func (k kiteqBroker) Join(group, key string, warmup time.Duration, ep compat.Endpoint) string {
-	return k.b.Join(semantics.ConsumerSpec{Group: group, Key: key, Warmup: warmup, Endpoint: kiteqEndpoint{ep}})
+	id, err := k.b.Join(semantics.ConsumerSpec{Group: group, Key: key, Warmup: warmup, Endpoint: kiteqEndpoint{ep}})
+	if err != nil {
+		k.log.Warn("KiteQ connection joined as a publisher only: it gets no deliveries", "group", group, "remote", key, "err", err)
+		return ""
+	}
+	return id
 }
 
 func (k kiteqBroker) Leave(group, consumerID string) { k.b.Leave(group, consumerID) }

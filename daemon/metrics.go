@@ -129,5 +129,18 @@ func statMetrics(st *semantics.Stat, healthy float64) []admin.Metric {
 		consumers.Samples = append(consumers.Samples, admin.Sample{Labels: l, Value: float64(byGroup[g].n)})
 		consumerInflight.Samples = append(consumerInflight.Samples, admin.Sample{Labels: l, Value: float64(byGroup[g].inflight)})
 	}
-	return append(ms, topicMessages, topicPrepared, topicUnmatched, pending, inflight, dead, consumers, consumerInflight)
+	lr := st.LimitRefusals
+	limits := admin.Metric{Name: "kitenats_limit_refusals_total", Counter: true,
+		Help: "API calls and joins refused over a limit (STAT's limitRefusals; NATS-PROTOCOL.md §8), by limit."}
+	for _, l := range []struct {
+		name string
+		v    int64
+	}{
+		{"bindingsPerRequest", lr.BindingsPerRequest}, {"bindingsPerGroup", lr.BindingsPerGroup}, {"bindingsPerTopic", lr.BindingsPerTopic},
+		{"consumersPerGroup", lr.ConsumersPerGroup}, {"consumersPerConnection", lr.ConsumersPerConn},
+		{"requestBytes", lr.RequestBytes}, {"apiQueue", lr.APIQueue}, {"apiDeadline", lr.APIDeadline},
+	} {
+		limits.Samples = append(limits.Samples, admin.Sample{Labels: []admin.Label{{Name: "limit", Value: l.name}}, Value: float64(l.v)})
+	}
+	return append(ms, topicMessages, topicPrepared, topicUnmatched, pending, inflight, dead, consumers, consumerInflight, limits)
 }

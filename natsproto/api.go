@@ -9,6 +9,7 @@ import (
 
 	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/registry"
+	"github.com/kitenats/kitenats/semantics"
 )
 
 // apiTimeout bounds the store and registry work of one API call.
@@ -17,19 +18,55 @@ const apiTimeout = 10 * time.Second
 // handleAPI serves $KQ.API.>, a group's own calls: every reply is a JSON
 // object, with an error member on failure.
 func (s *Server) handleAPI(msg *Msg) {
-	s.serveCall(msg, APIPrefix, s.api)
+	s.takeCall(msg, APIPrefix, s.api)
 }
 
 // handleAdmin serves $KQ.ADMIN.>, the admin calls.
 func (s *Server) handleAdmin(msg *Msg) {
-	s.serveCall(msg, AdminPrefix, s.admin)
+	s.takeCall(msg, AdminPrefix, s.admin)
 }
 
-// serveCall answers one call with route's reply, or its error.
-func (s *Server) serveCall(msg *Msg, prefix string, route func(context.Context, string, []byte) ([]byte, error)) {
-	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+// takeCall refuses a call over the request size limit at once, and hands
+// the others to the API pool; without one (the tests' harness calls the
+// handlers itself) it serves the call at once.
+func (s *Server) takeCall(msg *Msg, prefix string, route func(context.Context, string, []byte) ([]byte, error)) {
+	if lim := s.cfg.MaxRequestBytes; lim >= 0 && len(msg.Data) > lim {
+		s.b.CountLimit(semantics.LimitRequestBytes)
+		s.refuseCall(msg, kqerr.New(kqerr.TooLarge, nil,
+			"request of %d bytes, over the limit of %d bytes (maxRequestBytes)", len(msg.Data), lim))
+		return
+	}
+	s.mu.Lock()
+	pool := s.pool
+	s.mu.Unlock()
+	if pool == nil {
+		s.serveCall(msg, prefix, route, time.Now())
+		return
+	}
+	pool.enqueue(msg, prefix, route)
+}
+
+// refuseCall answers a call with err, if it has a reply subject.
+func (s *Server) refuseCall(msg *Msg, err error) {
+	if msg.Reply != "" {
+		s.reply(msg.Reply, errorBody(err))
+	}
+}
+
+// serveCall answers one call, taken at at, with route's reply, or its
+// error. Its deadline runs from at: a call that waited past it is answered
+// 503 without being served.
+func (s *Server) serveCall(msg *Msg, prefix string, route func(context.Context, string, []byte) ([]byte, error), at time.Time) {
+	ctx, cancel := context.WithDeadline(context.Background(), at.Add(apiTimeout))
 	defer cancel()
-	body, err := route(ctx, strings.TrimPrefix(msg.Subject, prefix), msg.Data)
+	var body []byte
+	var err error
+	if ctx.Err() != nil {
+		s.b.CountLimit(semantics.LimitAPIDeadline)
+		err = kqerr.New(kqerr.Unavailable, ctx.Err(), "the call waited %s for its turn: not served; try again", apiTimeout)
+	} else {
+		body, err = route(ctx, strings.TrimPrefix(msg.Subject, prefix), msg.Data)
+	}
 	if msg.Reply == "" {
 		return
 	}

@@ -40,7 +40,7 @@ func BenchmarkPublishPath(b *testing.B) {
 	tr := &nopTransport{}
 	st := memory.New(memory.Config{})
 	w := store.NewBatcher(st, store.BatcherConfig{})
-	s := New(tr, fakeLocator{dlv: {1}})
+	s := New(tr, fakeLocator{dlv: {1}}, Config{})
 	br, err := semantics.New(semantics.Config{BrokerID: "b1", Seed: 1, MaxInflight: 1 << 20, Intake: s, Tap: s}, st, w, &fakeKeeper{}, nil)
 	if err != nil {
 		b.Fatal(err)

@@ -50,8 +50,17 @@ func (s *Server) handleBind(ctx context.Context, group string, body []byte) (Bin
 	if req.WarmingupSec < 0 || req.MaxInflight < 0 || req.AckWait < 0 {
 		return BindReply{}, kqerr.New(kqerr.BadRequest, nil, "warmingupSec, maxInflight and ackWait must not be negative")
 	}
+	if lim := s.cfg.MaxBindingsPerRequest; lim >= 0 && len(req.Bindings) > lim {
+		s.b.CountLimit(semantics.LimitBindingsPerRequest)
+		return BindReply{}, kqerr.New(kqerr.TooLarge, nil,
+			"BIND of %d bindings, over the limit of %d per request (maxBindingsPerRequest)", len(req.Bindings), lim)
+	}
 	bs := make([]registry.Binding, 0, len(req.Bindings))
-	for _, sp := range req.Bindings {
+	for i, sp := range req.Bindings {
+		if i%512 == 511 && ctx.Err() != nil {
+			s.b.CountLimit(semantics.LimitAPIDeadline)
+			return BindReply{}, kqerr.New(kqerr.Unavailable, ctx.Err(), "out of time after checking %d of %d bindings; nothing changed", i, len(req.Bindings))
+		}
 		bd := registry.Binding{
 			GroupID: group, Topic: sp.Topic, MessageType: sp.MessageType, BindType: sp.BindType,
 			Persistent: sp.Persistent, Watermark: sp.Watermark,
@@ -71,10 +80,7 @@ func (s *Server) handleBind(ctx context.Context, group string, body []byte) (Bin
 	if len(holders) != 1 {
 		return BindReply{}, kqerr.New(kqerr.Conflict, nil, "%d connections subscribe to %s; exactly one must", len(holders), req.Deliver)
 	}
-	if err := s.b.AddBindings(ctx, group, bs); err != nil {
-		return BindReply{}, err
-	}
-	id := s.b.Join(semantics.ConsumerSpec{
+	spec := semantics.ConsumerSpec{
 		Group:       group,
 		Key:         req.Deliver,
 		Conn:        holders[0],
@@ -82,6 +88,18 @@ func (s *Server) handleBind(ctx context.Context, group string, body []byte) (Bin
 		MaxInflight: req.MaxInflight,
 		AckWait:     req.AckWait,
 		Endpoint:    endpoint{s: s, subject: req.Deliver},
-	})
+	}
+	// A consumer the limits refuse is refused before its bindings change
+	// anything (Join checks again, should another BIND come between).
+	if err := s.b.CanJoin(spec); err != nil {
+		return BindReply{}, err
+	}
+	if err := s.b.AddBindings(ctx, group, bs); err != nil {
+		return BindReply{}, err
+	}
+	id, err := s.b.Join(spec)
+	if err != nil {
+		return BindReply{}, err
+	}
 	return BindReply{Consumer: id}, nil
 }

@@ -159,7 +159,7 @@ func newHarness(t *testing.T, mod func(*semantics.Config)) *harness {
 func newHarnessOver(t *testing.T, mod func(*semantics.Config), wrap func(store.Store) store.Store) *harness {
 	t.Helper()
 	h := &harness{t: t, clk: &fakeClock{t: t0}, tr: &fakeTransport{}, loc: fakeLocator{}, keeper: &fakeKeeper{}, st: memory.New(memory.Config{})}
-	h.s = New(h.tr, h.loc)
+	h.s = New(h.tr, h.loc, Config{})
 	cfg := semantics.Config{BrokerID: "b1", Now: h.clk.Now, Seed: 7, Intake: h.s, Tap: h.s}
 	if mod != nil {
 		mod(&cfg)

@@ -32,7 +32,8 @@ type Transport interface {
 	// slices: the adapter reuses them for the next message.
 	Publish(m *Msg) error
 	// Subscribe calls fn for every message on subject (with queue group
-	// queue when not empty), one at a time, until stop is called.
+	// queue when not empty), one at a time, until stop is called. fn owns
+	// the message it is given: it may keep it and its slices.
 	Subscribe(subject, queue string, fn func(*Msg)) (stop func() error, err error)
 	// Flush returns once the server has processed everything sent so far
 	// (subscriptions included).
@@ -66,6 +67,7 @@ type Locator interface {
 type Server struct {
 	tr  Transport
 	loc Locator
+	cfg Config
 
 	// Set by Start, before the subscriptions that use them exist.
 	b        *semantics.Broker
@@ -78,6 +80,7 @@ type Server struct {
 	mu      sync.Mutex
 	stopPub func() error // nil once stopped
 	stops   []func() error
+	pool    *apiPool // serves API calls between Start and Stop; nil otherwise
 
 	groupInboxes atomic.Bool // RequireGroupInboxes
 
@@ -98,50 +101,67 @@ var (
 )
 
 // New builds the adapter over the broker's connection tr and the server's
-// subscription lookup loc. It starts nothing: pass it to the broker as its
-// Config.Intake and Config.Tap; the broker's Run starts it.
-func New(tr Transport, loc Locator) *Server {
-	return &Server{tr: tr, loc: loc, log: slog.New(slog.DiscardHandler)}
+// subscription lookup loc, serving API calls as cfg says. It starts
+// nothing: pass it to the broker as its Config.Intake and Config.Tap; the
+// broker's Run starts it.
+func New(tr Transport, loc Locator, cfg Config) *Server {
+	cfg.setDefaults()
+	return &Server{tr: tr, loc: loc, cfg: cfg, log: slog.New(slog.DiscardHandler)}
 }
 
 // Start takes acks, API calls and publishes for b from now on: it
 // subscribes and flushes, so that what clients send after Start returned
 // reaches b.
-func (s *Server) Start(b *semantics.Broker) error {
+func (s *Server) Start(b *semantics.Broker) (err error) {
 	s.attach(b)
-	stopAcks, err := s.tr.Subscribe("$KQ.ACK.*."+s.id+".*.*", "", s.handleAck)
-	if err != nil {
-		return fmt.Errorf("natsproto: subscribe acks: %w", err)
-	}
-	stopAPI, err := s.tr.Subscribe(APIPrefix+">", "kq", s.handleAPI)
-	if err != nil {
-		_ = stopAcks()
-		return fmt.Errorf("natsproto: subscribe api: %w", err)
-	}
-	stopAdmin, err := s.tr.Subscribe(AdminPrefix+">", "kq", s.handleAdmin)
-	if err != nil {
-		_ = stopAPI()
-		_ = stopAcks()
-		return fmt.Errorf("natsproto: subscribe admin api: %w", err)
-	}
-	stopPub, err := s.tr.Subscribe(SubjectPrefix+".>", "kq", s.handlePublish)
-	if err != nil {
-		_ = stopAdmin()
-		_ = stopAPI()
-		_ = stopAcks()
-		return fmt.Errorf("natsproto: subscribe publishes: %w", err)
+	// The API pool's workers run from before the API subscriptions exist
+	// until after they ended (Stop).
+	pool := newAPIPool(s, s.cfg)
+	s.mu.Lock()
+	s.pool = pool
+	s.mu.Unlock()
+	var stops []func() error
+	defer func() {
+		if err != nil {
+			for i := len(stops) - 1; i >= 0; i-- {
+				_ = stops[i]()
+			}
+			s.stopPool()
+		}
+	}()
+	for _, sub := range []struct {
+		what, subject, queue string
+		fn                   func(*Msg)
+	}{
+		{"acks", "$KQ.ACK.*." + s.id + ".*.*", "", s.handleAck},
+		{"api", APIPrefix + ">", "kq", s.handleAPI},
+		{"admin api", AdminPrefix + ">", "kq", s.handleAdmin},
+		{"publishes", SubjectPrefix + ".>", "kq", s.handlePublish},
+	} {
+		stop, err := s.tr.Subscribe(sub.subject, sub.queue, sub.fn)
+		if err != nil {
+			return fmt.Errorf("natsproto: subscribe %s: %w", sub.what, err)
+		}
+		stops = append(stops, stop)
 	}
 	if err := s.tr.Flush(); err != nil {
-		_ = stopPub()
-		_ = stopAdmin()
-		_ = stopAPI()
-		_ = stopAcks()
 		return fmt.Errorf("natsproto: flush subscriptions: %w", err)
 	}
 	s.mu.Lock()
-	s.stopPub, s.stops = stopPub, []func() error{stopAdmin, stopAPI, stopAcks}
+	s.stopPub, s.stops = stops[3], []func() error{stops[2], stops[1], stops[0]}
 	s.mu.Unlock()
 	return nil
+}
+
+// stopPool stops the API pool, if it runs: what waits in it gets 503.
+func (s *Server) stopPool() {
+	s.mu.Lock()
+	pool := s.pool
+	s.pool = nil
+	s.mu.Unlock()
+	if pool != nil {
+		pool.stop()
+	}
 }
 
 // attach reads what the handlers need from b (Start; the tests' harness,
@@ -174,11 +194,25 @@ func (s *Server) Stop() {
 	for _, stop := range stops {
 		_ = stop()
 	}
+	s.stopPool()
 }
 
 // Sync returns once what the server had routed to the adapter before the
-// call has been handled (Transport.Sync).
-func (s *Server) Sync(ctx context.Context) error { return s.tr.Sync(ctx) }
+// call has been handled (Transport.Sync), API calls included: a BIND the
+// API pool had taken is answered first, so that a connection's close
+// comes after the consumers that connection asked for.
+func (s *Server) Sync(ctx context.Context) error {
+	if err := s.tr.Sync(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	pool := s.pool
+	s.mu.Unlock()
+	if pool == nil {
+		return nil
+	}
+	return pool.barrier(ctx)
+}
 
 // Dropped counts what the server dropped before the adapter took it.
 func (s *Server) Dropped() int64 { return s.tr.Dropped() }

@@ -177,7 +177,6 @@ var ErrConflict = errors.New("registry: conflicting binding")
 // that the regx does not match; a direct repeated with other persistent or
 // watermark values conflicts.
 func Conflict(existing []Binding, b Binding) (dup bool, err error) {
-	nb := Compile(b)
 	for _, e := range existing {
 		if e.Topic != b.Topic {
 			continue
@@ -186,25 +185,36 @@ func Conflict(existing []Binding, b Binding) (dup bool, err error) {
 			return true, nil
 		}
 	}
+	nb := Compile(b)
 	for _, e := range existing {
 		if e.Topic != b.Topic || e.GroupID != b.GroupID {
 			continue
 		}
-		em := Compile(e)
-		switch {
-		case e.BindType == Fanout || b.BindType == Fanout:
-			return false, fmt.Errorf("%w: %s already has a %s binding on %s; a fanout stands alone", ErrConflict, b.GroupID, e.BindType, b.Topic)
-		case e.BindType == Regx && b.BindType == Regx:
-			return false, fmt.Errorf("%w: %s already has a regx binding on %s", ErrConflict, b.GroupID, b.Topic)
-		case e.BindType == Direct && b.BindType == Direct && e.MessageType == b.MessageType:
-			return false, fmt.Errorf("%w: %s already binds %s/%s with other persistent/watermark", ErrConflict, b.GroupID, b.Topic, b.MessageType)
-		case e.BindType == Regx && em.Matches(b.Topic, b.MessageType):
-			return false, fmt.Errorf("%w: %s's regx %q on %s already matches %q", ErrConflict, b.GroupID, e.MessageType, b.Topic, b.MessageType)
-		case b.BindType == Regx && nb.Matches(e.Topic, e.MessageType):
-			return false, fmt.Errorf("%w: new regx %q on %s matches %s's direct %q", ErrConflict, b.MessageType, b.Topic, b.GroupID, e.MessageType)
+		if err := conflictWith(Compile(e), nb); err != nil {
+			return false, err
 		}
 	}
 	return false, nil
+}
+
+// conflictWith is the conflict, if any, between an existing binding em of
+// a group and a new one nb of the same group on the same topic (neither
+// the same as the other).
+func conflictWith(em, nb Matcher) error {
+	e, b := em.Binding, nb.Binding
+	switch {
+	case e.BindType == Fanout || b.BindType == Fanout:
+		return fmt.Errorf("%w: %s already has a %s binding on %s; a fanout stands alone", ErrConflict, b.GroupID, e.BindType, b.Topic)
+	case e.BindType == Regx && b.BindType == Regx:
+		return fmt.Errorf("%w: %s already has a regx binding on %s", ErrConflict, b.GroupID, b.Topic)
+	case e.BindType == Direct && b.BindType == Direct && e.MessageType == b.MessageType:
+		return fmt.Errorf("%w: %s already binds %s/%s with other persistent/watermark", ErrConflict, b.GroupID, b.Topic, b.MessageType)
+	case e.BindType == Regx && em.Matches(b.Topic, b.MessageType):
+		return fmt.Errorf("%w: %s's regx %q on %s already matches %q", ErrConflict, b.GroupID, e.MessageType, b.Topic, b.MessageType)
+	case b.BindType == Regx && nb.Matches(e.Topic, e.MessageType):
+		return fmt.Errorf("%w: new regx %q on %s matches %s's direct %q", ErrConflict, b.MessageType, b.Topic, b.GroupID, e.MessageType)
+	}
+	return nil
 }
 
 // MarshalBindings returns KiteQ's JSON array form of bs.

@@ -109,6 +109,8 @@ type Config struct {
 	Seed uint64
 	// Logger receives lifecycle logs. Default: discard.
 	Logger *slog.Logger
+	// Limits bound bindings and consumers per group, topic and connection.
+	Limits Limits
 }
 
 // flyAttempts is the most delivery attempts of a fly message per group.
@@ -155,6 +157,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Limits.setDefaults()
 }
 
 // Validate reports a configuration the broker cannot run with.
@@ -192,9 +195,10 @@ type Broker struct {
 	closed chan struct{}   // capacity 1: wakes the closer (ConnClosed)
 	ready  chan struct{}   // closed once Run's subscriptions are in place
 
-	seq       atomic.Uint64
-	counters  counters
-	unmatched unmatchedTopics
+	seq         atomic.Uint64
+	counters    counters
+	limitCounts limitCounts
+	unmatched   unmatchedTopics
 
 	mu        sync.Mutex // guards everything below
 	rnd       *mrand.Rand
@@ -267,7 +271,7 @@ func New(cfg Config, st store.Store, w Writer, keeper BindingKeeper, initial map
 	}
 	b.seq.Store(uint64(cfg.Now().UnixMicro()))
 	for g, bs := range initial {
-		b.group(g).setBindings(bs)
+		b.group(g).setBindings(compileBindings(bs))
 	}
 	b.rebuildRoutes()
 	return b, nil

@@ -84,7 +84,8 @@ func TestFaultRefusingEndpointBurnsNoAttempts(t *testing.T) {
 	c, _ := h.join("s-trade", "nats", 1, 0, direct("trade", "pay", true))
 	require.True(t, h.b.Leave("s-trade", c))
 	ep := &failingEndpoint{}
-	h.b.Join(ConsumerSpec{Group: "s-trade", Key: "kiteq", Endpoint: ep})
+	_, err := h.b.Join(ConsumerSpec{Group: "s-trade", Key: "kiteq", Endpoint: ep})
+	require.NoError(t, err)
 	now := h.clk.Now()
 	m := h.message("trade", "pay", "x", now)
 	m.DeliverLimit = 3

@@ -2,6 +2,7 @@ package semantics
 
 import (
 	"sort"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -54,8 +55,14 @@ type ConsumerSpec struct {
 
 // group is one consumer group: its bindings and its live consumers.
 type group struct {
+	// bindMu orders the changes of the group's bindings by BIND
+	// (AddBindings, RemoveBinding): each reads the set, checks and keeps
+	// it, then applies it. Taken before mu, never while holding it.
+	bindMu    sync.Mutex
 	name      string
-	bindings  []registry.Binding
+	bindings  []registry.Binding // never changed in place: setBindings replaces the slice
+	byTopic   map[string]route   // the bindings compiled, per topic
+	anyPers   bool               // one of the bindings is persistent
 	consumers []*consumer
 	limiters  map[string]*rate.Limiter // topic → watermark limiter (absent: unlimited)
 	// drained is set when the store had no more due messages for the group
@@ -78,10 +85,63 @@ type consumer struct {
 	inflight    int
 }
 
-// route is one binding of one group, compiled, on a topic.
+// route is one group's bindings on one topic, compiled: directs by
+// messageType (whether one of them is persistent), the others in order.
 type route struct {
-	g *group
-	m registry.Matcher
+	g      *group
+	n      int             // bindings
+	direct map[string]bool // messageType → persistent
+	others []registry.Matcher
+}
+
+// matches reports whether r's group takes a message of messageType, and
+// whether one of its matching bindings is persistent.
+func (r *route) matches(topic, messageType string) (hit, persistent bool) {
+	persistent, hit = r.direct[messageType]
+	for _, m := range r.others {
+		if m.Matches(topic, messageType) {
+			hit = true
+			persistent = persistent || m.Persistent
+		}
+	}
+	return hit, persistent
+}
+
+// compiledBindings is a group's bindings made ready to apply (setBindings),
+// without the broker's lock.
+type compiledBindings struct {
+	bindings []registry.Binding
+	byTopic  map[string]route
+	marks    []topicMark // each topic's watermark: its first binding's
+	anyPers  bool
+}
+
+type topicMark struct {
+	topic string
+	w     int
+}
+
+// compileBindings copies and compiles bs.
+func compileBindings(bs []registry.Binding) *compiledBindings {
+	c := &compiledBindings{bindings: append([]registry.Binding(nil), bs...), byTopic: make(map[string]route)}
+	for _, bd := range c.bindings {
+		r, ok := c.byTopic[bd.Topic]
+		if !ok {
+			c.marks = append(c.marks, topicMark{bd.Topic, int(bd.Watermark)})
+		}
+		r.n++
+		if bd.BindType == registry.Direct {
+			if r.direct == nil {
+				r.direct = make(map[string]bool)
+			}
+			r.direct[bd.MessageType] = r.direct[bd.MessageType] || bd.Persistent
+		} else {
+			r.others = append(r.others, registry.Compile(bd))
+		}
+		c.byTopic[bd.Topic] = r
+		c.anyPers = c.anyPers || bd.Persistent
+	}
+	return c
 }
 
 // group returns the group named name, creating it.
@@ -95,26 +155,28 @@ func (b *Broker) group(name string) *group {
 	return g
 }
 
-// setBindings replaces g's bindings and refreshes its watermark limiters.
-func (g *group) setBindings(bs []registry.Binding) {
-	g.bindings = append([]registry.Binding(nil), bs...)
-	seen := make(map[string]bool)
-	for _, bd := range g.bindings {
-		if seen[bd.Topic] {
-			continue // the first binding of a topic sets its watermark
-		}
-		seen[bd.Topic] = true
-		w := int(bd.Watermark)
-		l := g.limiters[bd.Topic]
+// setBindings replaces g's bindings (see compileBindings) and refreshes
+// its watermark limiters. The routes are the caller's to update
+// (replaceRoutes, rebuildRoutes).
+// caller must hold b.mu (or own b exclusively, as New does)
+func (g *group) setBindings(c *compiledBindings) {
+	g.bindings, g.anyPers = c.bindings, c.anyPers
+	g.byTopic = make(map[string]route, len(c.byTopic))
+	for t, r := range c.byTopic {
+		r.g = g
+		g.byTopic[t] = r
+	}
+	for _, m := range c.marks {
+		l := g.limiters[m.topic]
 		switch {
-		case w <= 0:
-			delete(g.limiters, bd.Topic)
-		case l == nil || int(l.Limit()) != w:
-			g.limiters[bd.Topic] = rate.NewLimiter(rate.Limit(w), max(1, w/2))
+		case m.w <= 0:
+			delete(g.limiters, m.topic)
+		case l == nil || int(l.Limit()) != m.w:
+			g.limiters[m.topic] = rate.NewLimiter(rate.Limit(m.w), max(1, m.w/2))
 		}
 	}
 	for t := range g.limiters {
-		if !seen[t] {
+		if _, ok := c.byTopic[t]; !ok {
 			delete(g.limiters, t)
 		}
 	}
@@ -132,11 +194,49 @@ func (b *Broker) rebuildRoutes() {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		g := b.groups[n]
-		for _, bd := range g.bindings {
-			b.routes[bd.Topic] = append(b.routes[bd.Topic], route{g: g, m: registry.Compile(bd)})
+		for t, r := range b.groups[n].byTopic {
+			b.routes[t] = append(b.routes[t], r)
 		}
 	}
+}
+
+// replaceRoutes puts g's route on topic (none if it has no bindings there)
+// where rebuildRoutes would (groups in name order), and forgets the
+// topic's matches.
+// caller must hold b.mu
+func (b *Broker) replaceRoutes(topic string, g *group) {
+	old := b.routes[topic]
+	r, ok := g.byTopic[topic]
+	out := make([]route, 0, len(old)+1)
+	for _, o := range old {
+		if o.g == g {
+			continue
+		}
+		if ok && o.g.name > g.name {
+			out = append(out, r)
+			ok = false
+		}
+		out = append(out, o)
+	}
+	if ok {
+		out = append(out, r)
+	}
+	if len(out) == 0 {
+		delete(b.routes, topic)
+	} else {
+		b.routes[topic] = out
+	}
+	delete(b.matches, topic)
+}
+
+// bindingsOn is how many bindings every group has on topic.
+// caller must hold b.mu
+func (b *Broker) bindingsOn(topic string) int {
+	n := 0
+	for _, r := range b.routes[topic] {
+		n += r.n
+	}
+	return n
 }
 
 // match is what matching found for one (topic, messageType).
@@ -181,18 +281,12 @@ func (b *Broker) matching(topic, messageType string) ([]*group, []bool) {
 func (b *Broker) match(topic, messageType string) ([]*group, []bool) {
 	var gs []*group
 	var persistent []bool
-	for _, r := range b.routes[topic] {
-		if !r.m.Matches(topic, messageType) {
-			continue
-		}
-		i := 0
-		for ; i < len(gs) && gs[i] != r.g; i++ {
-		}
-		if i == len(gs) {
+	for i := range b.routes[topic] {
+		r := &b.routes[topic][i]
+		if hit, p := r.matches(topic, messageType); hit {
 			gs = append(gs, r.g)
-			persistent = append(persistent, false)
+			persistent = append(persistent, p)
 		}
-		persistent[i] = persistent[i] || r.m.Persistent
 	}
 	return gs, persistent
 }

@@ -57,8 +57,10 @@ func TestDeadLetterReplayAndDelete(t *testing.T) {
 // warmup ramp's rate now.
 func TestStatConsumerWarmup(t *testing.T) {
 	h := newHarness(t, nil)
-	id := h.b.Join(ConsumerSpec{Group: "s-trade", Key: "w", Conn: 1, Warmup: 100 * time.Second, Endpoint: &recorder{}})
-	cold := h.b.Join(ConsumerSpec{Group: "s-trade", Key: "c", Conn: 2, Endpoint: &recorder{}})
+	id, err := h.b.Join(ConsumerSpec{Group: "s-trade", Key: "w", Conn: 1, Warmup: 100 * time.Second, Endpoint: &recorder{}})
+	require.NoError(t, err)
+	cold, err := h.b.Join(ConsumerSpec{Group: "s-trade", Key: "c", Conn: 2, Endpoint: &recorder{}})
+	require.NoError(t, err)
 	h.clk.Advance(42 * time.Second)
 	got := map[string]ConsumerStat{}
 	for _, c := range h.stat().Consumers {

@@ -167,7 +167,8 @@ func (h *harness) join(group, key string, conn uint64, maxInflight int, bindings
 	}
 	require.NoError(h.t, h.b.AddBindings(h.ctx, group, bindings))
 	r := &recorder{}
-	id := h.b.Join(ConsumerSpec{Group: group, Key: key, Conn: conn, MaxInflight: maxInflight, Endpoint: r})
+	id, err := h.b.Join(ConsumerSpec{Group: group, Key: key, Conn: conn, MaxInflight: maxInflight, Endpoint: r})
+	require.NoError(h.t, err)
 	return id, r
 }
 

@@ -149,7 +149,8 @@ func TestObserverSendFailed(t *testing.T) {
 	bd := direct("trade", "pay", true)
 	bd.GroupID = "s-trade"
 	require.NoError(t, h.b.AddBindings(h.ctx, "s-trade", []registry.Binding{bd.Normalize()}))
-	h.b.Join(ConsumerSpec{Group: "s-trade", Key: "kiteq", Endpoint: &failingEndpoint{}})
+	_, err := h.b.Join(ConsumerSpec{Group: "s-trade", Key: "kiteq", Endpoint: &failingEndpoint{}})
+	require.NoError(t, err)
 	h.publish("trade", "pay", "x")
 	es := obs.take()
 	require.Contains(t, es, obsEvent{"redelivered", RedeliverSendFailed, 0})

@@ -78,14 +78,7 @@ func (b *Broker) Tick(ctx context.Context, full bool) {
 }
 
 // persistent reports whether any binding of g is persistent.
-func (g *group) persistent() bool {
-	for _, bd := range g.bindings {
-		if bd.Persistent {
-			return true
-		}
-	}
-	return false
-}
+func (g *group) persistent() bool { return g.anyPers }
 
 // redeliver books consumers for due messages of g, in order, until none is
 // eligible or the watermark runs out. gen is b.gen when the Due read began.

@@ -53,6 +53,9 @@ type Stat struct {
 	// once under overload.
 	IntakeDropped int64 `json:"intakeDropped"`
 	WriteQueue    int   `json:"writeQueue"`
+	// LimitRefusals counts the calls refused over each limit (Limits, and
+	// the NATS adapter's own).
+	LimitRefusals LimitStat `json:"limitRefusals"`
 }
 
 // TopicStat counts the messages of one topic: the store's figures and the
@@ -103,6 +106,7 @@ func (b *Broker) Stat(ctx context.Context) (*Stat, error) {
 		Nacked: b.counters.nacked.Load(), Timeouts: b.counters.timeouts.Load(),
 		Undeliverable: b.counters.undeliverable.Load(),
 		WriteQueue:    b.w.Pending(),
+		LimitRefusals: b.limitCounts.stat(),
 	}
 	s.Topics = topicStats(st.Topics, b.unmatched.snapshot())
 	if b.cfg.Intake != nil {

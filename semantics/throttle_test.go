@@ -44,7 +44,8 @@ func TestThrottlerFullConsumerIsPassedOver(t *testing.T) {
 	h := newHarness(t, nil)
 	natsID, other := h.join("s-trade", "nats", 1, 0, direct("trade", "pay", true))
 	slow := &windowEndpoint{max: 2}
-	slowID := h.b.Join(ConsumerSpec{Group: "s-trade", Key: "kiteq", Endpoint: slow})
+	slowID, err := h.b.Join(ConsumerSpec{Group: "s-trade", Key: "kiteq", Endpoint: slow})
+	require.NoError(t, err)
 
 	for range 40 {
 		h.publish("trade", "pay", "x") // fails the test unless acked
@@ -94,7 +95,8 @@ func TestThrottlerFullGroupWaitsForAck(t *testing.T) {
 	ep := &windowEndpoint{max: 1}
 	c, _ := h.join("s-trade", "nats", 1, 0, direct("trade", "pay", true))
 	require.True(t, h.b.Leave("s-trade", c))
-	id := h.b.Join(ConsumerSpec{Group: "s-trade", Key: "kiteq", Endpoint: ep})
+	id, err := h.b.Join(ConsumerSpec{Group: "s-trade", Key: "kiteq", Endpoint: ep})
+	require.NoError(t, err)
 
 	h.publish("trade", "pay", "a")
 	h.publish("trade", "pay", "b")
