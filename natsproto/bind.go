@@ -50,6 +50,12 @@ func (s *Server) handleBind(ctx context.Context, group string, body []byte) (Bin
 	if req.WarmingupSec < 0 || req.MaxInflight < 0 || req.AckWait < 0 {
 		return BindReply{}, kqerr.New(kqerr.BadRequest, nil, "warmingupSec, maxInflight and ackWait must not be negative")
 	}
+	if maxSec := int64(semantics.MaxWarmup / time.Second); int64(req.WarmingupSec) > maxSec {
+		// Also before time.Duration(warmingupSec)*time.Second, which
+		// overflows into a negative duration (no ramp at all) past
+		// about 292 years.
+		return BindReply{}, kqerr.New(kqerr.BadRequest, nil, "warmingupSec %d: at most %d (a day)", req.WarmingupSec, maxSec)
+	}
 	if lim := s.cfg.MaxBindingsPerRequest; lim >= 0 && len(req.Bindings) > lim {
 		s.b.CountLimit(semantics.LimitBindingsPerRequest)
 		return BindReply{}, kqerr.New(kqerr.TooLarge, nil,

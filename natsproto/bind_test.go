@@ -37,6 +37,9 @@ func TestBindRefusals(t *testing.T) {
 	require.Equal(t, 400, call("s-trade", `{"deliver":"$KQ.DLV.s-other.x","bindings":`+ok+`}`), "another group's deliver subject")
 	require.Equal(t, 400, call("s-trade", `{"deliver":"$KQ.DLV.s-trade.>","bindings":`+ok+`}`), "a wildcard")
 	require.Equal(t, 400, call("s-trade", `not json`))
+	require.Equal(t, 400, call("s-trade", `{"deliver":"`+dlv+`","warmingupSec":9223372036854775807,"bindings":`+ok+`}`),
+		"a warmup past a day (MaxInt64 seconds would overflow into no ramp at all)")
+	require.Equal(t, 400, call("s-trade", `{"deliver":"`+dlv+`","warmingupSec":86401,"bindings":`+ok+`}`))
 	require.Equal(t, 400, call("s-trade", `{"deliver":"`+dlv+`","bindings":[{"topic":"trade","messageType":"(","bindType":"regx"}]}`))
 	require.Equal(t, 404, call("s-trade", `{"deliver":"`+dlv+`","bindings":[{"topic":"user","messageType":"a"}]}`))
 	require.Zero(t, call("s-trade", `{"deliver":"`+dlv+`","bindings":`+ok+`}`))

@@ -35,3 +35,18 @@ func TestAckWithoutCallback(t *testing.T) {
 	require.Equal(t, int64(1), g.Dead, "the terminated one")
 	require.Equal(t, int64(2), g.Pending, "the nak'ed one waits for its redelivery, the one in progress for its ack")
 }
+
+// A warmup longer than MaxWarmup (a KiteQ ConnMeta may say 2^31-1 s) is
+// clamped to it: STAT shows the clamped ramp.
+func TestJoinClampsWarmup(t *testing.T) {
+	h := newHarness(t, nil)
+	id, err := h.b.Join(ConsumerSpec{Group: "s-trade", Key: "w", Conn: 1, Warmup: time.Duration(1<<31-1) * time.Second, Endpoint: &recorder{}})
+	require.NoError(t, err)
+	for _, c := range h.stat().Consumers {
+		if c.ID == id {
+			require.Equal(t, int(MaxWarmup/time.Second), c.WarmingupSec)
+			return
+		}
+	}
+	t.Fatal("the consumer is not in STAT")
+}

@@ -209,7 +209,7 @@ func (b *Broker) Join(spec ConsumerSpec) (string, error) {
 		group:       g,
 		ep:          spec.Endpoint,
 		authAt:      b.cfg.Now(),
-		warmup:      spec.Warmup,
+		warmup:      min(spec.Warmup, MaxWarmup),
 		maxInflight: spec.MaxInflight,
 		ackWait:     spec.AckWait,
 	}

@@ -13,6 +13,11 @@ const (
 	MaxExpiry       = 7 * 24 * time.Hour
 )
 
+// MaxWarmup is the longest warmup ramp a consumer gets: a longer one (a
+// KiteQ ConnMeta may say up to 2^31-1 seconds) is clamped to it, and the
+// NATS BIND refuses more than MaxWarmup's seconds.
+const MaxWarmup = 24 * time.Hour
+
 // Publication is a validated publish: the message to store and how.
 type Publication struct {
 	Message *store.Message
