@@ -98,7 +98,19 @@ type Config struct {
 	MaxPending int64
 	// Routes are the route URLs of the other brokers
 	// ("nats-route://host:port"). They require ClusterPort. Default none.
+	// A URL without user info is dialled with RouteUser/RoutePassword.
 	Routes []string
+	// RouteUser and RoutePassword authenticate routes: the route listener
+	// refuses a peer that does not present them, and this server presents
+	// them when it dials a peer (nats-server's cluster authorization).
+	// Both or neither. Default none: routes are not authenticated.
+	RouteUser, RoutePassword string
+	// RouteTLS, when set, makes routes TLS only, both ways (nats-server's
+	// cluster TLSConfig): it is the listener's config and the dialler's, so
+	// it needs a certificate usable as server and client, RootCAs to verify
+	// peers and, for mutual TLS, ClientCAs with RequireAndVerifyClientCert.
+	// Default nil: plain TCP.
+	RouteTLS *tls.Config
 	// TLS, when set, makes the client listener TLS only (nats-server's
 	// TLSConfig): every TCP client does the TLS handshake after the
 	// server's INFO (nats.go does it for a tls:// URL, for nats.Secure(),
@@ -195,6 +207,9 @@ func (c Config) Validate() error {
 	if _, err := parseRoutes(c.Routes); err != nil {
 		errs = append(errs, err)
 	}
+	if (c.RouteUser == "") != (c.RoutePassword == "") {
+		errs = append(errs, errors.New("bridge: route user and route password go together"))
+	}
 	if c.TLSTimeout < 0 {
 		errs = append(errs, fmt.Errorf("bridge: TLS timeout %s is negative", c.TLSTimeout))
 	}
@@ -272,8 +287,29 @@ func (c *Config) serverOptions(auth server.Authentication) (*server.Options, err
 	opts.Cluster.Name = c.ClusterName
 	opts.Cluster.Host = c.ClusterHost
 	opts.Cluster.Port = c.ClusterPort
-	opts.Routes = routes
+	opts.Cluster.Username = c.RouteUser
+	opts.Cluster.Password = c.RoutePassword
+	if c.RouteTLS != nil {
+		opts.Cluster.TLSConfig = c.RouteTLS
+		opts.Cluster.TLSTimeout = c.TLSTimeout.Seconds()
+	}
+	opts.Routes = c.withRouteCreds(routes)
 	return opts, nil
+}
+
+// withRouteCreds gives every URL without user info RouteUser and
+// RoutePassword (nats-server dials an explicit route with the URL's user
+// info only).
+func (c *Config) withRouteCreds(urls []*url.URL) []*url.URL {
+	if c.RouteUser == "" {
+		return urls
+	}
+	for _, u := range urls {
+		if u.User == nil {
+			u.User = url.UserPassword(c.RouteUser, c.RoutePassword)
+		}
+	}
+	return urls
 }
 
 // logAdapter routes nats-server's logger into slog. It remembers the last
