@@ -44,6 +44,7 @@ type Daemon struct {
 	watch  *registry.TopicWatch // registry bindings; nil without a registry
 	adv    string               // address advertised in the registry
 	tls    *tlsSet              // the listeners' certificates; Reload re-reads them
+	cl     *cluster             // routes and peers; nil without -cluster
 
 	// metrics is what the broker's packages observe into, served by the
 	// admin HTTP; nil when -pport is -1 (nothing is observed then).
@@ -106,11 +107,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	if port == 0 {
 		bcfg.Port = -1
 	}
+	if err = clusterBridgeConfig(cfg, &bcfg); err != nil {
+		return nil, err
+	}
+	listeners := "NATS listener (-nats " + cfg.NATS + ")"
+	if cfg.Cluster.Listen != "" {
+		listeners += " or route listener (-cluster " + cfg.Cluster.Listen + ")"
+	}
 	if d.br, err = bridge.New(bcfg); err != nil {
-		return nil, fmt.Errorf("NATS listener (-nats %s): %w", cfg.NATS, err)
+		return nil, fmt.Errorf("%s: %w", listeners, err)
 	}
 	if err = d.br.Start(); err != nil {
-		return nil, fmt.Errorf("NATS listener (-nats %s): %w", cfg.NATS, err)
+		return nil, fmt.Errorf("%s: %w", listeners, err)
+	}
+	if cfg.Cluster.Listen != "" {
+		d.cl = newCluster(cfg, d.br, log)
 	}
 	if err = d.connectBroker(); err != nil {
 		return nil, err
@@ -133,6 +144,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	if err = d.newCoordinator(); err != nil {
 		return nil, err
 	}
+	var clusterStat func() *semantics.ClusterStat
+	if d.cl != nil {
+		clusterStat = d.cl.stat
+	}
 	d.broker, err = semantics.New(semantics.Config{
 		BrokerID:     cfg.BrokerID,
 		Topics:       cfg.Topics,
@@ -147,6 +162,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 		Intake:          d.nats,
 		Tap:             d.nats,
 		Observer:        observer,
+		Cluster:         clusterStat,
 		Logger:          log.With("component", "semantics"),
 	}, d.st, d.w, keeper, initial)
 	if err != nil {
@@ -249,7 +265,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	err := d.start(l)
 	if err == nil {
 		d.logListeners()
-		d.log.Info("kitenats serving", "store", redactURI(d.cfg.DB), "broker", d.broker.ID())
+		d.log.Info("kitenats serving", "name", d.cfg.BrokerName(), "store", redactURI(d.cfg.DB), "broker", d.broker.ID())
 		err = l.wait(ctx)
 	}
 	if serr := l.stop(); err == nil {
@@ -268,6 +284,9 @@ func (d *Daemon) start(l *lifecycle) error {
 		})
 	}
 	l.run("connection events", d.connectionEvents)
+	if d.cl != nil {
+		d.startCluster(l)
+	}
 	if err := l.runReady("broker", d.broker.Run, d.broker.Ready()); err != nil {
 		return err
 	}
@@ -282,6 +301,21 @@ func (d *Daemon) start(l *lifecycle) error {
 		d.advertise(l)
 	}
 	return nil
+}
+
+// startCluster adds the cluster's stages: the peers' watch, and route
+// discovery when the registry has it.
+func (d *Daemon) startCluster(l *lifecycle) {
+	l.run("cluster peers", d.cl.watchPeers)
+	if d.reg == nil {
+		return
+	}
+	reg, ok := d.reg.(routeRegistry)
+	if !ok {
+		d.log.Info("cluster: this registry does not list routes (zk:// does): routes come from -routes only", "registry", d.cfg.Registry)
+		return
+	}
+	l.run("cluster route discovery", func(ctx context.Context) error { return d.cl.discover(ctx, reg) })
 }
 
 // connectionEvents tells the broker of every NATS client that goes, so
@@ -320,6 +354,12 @@ func (d *Daemon) advertise(l *lifecycle) {
 // bound (the port obtained for :0), and says which ones are off.
 func (d *Daemon) logListeners() {
 	d.log.Info("listening: NATS clients", append([]any{"addr", d.br.Addr().String(), "url", d.br.ClientURL()}, tlsAttrs(d.tls.nats)...)...)
+	if d.cl != nil {
+		d.log.Info("listening: NATS routes", "addr", d.br.ClusterAddr().String(), "url", d.cl.url, "name", d.cl.name,
+			"cluster", d.cl.clusterName, "seeds", len(d.cfg.Cluster.Routes), "auth", d.cfg.Cluster.RouteUser != "", "tls", d.cfg.TLS.Route.On)
+	} else {
+		d.log.Info("NATS routes off (no -cluster): a broker alone", "name", d.cfg.BrokerName())
+	}
 	if d.kiteq != nil {
 		d.log.Info("listening: KiteQ TCP", append([]any{"addr", d.kiteq.Addr().String()}, tlsAttrs(d.tls.kiteq)...)...)
 	} else {
@@ -417,6 +457,19 @@ func (d *Daemon) AdminAddr() net.Addr {
 		return nil
 	}
 	return d.admin.Addr()
+}
+
+// Name is this broker's name in its cluster (-name; nats-server's server
+// name).
+func (d *Daemon) Name() string { return d.cfg.BrokerName() }
+
+// ClusterURL is this broker's route URL (nats-route://host:port, the port
+// the route listener was given for :0); "" without -cluster.
+func (d *Daemon) ClusterURL() string {
+	if d.cl == nil {
+		return ""
+	}
+	return d.cl.url
 }
 
 // BrokerID is the token of this broker's ack subjects
