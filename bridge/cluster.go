@@ -1,10 +1,8 @@
 package bridge
 
 import (
-	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,57 +72,12 @@ func (s *Server) Peers() ([]Peer, error) {
 	return peers, nil
 }
 
-// AddRoutes makes the server dial the route URLs it does not dial yet (a
-// URL without user info takes RouteUser and RoutePassword), as explicit
-// routes: each is dialled, and re-dialled whenever it goes, until Close.
-// URLs already configured are skipped, and a URL naming this server itself
-// is dropped by nats-server once it sees its own id. It is nats-server's
-// configuration reload of the routes, which adds routes and touches
-// nothing else. It needs a cluster (ClusterPort).
-func (s *Server) AddRoutes(routes []string) error {
-	urls, err := parseRoutes(routes)
-	if err != nil {
-		return err
-	}
-	s.routesMu.Lock()
-	defer s.routesMu.Unlock()
-	srv, err := s.running()
-	if err != nil {
-		return err
-	}
-	if s.cfg.ClusterPort == 0 {
-		return errors.New("bridge: add routes: no cluster listener")
-	}
-	s.mu.Lock()
-	cur := s.opts
-	s.mu.Unlock()
-	var add []*url.URL
-	for _, u := range s.cfg.withRouteCreds(urls) {
-		if !slices.ContainsFunc(cur.Routes, func(have *url.URL) bool { return sameRoute(have, u) }) &&
-			!slices.ContainsFunc(add, func(have *url.URL) bool { return sameRoute(have, u) }) {
-			add = append(add, u)
-		}
-	}
-	if len(add) == 0 {
-		return nil
-	}
-	next := cur.Clone()
-	// Clone copies the TLS configs; the reload would see them as changed.
-	next.TLSConfig, next.Cluster.TLSConfig = cur.TLSConfig, cur.Cluster.TLSConfig
-	next.Routes = append(next.Routes, add...)
-	if err := srv.ReloadOptions(next); err != nil {
-		return fmt.Errorf("bridge: add routes %v: %w", routes, err)
-	}
-	s.mu.Lock()
-	s.opts = next
-	s.mu.Unlock()
-	return nil
-}
-
-// sameRoute reports whether two route URLs dial the same host:port.
-func sameRoute(a, b *url.URL) bool {
-	return strings.EqualFold(a.Host, b.Host)
-}
+// There is no way to add a route to a running server: nats-server's
+// configuration reload (ReloadOptions, the only way) re-authorizes every
+// client, and closes every client with a user name when authentication is
+// custom, as the bridge's is (nats-server looks the user up in its own
+// user list, finds none and decides the user has gone). Routes are the
+// ones given at Start; gossip adds the peers those know of.
 
 // ClusterURL is the route URL of this server's route listener
 // ("nats-route://host:port", with the port obtained for -1); an

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 )
 
@@ -52,29 +53,46 @@ func TestBridgeRouteAuthAndPeers(t *testing.T) {
 	ps, err = plain.Peers()
 	require.NoError(t, err)
 	require.Empty(t, ps)
-	require.Error(t, plain.AddRoutes([]string{seed}))
-}
-
-// AddRoutes dials routes learnt after start (the registry's), once each.
-func TestBridgeAddRoutes(t *testing.T) {
-	auth := func(c *Config) { c.RouteUser, c.RoutePassword = "route", "pw" }
-	a := startServer(t, func(c *Config) { c.ServerName = "a"; c.ClusterPort = randomPort; auth(c) })
-	b := startServer(t, func(c *Config) { c.ServerName = "b"; c.ClusterPort = randomPort; auth(c) })
-	require.Empty(t, peerNames(t, a))
-	url := "nats-route://" + b.ClusterAddr().String()
-	require.NoError(t, a.AddRoutes([]string{url}))
-	require.NoError(t, a.AddRoutes([]string{url, url}), "already there: nothing to do")
-	waitFor(t, func() bool { return len(peerNames(t, a)) == 1 && len(peerNames(t, b)) == 1 })
-	require.Equal(t, []string{"b"}, peerNames(t, a))
-	require.Equal(t, []string{"a"}, peerNames(t, b))
-	// The client listener still works after the reload.
-	nc := dial(t, a)
-	require.NoError(t, nc.Flush())
-	require.Equal(t, "nats-route://"+b.ClusterAddr().String(), b.ClusterURL("h"))
-	require.Error(t, a.AddRoutes([]string{"::%zz"}))
+	require.Empty(t, plain.ClusterURL("h"))
+	require.Equal(t, seed, a.ClusterURL("h"))
 }
 
 func TestBridgeRouteCredsTogether(t *testing.T) {
 	require.Error(t, Config{ClusterPort: -1, RouteUser: "u"}.Validate())
 	require.NoError(t, Config{ClusterPort: -1, RouteUser: "u", RoutePassword: "p"}.Validate())
+}
+
+// RouteLocal subjects stay on their server, queue groups included; the
+// others cross the routes.
+func TestBridgeRouteLocal(t *testing.T) {
+	local := func(c *Config) { c.RouteLocal = []string{"local.>"} }
+	a := startServer(t, func(c *Config) { c.ServerName = "a"; c.ClusterPort = randomPort; local(c) })
+	b := startServer(t, func(c *Config) {
+		c.ServerName = "b"
+		c.ClusterPort = randomPort
+		c.Routes = []string{"nats-route://" + a.ClusterAddr().String()}
+		local(c)
+	})
+	waitFor(t, func() bool { return len(peerNames(t, a)) == 1 })
+	onA, onB := dial(t, a), dial(t, b)
+	_, err := onA.QueueSubscribe("local.x", "q", func(m *nats.Msg) { _ = m.Respond([]byte("a")) })
+	require.NoError(t, err)
+	_, err = onB.QueueSubscribe("local.x", "q", func(m *nats.Msg) { _ = m.Respond([]byte("b")) })
+	require.NoError(t, err)
+	_, err = onB.Subscribe("shared.x", func(m *nats.Msg) { _ = m.Respond([]byte("b")) })
+	require.NoError(t, err)
+	require.NoError(t, onA.Flush())
+	require.NoError(t, onB.Flush())
+	waitFor(t, func() bool {
+		m, err := onA.Request("shared.x", nil, 100*time.Millisecond)
+		return err == nil && string(m.Data) == "b"
+	})
+	for range 30 {
+		m, err := onA.Request("local.x", nil, time.Second)
+		require.NoError(t, err)
+		require.Equal(t, "a", string(m.Data))
+		m, err = onB.Request("local.x", nil, time.Second)
+		require.NoError(t, err)
+		require.Equal(t, "b", string(m.Data))
+	}
 }

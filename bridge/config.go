@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -111,6 +112,14 @@ type Config struct {
 	// peers and, for mutual TLS, ClientCAs with RequireAndVerifyClientCert.
 	// Default nil: plain TCP.
 	RouteTLS *tls.Config
+	// RouteLocal are subjects (wildcards allowed) kept on this server: its
+	// subscriptions on them are not offered to routes, and messages on them
+	// are not taken from routes (nats-server's cluster import and export
+	// permissions, with these as deny lists). A client's publish on one
+	// then reaches this server's subscribers only, queue groups included:
+	// nats-server picks a queue member at random across the cluster for a
+	// client's message, with no preference for a local one. Default none.
+	RouteLocal []string
 	// TLS, when set, makes the client listener TLS only (nats-server's
 	// TLSConfig): every TCP client does the TLS handshake after the
 	// server's INFO (nats.go does it for a tls:// URL, for nats.Secure(),
@@ -292,6 +301,12 @@ func (c *Config) serverOptions(auth server.Authentication) (*server.Options, err
 	if c.RouteTLS != nil {
 		opts.Cluster.TLSConfig = c.RouteTLS
 		opts.Cluster.TLSTimeout = c.TLSTimeout.Seconds()
+	}
+	if len(c.RouteLocal) > 0 {
+		opts.Cluster.Permissions = &server.RoutePermissions{
+			Import: &server.SubjectPermission{Deny: slices.Clone(c.RouteLocal)},
+			Export: &server.SubjectPermission{Deny: slices.Clone(c.RouteLocal)},
+		}
 	}
 	opts.Routes = c.withRouteCreds(routes)
 	return opts, nil

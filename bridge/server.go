@@ -47,16 +47,14 @@ type Server struct {
 	log  *slog.Logger
 	auth *authenticator
 
-	mu       sync.Mutex      // guards the fields below
-	srv      *server.Server  // nil until Start succeeds
-	opts     *server.Options // the options srv runs with (AddRoutes replaces them)
-	sysConn  *nats.Conn      // system-account conn carrying events
+	mu       sync.Mutex     // guards the fields below
+	srv      *server.Server // nil until Start succeeds
+	sysConn  *nats.Conn     // system-account conn carrying events
 	eventSub *nats.Subscription
 	conns    []*nats.Conn // made by Connect; Close closes them
 	closed   bool
 
 	closeOnce sync.Once
-	routesMu  sync.Mutex // serialises AddRoutes
 
 	// eventsMu is held by the one running Events call for its whole
 	// duration. Lock order: eventsMu before mu.
@@ -102,7 +100,7 @@ func (s *Server) Start() error {
 	if s.srv != nil {
 		return ErrStarted
 	}
-	srv, opts, err := s.startServer()
+	srv, err := s.startServer()
 	if err != nil {
 		return err
 	}
@@ -111,19 +109,19 @@ func (s *Server) Start() error {
 		stopServer(srv)
 		return err
 	}
-	s.srv, s.opts, s.sysConn, s.eventSub = srv, opts, nc, sub
+	s.srv, s.sysConn, s.eventSub = srv, nc, sub
 	return nil
 }
 
 // startServer creates, starts and waits for nats-server.
-func (s *Server) startServer() (*server.Server, *server.Options, error) {
+func (s *Server) startServer() (*server.Server, error) {
 	opts, err := s.cfg.serverOptions(s.auth)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("bridge: new nats-server: %w", err)
+		return nil, fmt.Errorf("bridge: new nats-server: %w", err)
 	}
 	logs := &logAdapter{log: s.log}
 	srv.SetLoggerV2(logs, s.log.Enabled(context.Background(), slog.LevelDebug), false, false)
@@ -133,14 +131,14 @@ func (s *Server) startServer() (*server.Server, *server.Options, error) {
 	for !srv.ReadyForConnections(readyPoll) {
 		if msg := logs.lastFatal(); msg != "" {
 			stopServer(srv)
-			return nil, nil, fmt.Errorf("bridge: nats-server failed to start: %s", msg)
+			return nil, fmt.Errorf("bridge: nats-server failed to start: %s", msg)
 		}
 		if time.Now().After(deadline) {
 			stopServer(srv)
-			return nil, nil, fmt.Errorf("bridge: nats-server not ready within %s", readyTimeout)
+			return nil, fmt.Errorf("bridge: nats-server not ready within %s", readyTimeout)
 		}
 	}
-	return srv, opts, nil
+	return srv, nil
 }
 
 func stopServer(srv *server.Server) {

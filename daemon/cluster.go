@@ -9,12 +9,14 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/kitenats/kitenats/admin"
 	"github.com/kitenats/kitenats/bridge"
 	"github.com/kitenats/kitenats/config"
+	"github.com/kitenats/kitenats/natsproto"
 	"github.com/kitenats/kitenats/semantics"
 )
 
@@ -27,6 +29,7 @@ const peerPoll = 250 * time.Millisecond
 type routeRegistry interface {
 	PublishRoute(ctx context.Context, cluster, name, url string) error
 	UnpublishRoute(ctx context.Context, cluster, name string) error
+	Routes(ctx context.Context, cluster string) (map[string]string, error)
 	WatchRoutes(ctx context.Context, cluster string) (<-chan map[string]string, error)
 }
 
@@ -45,30 +48,41 @@ type cluster struct {
 	regURL map[string]string      // name → route URL, from the registry
 }
 
-// clusterBridgeConfig fills the route part of the bridge's config.
-func clusterBridgeConfig(cfg config.Config, b *bridge.Config) error {
+// clusterBridgeConfig fills the route part of the bridge's config and
+// returns this broker's route URL ("" without -cluster). A route port 0
+// is a port free now (the URL is written in the registry before the
+// listener opens): for tests.
+func clusterBridgeConfig(cfg config.Config, b *bridge.Config) (string, error) {
 	b.ServerName = cfg.BrokerName()
 	if cfg.Cluster.Listen == "" {
-		return nil
+		return "", nil
 	}
 	host, port, err := config.SplitHostPort(cfg.Cluster.Listen)
 	if err != nil {
-		return err
-	}
-	if port == 0 {
-		port = -1 // a free port (tests)
+		return "", err
 	}
 	if host == "" {
 		host = "0.0.0.0"
 	}
+	if port == 0 {
+		if port, err = freeRoutePort(host); err != nil {
+			return "", fmt.Errorf("route listener (-cluster %s): %w", cfg.Cluster.Listen, err)
+		}
+	}
 	b.ClusterHost, b.ClusterPort, b.ClusterName = host, port, cfg.NATSClusterName()
 	b.Routes = cfg.Cluster.Routes
+	// The broker's own calls and its topics stay on the broker a client is
+	// connected to (docs/CLUSTERING.md, "Step 1"): nats-server would pick
+	// any broker's queue member at random, and a STAT, a BIND or a publish
+	// must be answered by the client's own broker until brokers share
+	// consumers.
+	b.RouteLocal = []string{natsproto.APIPrefix + ">", natsproto.AdminPrefix + ">", natsproto.SubjectPrefix + ".>"}
 	b.RouteUser, b.RoutePassword = cfg.Cluster.RouteUser, cfg.Cluster.RoutePassword
 	if files, on := cfg.TLS.Files("route"); on {
 		// Loaded once: a SIGHUP does not re-read the routes' files.
 		tc, _, err := loadTLSFiles(files, true, time.Now())
 		if err != nil {
-			return fmt.Errorf("bad config: routeTLS: %w", err)
+			return "", fmt.Errorf("bad config: routeTLS: %w", err)
 		}
 		// The same CA verifies the peers this broker dials.
 		tc.RootCAs = tc.ClientCAs
@@ -77,17 +91,58 @@ func clusterBridgeConfig(cfg config.Config, b *bridge.Config) error {
 		}
 		b.RouteTLS = tc
 	}
-	return nil
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = routeHost(cfg)
+	}
+	return "nats-route://" + net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+// freeRoutePort is a port free on host a moment ago.
+func freeRoutePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// registrySeeds writes this broker's route node in the registry, before
+// its route listener opens, and returns the routes of the brokers already
+// there, to dial as seeds. Of two brokers that start at once, the one that
+// reads second finds the other: each writes before it reads. A failure is
+// logged, not fatal: -routes and the peers that know this broker still
+// make the cluster.
+func registrySeeds(ctx context.Context, cfg config.Config, reg routeRegistry, url string, log *slog.Logger) []string {
+	name, cluster := cfg.BrokerName(), cfg.NATSClusterName()
+	if err := reg.PublishRoute(ctx, cluster, name, url); err != nil {
+		log.Error("cluster: writing the route node in the registry", "name", name, "url", url, "err", err)
+		return nil
+	}
+	routes, err := reg.Routes(ctx, cluster)
+	if err != nil {
+		log.Error("cluster: reading the routes in the registry", "cluster", cluster, "err", err)
+		return nil
+	}
+	var seeds []string
+	for n, u := range routes {
+		if n != name {
+			seeds = append(seeds, u)
+		}
+	}
+	slices.Sort(seeds)
+	log.Info("cluster: route node written in the registry", "name", name, "url", url, "cluster", cluster, "seeds", seeds)
+	return seeds
 }
 
 // newCluster is the cluster of a started bridge with a route listener.
-func newCluster(cfg config.Config, br *bridge.Server, log *slog.Logger) *cluster {
+func newCluster(cfg config.Config, br *bridge.Server, url string, log *slog.Logger) *cluster {
 	return &cluster{
 		br:          br,
 		log:         log.With("component", "cluster"),
 		name:        cfg.BrokerName(),
 		clusterName: cfg.NATSClusterName(),
-		url:         br.ClusterURL(routeHost(cfg)),
+		url:         url,
 		peers:       map[string]bridge.Peer{},
 		seen:        map[string]bool{},
 		regURL:      map[string]string{},
@@ -202,18 +257,12 @@ func (c *cluster) metrics() []admin.Metric {
 	}
 }
 
-// discover writes this broker's route node in the registry and dials
-// every route the registry lists, as they come, until ctx ends; then it
-// withdraws the node. A broker that goes stays a route (nats-server dials
-// it again until it is back): a registry node that vanishes for a while
-// must not cut a live route.
-func (c *cluster) discover(ctx context.Context, reg routeRegistry) error {
-	if err := reg.PublishRoute(ctx, c.clusterName, c.name, c.url); err != nil {
-		// Not fatal: the peers that know this broker dial it anyway.
-		c.log.Error("cluster: writing the route node in the registry", "url", c.url, "err", err)
-	} else {
-		c.log.Info("cluster: route node written in the registry", "name", c.name, "url", c.url)
-	}
+// followRegistry keeps the registry's route URLs (STAT names a peer's
+// route with them) until ctx ends, then withdraws this broker's route
+// node, so that brokers starting later do not dial it. It dials nothing:
+// a running nats-server takes no new route (bridge, "There is no way to
+// add a route"); brokers that start later dial this one.
+func (c *cluster) followRegistry(ctx context.Context, reg routeRegistry) error {
 	defer func() {
 		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -229,19 +278,6 @@ func (c *cluster) discover(ctx context.Context, reg routeRegistry) error {
 		c.mu.Lock()
 		maps.Copy(c.regURL, state)
 		c.mu.Unlock()
-		var dial []string
-		for name, url := range state {
-			if name != c.name {
-				dial = append(dial, url)
-			}
-		}
-		slices.Sort(dial)
-		if len(dial) == 0 {
-			continue
-		}
-		if err := c.br.AddRoutes(dial); err != nil {
-			c.log.Warn("cluster: dialling the registry's routes", "routes", dial, "err", err)
-		}
 	}
 	return nil
 }

@@ -79,6 +79,12 @@ func TestClusterThreeBrokersSeePeers(t *testing.T) {
 	request(t, connect(t, d1.ClientURL()), "$KQ.ADMIN.STAT", struct{}{}, &viaNATS)
 	require.NotNil(t, viaNATS.Cluster)
 	require.Len(t, viaNATS.Cluster.Peers, 2)
+	nc3 := connect(t, d3.ClientURL())
+	for range 20 { // the API's queue subscriptions prefer the local broker
+		var st semantics.Stat
+		request(t, nc3, "$KQ.ADMIN.STAT", struct{}{}, &st)
+		require.Equal(t, "b3", st.Cluster.Name)
+	}
 	resp, err := http.Get("http://" + d1.AdminAddr().String() + "/stat")
 	require.NoError(t, err)
 	var viaHTTP struct {

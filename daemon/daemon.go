@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -107,8 +108,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	if port == 0 {
 		bcfg.Port = -1
 	}
-	if err = clusterBridgeConfig(cfg, &bcfg); err != nil {
+	// The registry before the NATS server: with a cluster, the routes it
+	// lists are the server's seeds.
+	if cfg.Registry != "" {
+		if d.reg, err = openRegistry(ctx, cfg.Registry, log); err != nil {
+			return nil, err
+		}
+	}
+	routeURL, err := clusterBridgeConfig(cfg, &bcfg)
+	if err != nil {
 		return nil, err
+	}
+	if reg, ok := d.reg.(routeRegistry); ok && routeURL != "" {
+		bcfg.Routes = append(slices.Clone(bcfg.Routes), registrySeeds(ctx, cfg, reg, routeURL, log)...)
 	}
 	listeners := "NATS listener (-nats " + cfg.NATS + ")"
 	if cfg.Cluster.Listen != "" {
@@ -121,7 +133,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 		return nil, fmt.Errorf("%s: %w", listeners, err)
 	}
 	if cfg.Cluster.Listen != "" {
-		d.cl = newCluster(cfg, d.br, log)
+		d.cl = newCluster(cfg, d.br, routeURL, log)
 	}
 	if err = d.connectBroker(); err != nil {
 		return nil, err
@@ -224,9 +236,6 @@ func (d *Daemon) bindings(ctx context.Context) (semantics.BindingKeeper, map[str
 		return semantics.StoreBindings(lctx, d.st)
 	}
 	var err error
-	if d.reg, err = openRegistry(ctx, d.cfg.Registry, d.log); err != nil {
-		return nil, nil, err
-	}
 	if d.cfg.Bind != "off" {
 		if d.adv, err = advertisedAddr(d.cfg); err != nil {
 			return nil, nil, err
@@ -315,7 +324,7 @@ func (d *Daemon) startCluster(l *lifecycle) {
 		d.log.Info("cluster: this registry does not list routes (zk:// does): routes come from -routes only", "registry", d.cfg.Registry)
 		return
 	}
-	l.run("cluster route discovery", func(ctx context.Context) error { return d.cl.discover(ctx, reg) })
+	l.run("cluster registry routes", func(ctx context.Context) error { return d.cl.followRegistry(ctx, reg) })
 }
 
 // connectionEvents tells the broker of every NATS client that goes, so

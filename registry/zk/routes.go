@@ -170,3 +170,40 @@ func (r *Registry) readRoutes(path string) (map[string]string, <-chan zk.Event, 
 	}
 	return state, ch, nil
 }
+
+// Routes returns the route URLs of every broker of cluster now (name →
+// URL). A broker calls it once at start, after PublishRoute, to dial the
+// brokers already there.
+func (r *Registry) Routes(ctx context.Context, cluster string) (map[string]string, error) {
+	if err := checkName("cluster", cluster); err != nil {
+		return nil, err
+	}
+	if r.isClosed() {
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("zk: routes of %s: %w", cluster, err)
+	}
+	path := routesPath + "/" + cluster
+	names, _, err := r.conn.Children(path)
+	if errors.Is(err, zk.ErrNoNode) {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("zk: children of %s: %w", path, err)
+	}
+	state := make(map[string]string, len(names))
+	for _, n := range names {
+		data, _, err := r.conn.Get(path + "/" + n)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("zk: get %s/%s: %w", path, n, err)
+		}
+		if len(data) > 0 {
+			state[n] = string(data)
+		}
+	}
+	return state, nil
+}

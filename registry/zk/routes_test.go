@@ -41,6 +41,12 @@ func TestRegistryZKRouteNode(t *testing.T) {
 	f.put("/kitenats/routes/kitenats/b2", []byte("nats-route://10.0.0.2:6222"))
 	f.put("/kitenats/routes/other/b9", []byte("nats-route://10.0.0.9:6222"))
 	require.Equal(t, map[string]string{"b1": "nats-route://10.0.0.1:6222", "b2": "nats-route://10.0.0.2:6222"}, nextRoutes(t, w))
+	now, err := r.Routes(ctx, "kitenats")
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"b1": "nats-route://10.0.0.1:6222", "b2": "nats-route://10.0.0.2:6222"}, now)
+	none, err := r.Routes(ctx, "nobody")
+	require.NoError(t, err)
+	require.Empty(t, none)
 	f.remove("/kitenats/routes/kitenats/b2")
 	require.Equal(t, map[string]string{"b1": "nats-route://10.0.0.1:6222"}, nextRoutes(t, w))
 
