@@ -2,8 +2,16 @@ package daemon
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -145,4 +153,57 @@ type tWriter struct{ t *testing.T }
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// routeCert is a certificate for 127.0.0.1 usable as server and client:
+// a route's TLS is both.
+func routeCert(t *testing.T, ca *testCA) issued {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serials.Add(1)),
+		Subject:      pkix.Name{CommonName: "route"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	return issued{
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
+	}
+}
+
+// Routes over mutual TLS (routeTLS, the shared tlsCert/tlsKey/tlsCA): two
+// brokers with certificates of the CA become peers, one without TLS does
+// not, and neither does one whose certificate another CA signed.
+func TestClusterRouteTLS(t *testing.T) {
+	ca := newTestCA(t)
+	files := writeTLSFiles(t, ca, routeCert(t, ca))
+	withRouteTLS := func(name string, f tlsFiles, routes ...string) func(*config.Config) {
+		return func(c *config.Config) {
+			c.Cluster.Name, c.Cluster.Listen, c.Cluster.Routes = name, "127.0.0.1:0", routes
+			c.TLS.Cert, c.TLS.Key, c.TLS.CA, c.TLS.Route.On = f.cert, f.key, f.ca, true
+		}
+	}
+	a := startTestDaemon(t, withRouteTLS("a", files))
+	b := startTestDaemon(t, withRouteTLS("b", files, a.ClusterURL()))
+	plain := startTestDaemon(t, func(c *config.Config) {
+		c.Cluster.Name, c.Cluster.Listen, c.Cluster.Routes = "plain", "127.0.0.1:0", []string{a.ClusterURL()}
+	})
+	other := newTestCA(t)
+	stranger := startTestDaemon(t, withRouteTLS("stranger", writeTLSFiles(t, other, routeCert(t, other)), a.ClusterURL()))
+	require.Eventually(t, func() bool {
+		return slices.Equal(peerNames(t, a), []string{"b"}) && slices.Equal(peerNames(t, b), []string{"a"})
+	}, 10*time.Second, 50*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+	require.Equal(t, []string{"b"}, peerNames(t, a))
+	require.Empty(t, peerNames(t, plain))
+	require.Empty(t, peerNames(t, stranger))
 }
