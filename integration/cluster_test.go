@@ -217,11 +217,19 @@ routePassword = "s3cret"
 	cluster := "it-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	var bs []*Broker
 	for _, name := range []string{"z1", "z2", "z3"} {
-		b := clusterBroker(t, name, freeAddr(t), "-registry", "zk://"+zk, "-configPath", conf, "-clusterName", "it", "-cluster-name", cluster)
-		b.Start()
-		bs = append(bs, b)
+		bs = append(bs, clusterBroker(t, name, freeAddr(t), "-registry", "zk://"+zk, "-configPath", conf, "-clusterName", "it", "-cluster-name", cluster))
 	}
-	requirePeers(t, 15*time.Second, map[*Broker][]string{bs[0]: {"z2", "z3"}, bs[1]: {"z1", "z3"}, bs[2]: {"z1", "z2"}})
+	// All three at once: each writes its node before it reads the others'.
+	for _, b := range bs {
+		b.launch()
+	}
+	all := map[*Broker][]string{bs[0]: {"z2", "z3"}, bs[1]: {"z1", "z3"}, bs[2]: {"z1", "z2"}}
+	requirePeers(t, 30*time.Second, all)
+	// z2 killed: the others drop it; restarted, it finds them in the registry.
+	bs[1].Kill()
+	requirePeers(t, 15*time.Second, map[*Broker][]string{bs[0]: {"z3"}, bs[2]: {"z1"}})
+	bs[1].Start()
+	requirePeers(t, 15*time.Second, all)
 	c, err := statCluster(bs[0].URL())
 	require.NoError(t, err)
 	require.Equal(t, cluster, c.ClusterName)
