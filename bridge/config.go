@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -98,7 +99,27 @@ type Config struct {
 	MaxPending int64
 	// Routes are the route URLs of the other brokers
 	// ("nats-route://host:port"). They require ClusterPort. Default none.
+	// A URL without user info is dialled with RouteUser/RoutePassword.
 	Routes []string
+	// RouteUser and RoutePassword authenticate routes: the route listener
+	// refuses a peer that does not present them, and this server presents
+	// them when it dials a peer (nats-server's cluster authorization).
+	// Both or neither. Default none: routes are not authenticated.
+	RouteUser, RoutePassword string
+	// RouteTLS, when set, makes routes TLS only, both ways (nats-server's
+	// cluster TLSConfig): it is the listener's config and the dialler's, so
+	// it needs a certificate usable as server and client, RootCAs to verify
+	// peers and, for mutual TLS, ClientCAs with RequireAndVerifyClientCert.
+	// Default nil: plain TCP.
+	RouteTLS *tls.Config
+	// RouteLocal are subjects (wildcards allowed) kept on this server: its
+	// subscriptions on them are not offered to routes, and messages on them
+	// are not taken from routes (nats-server's cluster import and export
+	// permissions, with these as deny lists). A client's publish on one
+	// then reaches this server's subscribers only, queue groups included:
+	// nats-server picks a queue member at random across the cluster for a
+	// client's message, with no preference for a local one. Default none.
+	RouteLocal []string
 	// TLS, when set, makes the client listener TLS only (nats-server's
 	// TLSConfig): every TCP client does the TLS handshake after the
 	// server's INFO (nats.go does it for a tls:// URL, for nats.Secure(),
@@ -195,6 +216,9 @@ func (c Config) Validate() error {
 	if _, err := parseRoutes(c.Routes); err != nil {
 		errs = append(errs, err)
 	}
+	if (c.RouteUser == "") != (c.RoutePassword == "") {
+		errs = append(errs, errors.New("bridge: route user and route password go together"))
+	}
 	if c.TLSTimeout < 0 {
 		errs = append(errs, fmt.Errorf("bridge: TLS timeout %s is negative", c.TLSTimeout))
 	}
@@ -272,8 +296,35 @@ func (c *Config) serverOptions(auth server.Authentication) (*server.Options, err
 	opts.Cluster.Name = c.ClusterName
 	opts.Cluster.Host = c.ClusterHost
 	opts.Cluster.Port = c.ClusterPort
-	opts.Routes = routes
+	opts.Cluster.Username = c.RouteUser
+	opts.Cluster.Password = c.RoutePassword
+	if c.RouteTLS != nil {
+		opts.Cluster.TLSConfig = c.RouteTLS
+		opts.Cluster.TLSTimeout = c.TLSTimeout.Seconds()
+	}
+	if len(c.RouteLocal) > 0 {
+		opts.Cluster.Permissions = &server.RoutePermissions{
+			Import: &server.SubjectPermission{Deny: slices.Clone(c.RouteLocal)},
+			Export: &server.SubjectPermission{Deny: slices.Clone(c.RouteLocal)},
+		}
+	}
+	opts.Routes = c.withRouteCreds(routes)
 	return opts, nil
+}
+
+// withRouteCreds gives every URL without user info RouteUser and
+// RoutePassword (nats-server dials an explicit route with the URL's user
+// info only).
+func (c *Config) withRouteCreds(urls []*url.URL) []*url.URL {
+	if c.RouteUser == "" {
+		return urls
+	}
+	for _, u := range urls {
+		if u.User == nil {
+			u.User = url.UserPassword(c.RouteUser, c.RoutePassword)
+		}
+	}
+	return urls
 }
 
 // logAdapter routes nats-server's logger into slog. It remembers the last

@@ -68,8 +68,11 @@
 //   - Connection ids are per server: in a cluster, Holders and Events only
 //     report this server's clients.
 //   - Every server of a cluster needs its own ServerName.
-//   - Routes are not authenticated; bind the cluster listener to a private
-//     interface.
+//   - Routes are authenticated only with RouteUser/RoutePassword or
+//     RouteTLS; without them bind the cluster listener to loopback or a
+//     private interface.
+//   - A running server takes no new route (cluster.go says why): routes
+//     are the ones given at Start, plus the ones gossip adds.
 //   - A connection refused by the Authorizer still shows in nats-server's
 //     own logs (as an authorization error), at Error level.
 package bridge

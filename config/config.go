@@ -6,6 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
+	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,6 +62,62 @@ type Config struct {
 	MetricTopics int
 	// TLS is the listeners' TLS (README, "TLS"). Default: off everywhere.
 	TLS TLSConfig
+	// Cluster is this broker's place in a cluster (docs/CLUSTERING.md §1).
+	Cluster ClusterConfig
+}
+
+// ClusterConfig is the broker's name and its NATS routes.
+type ClusterConfig struct {
+	// Name (-name, name) names the broker in its cluster: nats-server's
+	// server name, its route node in the registry, its peers' STAT. Unique
+	// in the cluster. Default (BrokerName): <hostname>-<KiteQ port>, or
+	// <hostname>-<NATS port> with -bind off.
+	Name string
+	// Listen (-cluster, clusterListen) is the route listener's host:port;
+	// empty: no routes, a broker alone.
+	Listen string
+	// Routes (-routes, routes) are seed route URLs
+	// (nats-route://host:6222); the server's gossip finds the rest.
+	Routes []string
+	// ClusterName (-cluster-name, clusterName) is the NATS cluster name:
+	// the same on every broker of one cluster. Default "kitenats".
+	ClusterName string
+	// RouteUser and RoutePassword (routeUser, routePassword) authenticate
+	// routes, both ways.
+	RouteUser, RoutePassword string
+}
+
+// DefaultClusterName is the NATS cluster name when none is configured.
+const DefaultClusterName = "kitenats"
+
+// BrokerName is the configured name, else <hostname>-<KiteQ port> (the
+// NATS port with -bind off).
+func (c Config) BrokerName() string {
+	if c.Cluster.Name != "" {
+		return c.Cluster.Name
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "kitenats"
+	}
+	if i := strings.IndexByte(host, '.'); i > 0 {
+		host = host[:i]
+	}
+	addr := c.Bind
+	if addr == "off" {
+		addr = c.NATS
+	}
+	_, port, _ := SplitHostPort(addr)
+	return fmt.Sprintf("%s-%d", host, port)
+}
+
+// NATSClusterName is the configured NATS cluster name, else
+// DefaultClusterName.
+func (c Config) NATSClusterName() string {
+	if c.Cluster.ClusterName != "" {
+		return c.Cluster.ClusterName
+	}
+	return DefaultClusterName
 }
 
 // TLSConfig is the TLS of the three listeners: a shared certificate, key
@@ -75,7 +134,9 @@ type TLSConfig struct {
 	VerifyClients bool
 	// The listeners: natsTLS, kiteqTLS, adminTLS switch TLS on; their
 	// <name>TLSCert, <name>TLSKey and <name>TLSCA override the shared files.
-	NATS, KiteQ, Admin ListenerTLS
+	// routeTLS is the routes' TLS, both ways: it needs a CA (peers verify
+	// each other's certificates).
+	NATS, KiteQ, Admin, Route ListenerTLS
 }
 
 // ListenerTLS is one listener's TLS switch and its own files, if any.
@@ -95,7 +156,7 @@ type TLSFiles struct {
 
 // tlsListeners are the names of the listeners that take TLS, in the order of
 // their keys' prefixes (natsTLS, kiteqTLS, adminTLS).
-var tlsListeners = []string{"nats", "kiteq", "admin"}
+var tlsListeners = []string{"nats", "kiteq", "admin", "route"}
 
 func (t *TLSConfig) listener(name string) *ListenerTLS {
 	switch name {
@@ -105,6 +166,8 @@ func (t *TLSConfig) listener(name string) *ListenerTLS {
 		return &t.KiteQ
 	case "admin":
 		return &t.Admin
+	case "route":
+		return &t.Route
 	}
 	panic("config: no listener " + name)
 }
@@ -227,6 +290,17 @@ type tomlCluster struct {
 	AdminTLSCert     string `toml:"adminTLSCert"`
 	AdminTLSKey      string `toml:"adminTLSKey"`
 	AdminTLSCA       string `toml:"adminTLSCA"`
+	RouteTLS         bool   `toml:"routeTLS"`
+	RouteTLSCert     string `toml:"routeTLSCert"`
+	RouteTLSKey      string `toml:"routeTLSKey"`
+	RouteTLSCA       string `toml:"routeTLSCA"`
+	// Cluster.
+	Name          string   `toml:"name"`
+	ClusterListen string   `toml:"clusterListen"`
+	Routes        []string `toml:"routes"`
+	ClusterName   string   `toml:"clusterName"`
+	RouteUser     string   `toml:"routeUser"`
+	RoutePassword string   `toml:"routePassword"`
 }
 
 // ignoredKiteQKeys are KiteQ keys we read and do not need.
@@ -334,6 +408,11 @@ func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
 		NATS:  ListenerTLS{On: cl.NATSTLS, Cert: cl.NATSTLSCert, Key: cl.NATSTLSKey, CA: cl.NATSTLSCA},
 		KiteQ: ListenerTLS{On: cl.KiteQTLS, Cert: cl.KiteQTLSCert, Key: cl.KiteQTLSKey, CA: cl.KiteQTLSCA},
 		Admin: ListenerTLS{On: cl.AdminTLS, Cert: cl.AdminTLSCert, Key: cl.AdminTLSKey, CA: cl.AdminTLSCA},
+		Route: ListenerTLS{On: cl.RouteTLS, Cert: cl.RouteTLSCert, Key: cl.RouteTLSKey, CA: cl.RouteTLSCA},
+	}
+	c.Cluster = ClusterConfig{
+		Name: cl.Name, Listen: cl.ClusterListen, Routes: cl.Routes, ClusterName: cl.ClusterName,
+		RouteUser: cl.RouteUser, RoutePassword: cl.RoutePassword,
 	}
 	if cl.TxFinal != "" {
 		if err := c.Tx.Final.UnmarshalText([]byte(cl.TxFinal)); err != nil {
@@ -347,8 +426,9 @@ func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
 type serveFlags struct {
 	nats, bind, advertise, db, registry, cluster, configPath, logPath *string
 	tlsCert, tlsKey, tlsCA                                            *string
+	name, clusterListen, routes, natsCluster, routeUser, routePass    *string
 	pport                                                             *int
-	debug, tlsVerify, natsTLS, kiteqTLS, adminTLS                     *bool
+	debug, tlsVerify, natsTLS, kiteqTLS, adminTLS, routeTLS           *bool
 }
 
 // newFlagSet defines the serve flags (KiteQ's -clusterName -configPath
@@ -373,6 +453,13 @@ func newFlagSet() (*flag.FlagSet, serveFlags) {
 	f.natsTLS = fs.Bool("natsTLS", false, "NATS clients over TLS only (tls:// URLs)")
 	f.kiteqTLS = fs.Bool("kiteqTLS", false, "KiteQ TCP over TLS only (the original KiteQ client has no TLS)")
 	f.adminTLS = fs.Bool("adminTLS", false, "admin HTTP over HTTPS only")
+	f.routeTLS = fs.Bool("routeTLS", false, "routes over mutual TLS only (-tlsCert, -tlsKey and -tlsCA; peers verify each other)")
+	f.name = fs.String("name", "", "this broker's name in its cluster, unique (default <hostname>-<KiteQ port>)")
+	f.clusterListen = fs.String("cluster", "", "route listener host:port, e.g. 0.0.0.0:6222 (default none: no cluster)")
+	f.routes = fs.String("routes", "", "seed routes, comma-separated: nats-route://host:6222,... (optional with a zk:// registry)")
+	f.natsCluster = fs.String("cluster-name", "", "NATS cluster name, the same on every broker of a cluster (default kitenats)")
+	f.routeUser = fs.String("routeUser", "", "user that routes authenticate with, both ways (with -routePassword)")
+	f.routePass = fs.String("routePassword", "", "password of -routeUser (better in cluster.toml: routePassword)")
 	return fs, f
 }
 
@@ -434,9 +521,27 @@ func Parse(args []string, log *slog.Logger) (Config, error) {
 		name     string
 		dst, val *bool
 	}{{"tlsVerifyClients", &c.TLS.VerifyClients, f.tlsVerify}, {"natsTLS", &c.TLS.NATS.On, f.natsTLS},
-		{"kiteqTLS", &c.TLS.KiteQ.On, f.kiteqTLS}, {"adminTLS", &c.TLS.Admin.On, f.adminTLS}} {
+		{"kiteqTLS", &c.TLS.KiteQ.On, f.kiteqTLS}, {"adminTLS", &c.TLS.Admin.On, f.adminTLS}, {"routeTLS", &c.TLS.Route.On, f.routeTLS}} {
 		if set[b.name] {
 			*b.dst = *b.val
+		}
+	}
+	for _, s := range []struct {
+		name     string
+		dst, val *string
+	}{{"name", &c.Cluster.Name, f.name}, {"cluster", &c.Cluster.Listen, f.clusterListen},
+		{"cluster-name", &c.Cluster.ClusterName, f.natsCluster}, {"routeUser", &c.Cluster.RouteUser, f.routeUser},
+		{"routePassword", &c.Cluster.RoutePassword, f.routePass}} {
+		if set[s.name] {
+			*s.dst = *s.val
+		}
+	}
+	if set["routes"] {
+		c.Cluster.Routes = nil
+		for r := range strings.SplitSeq(*f.routes, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				c.Cluster.Routes = append(c.Cluster.Routes, r)
+			}
 		}
 	}
 	if *debug {
@@ -526,6 +631,7 @@ func (c Config) Validate() error {
 		bad = append(bad, "adminSecret: secrets are configured without it, so the admin user would be locked out")
 	}
 	bad = append(bad, c.TLS.validate()...)
+	bad = append(bad, c.Cluster.validate(c.TLS.Route.On)...)
 	if len(bad) == 0 {
 		return nil
 	}
@@ -551,14 +657,73 @@ func (t TLSConfig) validate() []string {
 		if f.Cert == "" || f.Key == "" {
 			bad = append(bad, fmt.Sprintf("%sTLS: on without a certificate and key (set tlsCert and tlsKey, or %sTLSCert and %sTLSKey)", name, name, name))
 		}
-		if t.VerifyClients && f.CA == "" {
+		if name == "route" && f.CA == "" {
+			bad = append(bad, "routeTLS: peers verify each other's certificates: set tlsCA or routeTLSCA")
+		}
+		if t.VerifyClients && f.CA == "" && name != "route" {
 			bad = append(bad, fmt.Sprintf("tlsVerifyClients: %sTLS has no client CA (set tlsCA or %sTLSCA)", name, name))
 		}
 	}
 	if on == 0 && (t.Cert != "" || t.Key != "" || t.CA != "" || t.VerifyClients) {
-		bad = append(bad, "tlsCert, tlsKey, tlsCA, tlsVerifyClients: no listener has TLS on (set natsTLS, kiteqTLS or adminTLS)")
+		bad = append(bad, "tlsCert, tlsKey, tlsCA, tlsVerifyClients: no listener has TLS on (set natsTLS, kiteqTLS, adminTLS or routeTLS)")
 	}
 	return bad
+}
+
+// validName is what a broker or NATS cluster name may hold: it names a
+// znode and a nats-server, and shows in logs.
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// validate checks the cluster keys. A route listener that other machines
+// can reach must authenticate its peers: routeUser and routePassword, or
+// routeTLS (routeTLS is the TLS switch, checked with the other TLS keys).
+func (cl ClusterConfig) validate(routeTLS bool) []string {
+	var bad []string
+	if cl.Name != "" && !validName.MatchString(cl.Name) {
+		bad = append(bad, fmt.Sprintf("-name %q: want letters, digits, '.', '_' or '-' (at most 128)", cl.Name))
+	}
+	if cl.ClusterName != "" && !validName.MatchString(cl.ClusterName) {
+		bad = append(bad, fmt.Sprintf("-cluster-name %q: want letters, digits, '.', '_' or '-' (at most 128)", cl.ClusterName))
+	}
+	if (cl.RouteUser == "") != (cl.RoutePassword == "") {
+		bad = append(bad, "routeUser, routePassword: set both or neither")
+	}
+	for _, r := range cl.Routes {
+		u, err := url.Parse(r)
+		switch {
+		case err != nil:
+			bad = append(bad, fmt.Sprintf("-routes %q: %v", r, err))
+		case u.Scheme != "nats-route" && u.Scheme != "nats" || u.Host == "" || u.Port() == "":
+			bad = append(bad, fmt.Sprintf("-routes %q: want nats-route://host:port", r))
+		}
+	}
+	if cl.Listen == "" {
+		if len(cl.Routes) > 0 {
+			bad = append(bad, "-routes: needs a route listener (-cluster host:port, clusterListen)")
+		}
+		if routeTLS {
+			bad = append(bad, "routeTLS: needs a route listener (-cluster host:port, clusterListen)")
+		}
+		return bad
+	}
+	host, _, err := SplitHostPort(cl.Listen)
+	if err != nil {
+		return append(bad, fmt.Sprintf("-cluster %q: %v", cl.Listen, err))
+	}
+	if !isLoopback(host) && cl.RouteUser == "" && !routeTLS {
+		bad = append(bad, fmt.Sprintf("-cluster %s: a route listener on a non-loopback address needs route authentication: set routeUser and routePassword (-routeUser, -routePassword), or routeTLS with tlsCert, tlsKey and tlsCA", cl.Listen))
+	}
+	return bad
+}
+
+// isLoopback reports whether a listen host is reachable from this machine
+// only: a loopback IP or "localhost". An empty host listens everywhere.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // SplitHostPort splits host:port and checks the port.

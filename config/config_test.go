@@ -220,3 +220,89 @@ maxConsumersPerConnection = 10
 	require.ErrorContains(t, err, "apiWorkers -1: want 1..1024")
 	require.ErrorContains(t, err, "maxBindingsPerTopic -2: want a positive bound, or -1 for none")
 }
+
+// The cluster keys come from cluster.toml and the flags, the flags last.
+func TestConfigClusterKeysAndFlags(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	path := filepath.Join(t.TempDir(), "cluster.toml")
+	require.NoError(t, os.WriteFile(path, []byte(`[clusters.x]
+name = "broker-1"
+clusterListen = "10.0.0.5:6222"
+routes = ["nats-route://10.0.0.6:6222", "nats-route://10.0.0.7:6222"]
+clusterName = "prod"
+routeUser = "route"
+routePassword = "s3cret"
+`), 0o600))
+	c, err := Parse([]string{"-configPath", path, "-clusterName", "x"}, log)
+	require.NoError(t, err)
+	require.Equal(t, ClusterConfig{
+		Name: "broker-1", Listen: "10.0.0.5:6222", ClusterName: "prod", RouteUser: "route", RoutePassword: "s3cret",
+		Routes: []string{"nats-route://10.0.0.6:6222", "nats-route://10.0.0.7:6222"},
+	}, c.Cluster)
+	require.Equal(t, "broker-1", c.BrokerName())
+	require.Equal(t, "prod", c.NATSClusterName())
+
+	c, err = Parse([]string{"-configPath", path, "-clusterName", "x", "-name", "b2", "-cluster", "127.0.0.1:7222",
+		"-routes", "nats-route://127.0.0.1:7223, nats-route://127.0.0.1:7224", "-cluster-name", "dev"}, log)
+	require.NoError(t, err)
+	require.Equal(t, "b2", c.Cluster.Name)
+	require.Equal(t, "127.0.0.1:7222", c.Cluster.Listen)
+	require.Equal(t, []string{"nats-route://127.0.0.1:7223", "nats-route://127.0.0.1:7224"}, c.Cluster.Routes)
+	require.Equal(t, "dev", c.Cluster.ClusterName)
+
+	// Defaults: no cluster, the name from the host and the KiteQ port.
+	d := Default()
+	require.Equal(t, DefaultClusterName, d.NATSClusterName())
+	host, _ := os.Hostname()
+	host, _, _ = strings.Cut(host, ".")
+	require.Equal(t, host+"-13800", d.BrokerName())
+	d.Bind = "off"
+	require.Equal(t, host+"-4222", d.BrokerName())
+}
+
+// A route listener that other machines reach is refused without route
+// authentication, with an error naming the keys; loopback needs none.
+func TestConfigRouteAuthRule(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	for _, listen := range []string{"0.0.0.0:6222", ":6222", "10.0.0.5:6222", "broker1.example:6222", "[::]:6222"} {
+		_, err := Parse([]string{"-cluster", listen}, log)
+		require.Error(t, err, listen)
+		for _, key := range []string{"-cluster " + listen, "routeUser", "routePassword", "routeTLS"} {
+			require.ErrorContains(t, err, key, listen)
+		}
+		_, err = Parse([]string{"-cluster", listen, "-routeUser", "r", "-routePassword", "p"}, log)
+		require.NoError(t, err, listen)
+	}
+	for _, listen := range []string{"127.0.0.1:6222", "localhost:6222", "[::1]:6222", "127.0.0.2:0"} {
+		_, err := Parse([]string{"-cluster", listen, "-routes", "nats-route://127.0.0.1:6223"}, log)
+		require.NoError(t, err, listen)
+	}
+	// TLS stands for the password, and needs a CA.
+	c := Default()
+	c.Cluster.Listen = "0.0.0.0:6222"
+	c.TLS = TLSConfig{Cert: "c.pem", Key: "k.pem", CA: "ca.pem", Route: ListenerTLS{On: true}}
+	require.NoError(t, c.Validate())
+	c.TLS.CA = ""
+	require.ErrorContains(t, c.Validate(), "routeTLS")
+	f, on := c.TLS.Files("route")
+	require.True(t, on)
+	require.Equal(t, "tlsCert", f.CertKey)
+}
+
+func TestConfigClusterErrors(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	for name, args := range map[string][]string{
+		"routes without listener": {"-routes", "nats-route://127.0.0.1:6222"},
+		"route not a url":         {"-cluster", "127.0.0.1:6222", "-routes", "127.0.0.1:6223"},
+		"route without port":      {"-cluster", "127.0.0.1:6222", "-routes", "nats-route://h"},
+		"bad listener":            {"-cluster", "6222"},
+		"user without password":   {"-cluster", "127.0.0.1:6222", "-routeUser", "r"},
+		"bad name":                {"-name", "a b"},
+		"name with slash":         {"-name", "a/b"},
+		"bad cluster name":        {"-cluster-name", "x y"},
+		"routeTLS without listen": {"-routeTLS", "-tlsCert", "c", "-tlsKey", "k", "-tlsCA", "a"},
+	} {
+		_, err := Parse(args, log)
+		require.Error(t, err, name)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,7 @@ type Daemon struct {
 	watch  *registry.TopicWatch // registry bindings; nil without a registry
 	adv    string               // address advertised in the registry
 	tls    *tlsSet              // the listeners' certificates; Reload re-reads them
+	cl     *cluster             // routes and peers; nil without -cluster
 
 	// metrics is what the broker's packages observe into, served by the
 	// admin HTTP; nil when -pport is -1 (nothing is observed then).
@@ -106,11 +108,32 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	if port == 0 {
 		bcfg.Port = -1
 	}
+	// The registry before the NATS server: with a cluster, the routes it
+	// lists are the server's seeds.
+	if cfg.Registry != "" {
+		if d.reg, err = openRegistry(ctx, cfg.Registry, log); err != nil {
+			return nil, err
+		}
+	}
+	routeURL, err := clusterBridgeConfig(cfg, &bcfg)
+	if err != nil {
+		return nil, err
+	}
+	if reg, ok := d.reg.(routeRegistry); ok && routeURL != "" {
+		bcfg.Routes = append(slices.Clone(bcfg.Routes), registrySeeds(ctx, cfg, reg, routeURL, log)...)
+	}
+	listeners := "NATS listener (-nats " + cfg.NATS + ")"
+	if cfg.Cluster.Listen != "" {
+		listeners += " or route listener (-cluster " + cfg.Cluster.Listen + ")"
+	}
 	if d.br, err = bridge.New(bcfg); err != nil {
-		return nil, fmt.Errorf("NATS listener (-nats %s): %w", cfg.NATS, err)
+		return nil, fmt.Errorf("%s: %w", listeners, err)
 	}
 	if err = d.br.Start(); err != nil {
-		return nil, fmt.Errorf("NATS listener (-nats %s): %w", cfg.NATS, err)
+		return nil, fmt.Errorf("%s: %w", listeners, err)
+	}
+	if cfg.Cluster.Listen != "" {
+		d.cl = newCluster(cfg, d.br, routeURL, log)
 	}
 	if err = d.connectBroker(); err != nil {
 		return nil, err
@@ -133,6 +156,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	if err = d.newCoordinator(); err != nil {
 		return nil, err
 	}
+	var clusterStat func() *semantics.ClusterStat
+	if d.cl != nil {
+		clusterStat = d.cl.stat
+	}
 	d.broker, err = semantics.New(semantics.Config{
 		BrokerID:     cfg.BrokerID,
 		Topics:       cfg.Topics,
@@ -151,7 +178,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 			BindingsPerGroup: cfg.MaxBindingsPerGroup, BindingsPerTopic: cfg.MaxBindingsPerTopic,
 			ConsumersPerGroup: cfg.MaxConsumersPerGroup, ConsumersPerConn: cfg.MaxConsumersPerConnection,
 		},
-		Logger: log.With("component", "semantics"),
+		Cluster: clusterStat,
+		Logger:  log.With("component", "semantics"),
 	}, d.st, d.w, keeper, initial)
 	if err != nil {
 		return nil, err
@@ -215,9 +243,6 @@ func (d *Daemon) bindings(ctx context.Context) (semantics.BindingKeeper, map[str
 		return semantics.StoreBindings(lctx, d.st)
 	}
 	var err error
-	if d.reg, err = openRegistry(ctx, d.cfg.Registry, d.log); err != nil {
-		return nil, nil, err
-	}
 	if d.cfg.Bind != "off" {
 		if d.adv, err = advertisedAddr(d.cfg); err != nil {
 			return nil, nil, err
@@ -256,7 +281,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	err := d.start(l)
 	if err == nil {
 		d.logListeners()
-		d.log.Info("kitenats serving", "store", redactURI(d.cfg.DB), "broker", d.broker.ID())
+		d.log.Info("kitenats serving", "name", d.cfg.BrokerName(), "store", redactURI(d.cfg.DB), "broker", d.broker.ID())
 		err = l.wait(ctx)
 	}
 	if serr := l.stop(); err == nil {
@@ -275,6 +300,9 @@ func (d *Daemon) start(l *lifecycle) error {
 		})
 	}
 	l.run("connection events", d.connectionEvents)
+	if d.cl != nil {
+		d.startCluster(l)
+	}
 	if err := l.runReady("broker", d.broker.Run, d.broker.Ready()); err != nil {
 		return err
 	}
@@ -289,6 +317,21 @@ func (d *Daemon) start(l *lifecycle) error {
 		d.advertise(l)
 	}
 	return nil
+}
+
+// startCluster adds the cluster's stages: the peers' watch, and route
+// discovery when the registry has it.
+func (d *Daemon) startCluster(l *lifecycle) {
+	l.run("cluster peers", d.cl.watchPeers)
+	if d.reg == nil {
+		return
+	}
+	reg, ok := d.reg.(routeRegistry)
+	if !ok {
+		d.log.Info("cluster: this registry does not list routes (zk:// does): routes come from -routes only", "registry", d.cfg.Registry)
+		return
+	}
+	l.run("cluster registry routes", func(ctx context.Context) error { return d.cl.followRegistry(ctx, reg) })
 }
 
 // connectionEvents tells the broker of every NATS client that goes, so
@@ -327,6 +370,12 @@ func (d *Daemon) advertise(l *lifecycle) {
 // bound (the port obtained for :0), and says which ones are off.
 func (d *Daemon) logListeners() {
 	d.log.Info("listening: NATS clients", append([]any{"addr", d.br.Addr().String(), "url", d.br.ClientURL()}, tlsAttrs(d.tls.nats)...)...)
+	if d.cl != nil {
+		d.log.Info("listening: NATS routes", "addr", d.br.ClusterAddr().String(), "url", d.cl.url, "name", d.cl.name,
+			"cluster", d.cl.clusterName, "seeds", len(d.cfg.Cluster.Routes), "auth", d.cfg.Cluster.RouteUser != "", "tls", d.cfg.TLS.Route.On)
+	} else {
+		d.log.Info("NATS routes off (no -cluster): a broker alone", "name", d.cfg.BrokerName())
+	}
 	if d.kiteq != nil {
 		d.log.Info("listening: KiteQ TCP", append([]any{"addr", d.kiteq.Addr().String()}, tlsAttrs(d.tls.kiteq)...)...)
 	} else {
@@ -424,6 +473,19 @@ func (d *Daemon) AdminAddr() net.Addr {
 		return nil
 	}
 	return d.admin.Addr()
+}
+
+// Name is this broker's name in its cluster (-name; nats-server's server
+// name).
+func (d *Daemon) Name() string { return d.cfg.BrokerName() }
+
+// ClusterURL is this broker's route URL (nats-route://host:port, the port
+// the route listener was given for :0); "" without -cluster.
+func (d *Daemon) ClusterURL() string {
+	if d.cl == nil {
+		return ""
+	}
+	return d.cl.url
 }
 
 // BrokerID is the token of this broker's ack subjects

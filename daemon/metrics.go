@@ -28,6 +28,9 @@ func (a adminSource) Metrics(ctx context.Context) ([]admin.Metric, error) {
 	}
 	nats := connCount{open: int(a.d.natsConns.Load()), opened: a.d.natsOpened.Load()}
 	ms := append(statMetrics(st, healthy), connMetrics(nats, kq)...)
+	if a.d.cl != nil {
+		ms = append(ms, a.d.cl.metrics()...)
+	}
 	if a.d.kiteq != nil {
 		ms = append(ms,
 			admin.Metric{Name: "kitenats_kiteq_connections_refused_total", Counter: true,

@@ -102,6 +102,10 @@ type Config struct {
 	// Observer is told of latencies and redeliveries, for metrics (nil:
 	// nothing is observed, at no cost).
 	Observer Observer
+	// Cluster, when set, gives the cluster section of STAT (this broker's
+	// name, its route and its peers), which the broker does not know: the
+	// daemon fills it from the NATS routes. Default nil: no section.
+	Cluster func() *ClusterStat
 	// Now is the clock of every timing decision. Default time.Now.
 	Now func() time.Time
 	// Seed seeds the random choice of consumers and the warmup draws.

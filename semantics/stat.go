@@ -56,6 +56,30 @@ type Stat struct {
 	// LimitRefusals counts the calls refused over each limit (Limits, and
 	// the NATS adapter's own).
 	LimitRefusals LimitStat `json:"limitRefusals"`
+	// Cluster is this broker's place in its cluster; absent for a broker
+	// without a route listener (Config.Cluster).
+	Cluster *ClusterStat `json:"cluster,omitempty"`
+}
+
+// ClusterStat is STAT's cluster section (NATS-PROTOCOL.md, STAT): the
+// broker's name and route, and the brokers it has a route to now.
+type ClusterStat struct {
+	Name        string     `json:"name"`        // this broker's name (-name)
+	ClusterName string     `json:"clusterName"` // the NATS cluster name (-cluster-name)
+	Route       string     `json:"route"`       // this broker's route URL
+	Peers       []PeerStat `json:"peers"`       // by name; empty when alone
+}
+
+// PeerStat is one broker this broker has a route to.
+type PeerStat struct {
+	Name string `json:"name"`
+	ID   string `json:"id"` // its NATS server id, new at each start
+	// URL is the peer's route URL, when known (this broker dialled it, or
+	// the registry lists it); "" otherwise.
+	URL string `json:"url,omitempty"`
+	// Addr is the peer's address as seen on its oldest route connection.
+	Addr  string    `json:"addr"`
+	Since time.Time `json:"since"` // when its oldest route connection came up
 }
 
 // TopicStat counts the messages of one topic: the store's figures and the
@@ -142,6 +166,9 @@ func (b *Broker) Stat(ctx context.Context) (*Stat, error) {
 	sort.Slice(s.Consumers, func(i, j int) bool { return s.Consumers[i].ID < s.Consumers[j].ID })
 	if s.Consumers == nil {
 		s.Consumers = []ConsumerStat{}
+	}
+	if b.cfg.Cluster != nil {
+		s.Cluster = b.cfg.Cluster()
 	}
 	return s, nil
 }

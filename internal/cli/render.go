@@ -128,6 +128,18 @@ func printStat(out io.Writer, raw json.RawMessage) error {
 	if err := dec.Decode(&doc); err != nil {
 		return fmt.Errorf("stat: bad reply: %w", err)
 	}
+	// The cluster section (a broker with routes): its members as
+	// "cluster.name" … rows, its peers as a list of their own.
+	if cl, ok := doc["cluster"].(map[string]any); ok {
+		delete(doc, "cluster")
+		for k, v := range cl {
+			if k == "peers" {
+				doc["peers"] = v
+			} else {
+				doc["cluster."+k] = v
+			}
+		}
+	}
 	var scalars, lists []string
 	for k, v := range doc {
 		if l, ok := v.([]any); ok && isObjectList(l) {

@@ -156,6 +156,16 @@ func TestTablesAlign(t *testing.T) {
 	require.Equal(t, starts[0], starts[1], s)
 	require.Equal(t, starts[0], starts[2], s)
 	require.Contains(t, s, "  x<y>  ")
+
+	// A broker with routes: the cluster's members as rows, its peers as a list.
+	out.Reset()
+	require.NoError(t, printStat(&out, []byte(`{"broker":"b","cluster":{"name":"b1","clusterName":"kitenats",
+		"route":"nats-route://127.0.0.1:6222","peers":[{"name":"b2","id":"N2","addr":"127.0.0.1:6223","since":"2026-01-01T00:00:00Z"}]}}`)))
+	s = out.String()
+	require.Contains(t, s, "cluster.name         b1\n")
+	require.Contains(t, s, "cluster.route        nats-route://127.0.0.1:6222\n")
+	require.Contains(t, s, "peers:\n")
+	require.Contains(t, s, "b2")
 }
 
 // TestNoEscapedHTMLInOutput: what the CLI prints for people, errors of

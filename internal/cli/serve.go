@@ -16,7 +16,7 @@ import (
 )
 
 var serveHelp = help{
-	usage: "[-nats ADDR] [-bind ADDR|off] [-pport PORT] [-db URI] [-registry URI] [-configPath FILE [-clusterName NAME]] [-logPath DIR] [-debug] [-natsTLS] [-kiteqTLS] [-adminTLS] [-tlsCert FILE -tlsKey FILE [-tlsCA FILE] [-tlsVerifyClients]]",
+	usage: "[-nats ADDR] [-bind ADDR|off] [-pport PORT] [-db URI] [-registry URI] [-configPath FILE [-clusterName NAME]] [-logPath DIR] [-debug] [-natsTLS] [-kiteqTLS] [-adminTLS] [-tlsCert FILE -tlsKey FILE [-tlsCA FILE] [-tlsVerifyClients]] [-name NAME] [-cluster HOST:PORT [-routes URL,…] [-cluster-name NAME] [-routeUser U -routePassword P] [-routeTLS]]",
 	about: "Runs the broker until SIGINT or SIGTERM: NATS clients on -nats, KiteQ clients on -bind, admin\n" +
 		"HTTP (/healthz, /metrics, /stat) on -pport, messages in the -db store. serve is the default\n" +
 		"command: `kitenats -db memory://` is `kitenats serve -db memory://`. A first signal drains and\n" +
@@ -28,6 +28,7 @@ var serveHelp = help{
 		"kitenats -nats 127.0.0.1:5222 -db memory:// -bind off -pport -1",
 		"kitenats -clusterName=rocksdb_dev -configPath=./conf/cluster.toml -bind=0.0.0.0:13800 -advertise=10.0.0.5:13800",
 		"kitenats -natsTLS -adminTLS -tlsCert server.pem -tlsKey server-key.pem   # tls:// clients, https:// admin",
+		"kitenats -name b2 -nats 127.0.0.1:4223 -bind 127.0.0.1:13810 -pport 13811 -cluster 127.0.0.1:6223 -routes nats-route://127.0.0.1:6222   # a second broker of a cluster",
 	},
 }
 

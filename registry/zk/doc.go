@@ -23,6 +23,16 @@
 // full group → bindings map of the topic, at once and after every change.
 // ParseURI reads KiteQ's zk://h1:2181,h2:2181 form.
 //
+// Beside KiteQ's tree, kitenats keeps its own nodes, which KiteQ clients
+// never read (docs/CLUSTERING.md §1.2):
+//
+//	/kitenats/routes/{cluster}/{broker name}   ephemeral, the broker's NATS route URL
+//	                                            (PublishRoute, UnpublishRoute; read
+//	                                            with Routes, followed with WatchRoutes)
+//
+// A route node is written again after a session expiry, like the server
+// nodes.
+//
 // # Differences from KiteQ
 //
 //   - Every change re-reads the whole topic: deleting one group's node

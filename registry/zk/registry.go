@@ -49,8 +49,9 @@ type Registry struct {
 	sessMu sync.Mutex // leaf lock; guards sess
 	sess   sessionView
 
-	pubMu   sync.Mutex                     // serialises server (re)publication; guards servers
+	pubMu   sync.Mutex                     // serialises server (re)publication; guards servers and routes
 	servers map[string]map[string]struct{} // addr → topics it is advertised for
+	routes  map[string]string              // route node path → route URL (PublishRoute)
 }
 
 var _ registry.Registry = (*Registry)(nil)
@@ -74,6 +75,7 @@ func newRegistry(ctx context.Context, cfg Config, dial dialFunc) (*Registry, err
 		state:   zk.StateDisconnected,
 		sess:    sessionView{changed: make(chan struct{})},
 		servers: make(map[string]map[string]struct{}),
+		routes:  make(map[string]string),
 	}
 	c, err := dial(cfg, r.onEvent)
 	if err != nil {
@@ -217,10 +219,15 @@ func (r *Registry) publishServer(ctx context.Context, addr string, topics []stri
 // a node left by an older session of the same broker that would otherwise
 // vanish when that session expires.
 func (r *Registry) replaceEphemeral(path string) error {
+	return r.replaceEphemeralData(path, nil)
+}
+
+// replaceEphemeralData is replaceEphemeral with data in the node.
+func (r *Registry) replaceEphemeralData(path string, data []byte) error {
 	if err := deleteIfExists(r.conn, path); err != nil {
 		return err
 	}
-	_, err := r.conn.Create(path, nil, zk.FlagEphemeral, acl)
+	_, err := r.conn.Create(path, data, zk.FlagEphemeral, acl)
 	if errors.Is(err, zk.ErrNodeExists) {
 		// Someone re-created it in between: fine only if it is ours.
 		_, st, gerr := r.conn.Get(path)
@@ -295,6 +302,11 @@ func (r *Registry) republish() error {
 		}
 		slices.Sort(topics)
 		if err := r.publishServer(context.Background(), addr, topics); err != nil && first == nil {
+			first = err
+		}
+	}
+	for path, url := range r.routes {
+		if err := r.writeRoute(path, url); err != nil && first == nil {
 			first = err
 		}
 	}
