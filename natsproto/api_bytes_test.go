@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/semantics"
+	"github.com/kitenats/kitenats/store"
 )
 
 // listTx is semantics.Transactions whose List returns items.
@@ -55,7 +57,17 @@ func TestCallRepliesBytes(t *testing.T) {
 	require.Equal(t, `{"deleted":true}`, string(h.api("BINDINGS.DELETE.s-trade", `{"topic":"trade","messageType":"pay"}`)))
 	require.Equal(t, `{"action":"commit","id":"0123456789abcdef0123456789abcdef"}`,
 		string(h.api("TX.p-trade", `{"topic":"trade","id":"0123456789abcdef0123456789abcdef","action":"commit"}`)))
-	require.Equal(t, `{"replayed":true}`, string(h.api("DLQ.REPLAY", `{"topic":"trade","groupId":"s-trade","id":"0123456789abcdef0123456789abcdef"}`)))
+	// A replay of what is not a dead letter is a 409 (it answered
+	// replayed:true before); of a dead letter, replayed:true.
+	replay := `{"topic":"trade","groupId":"s-trade","id":"0123456789abcdef0123456789abcdef"}`
+	require.Equal(t, `{"error":{"code":409,"err_code":14009,"description":"kq: trade/0123456789abcdef0123456789abcdef is not a dead letter of s-trade"}}`,
+		string(h.api("DLQ.REPLAY", replay)))
+	dead := &store.Message{Topic: "trade", ID: "0123456789abcdef0123456789abcdef", MessageType: "pay", Body: []byte("x"),
+		Created: t0, Expires: t0.Add(time.Hour), DeliverLimit: 1, Groups: []store.GroupState{{Group: "s-trade", NextAttempt: t0}}}
+	_, err := h.st.Write(context.Background(), &store.Batch{Saves: []*store.Message{dead},
+		Updates: []store.Update{{Op: store.OpDead, Topic: "trade", ID: dead.ID, Group: "s-trade", Reason: "test"}}})
+	require.NoError(t, err)
+	require.Equal(t, `{"replayed":true}`, string(h.api("DLQ.REPLAY", replay)))
 }
 
 // recordTx is semantics.Transactions that records who resolves what:

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kitenats/kitenats/kqerr"
 	"github.com/kitenats/kitenats/store"
 )
 
@@ -201,6 +202,9 @@ func (b *Broker) DeadLetters(ctx context.Context, topic, group string, offset, l
 
 // Replay re-queues one dead letter for its group only, due at once.
 func (b *Broker) Replay(topic, id, group string) error {
+	if err := b.deadLetterExists(topic, id, group); err != nil {
+		return err
+	}
 	done := make(chan error, 1)
 	b.update(store.Update{Op: store.OpReplay, Topic: topic, ID: id, Group: group, Next: b.cfg.Now()}, func(err error) { done <- err })
 	if err := <-done; err != nil {
@@ -215,12 +219,29 @@ func (b *Broker) Replay(topic, id, group string) error {
 
 // DeleteDead discards one dead letter of group for good: it is neither
 // delivered nor listed again. Deleting what is not a dead letter changes
-// nothing.
+// nothing (a delete is idempotent; a replay of it is a 409: Replay).
 func (b *Broker) DeleteDead(topic, id, group string) error {
 	done := make(chan error, 1)
 	b.update(store.Update{Op: store.OpDiscard, Topic: topic, ID: id, Group: group}, func(err error) { done <- err })
 	if err := <-done; err != nil {
 		return storeError(err)
+	}
+	return nil
+}
+
+// deadLetterExists returns nil when id is a dead letter of group on
+// topic, a 409 when it is not (NATS-PROTOCOL.md §8: replaying what is not
+// a dead letter is a conflict, not a success), and a store error
+// otherwise.
+func (b *Broker) deadLetterExists(topic, id, group string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ok, err := b.st.HasDeadLetter(ctx, topic, group, id)
+	switch {
+	case err != nil:
+		return storeError(err)
+	case !ok:
+		return kqerr.New(kqerr.Conflict, nil, "%s/%s is not a dead letter of %s", topic, id, group)
 	}
 	return nil
 }

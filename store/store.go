@@ -37,6 +37,10 @@ type Store interface {
 	// first, and returns the page and the total count.
 	DeadLetters(ctx context.Context, topic, group string, offset, limit int) ([]DeadLetter, int, error)
 
+	// HasDeadLetter reports whether message id of topic is a dead letter of
+	// group (what OpReplay and OpDiscard act on).
+	HasDeadLetter(ctx context.Context, topic, group, id string) (bool, error)
+
 	// Stats returns the current counters.
 	Stats(ctx context.Context) (Stats, error)
 

@@ -290,6 +290,21 @@ func (s *Store) DeadLetters(_ context.Context, topic, group string, offset, limi
 	return out, len(all), nil
 }
 
+// HasDeadLetter implements store.Store.
+func (s *Store) HasDeadLetter(_ context.Context, topic, group, id string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, fmt.Errorf("memory: dead letter: %w", store.ErrClosed)
+	}
+	for _, d := range s.dead[tgKey{topic, group}] {
+		if d.Message.ID == id {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Stats implements store.Store.
 func (s *Store) Stats(context.Context) (store.Stats, error) {
 	s.mu.Lock()

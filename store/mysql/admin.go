@@ -58,6 +58,27 @@ func (s *Store) DeadLetters(ctx context.Context, topic, group string, offset, li
 	return out, total, nil
 }
 
+// HasDeadLetter implements store.Store: one EXISTS over the dead letter
+// tables of every shard, read from the slave when one is set.
+func (s *Store) HasDeadLetter(ctx context.Context, topic, group, id string) (bool, error) {
+	if err := s.begin("dead letter"); err != nil {
+		return false, err
+	}
+	defer s.mu.RUnlock()
+	var parts []string
+	var args []any
+	for d := range s.cfg.ShardNum {
+		parts = append(parts, "SELECT 1 FROM "+s.n.dlq[d]+" WHERE `kite_server`=? AND `topic`=? AND `group_id`=? AND `message_id`=?")
+		args = append(args, bin(s.cfg.Broker), bin(topic), bin(group), bin(id))
+	}
+	var found bool
+	q := "SELECT EXISTS(" + strings.Join(parts, " UNION ALL ") + ")"
+	if err := s.replica.QueryRowContext(ctx, q, args...).Scan(&found); err != nil {
+		return false, fmt.Errorf("mysql: dead letter %s/%s of %s: %w", topic, id, group, err)
+	}
+	return found, nil
+}
+
 // Stats implements store.Store with grouped COUNT queries over this
 // broker's rows (a full index scan: meant for /stat, not for a hot path),
 // read from the slave when one is set.

@@ -177,6 +177,24 @@ func (v *view) scanTimeIndex(ctx context.Context, prefix []byte, from, nowK uint
 	return out, bound, err
 }
 
+// HasDeadLetter implements store.Store: one read of the dead letter's
+// reference key.
+func (s *Store) HasDeadLetter(ctx context.Context, topic, group, id string) (bool, error) {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed {
+		return false, errClosed("dead letter")
+	}
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("rocksdb: dead letter: %w", err)
+	}
+	v, err := s.db.GetBytes(s.ro, deadRefKey(topic, group, id))
+	if err != nil {
+		return false, fmt.Errorf("rocksdb: dead letter %s/%s of %s: %w", topic, id, group, err)
+	}
+	return v != nil, nil
+}
+
 // DeadLetters implements store.Store. The total comes from the in-memory
 // counters; the page is a seek to the (topic, group) range and a scan of
 // offset+limit letters, oldest first.

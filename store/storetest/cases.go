@@ -250,7 +250,16 @@ func testReplay(t *testing.T, f Factory) {
 		store.Update{Op: store.OpAck, Topic: m.Topic, ID: m.ID, Group: "s-b"})
 	requireMissing(t, s, m.Topic, m.ID)
 
+	has := func(group string) bool {
+		t.Helper()
+		ok, err := s.HasDeadLetter(ctx, m.Topic, group, m.ID)
+		require.NoError(t, err)
+		return ok
+	}
+	require.True(t, has("s-a"))
+	require.False(t, has("s-b"), "acked, not dead")
 	update(t, s, at(time.Minute), store.Update{Op: store.OpReplay, Topic: m.Topic, ID: m.ID, Group: "s-a", Next: at(time.Minute)})
+	require.False(t, has("s-a"), "replayed")
 	_, total, err := s.DeadLetters(ctx, "trade", "s-a", 0, 10)
 	require.NoError(t, err)
 	require.Zero(t, total)
