@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"log/slog"
 	"net"
+	"sync"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -98,6 +99,9 @@ type authenticator struct {
 	// srv is set once by Start before the server starts accepting, and
 	// only read afterwards (Check runs on the server's goroutines).
 	srv *server.Server
+	// hosts counts the external clients of each IP address
+	// (Config.MaxConnectionsPerHost).
+	hosts *hostCounts
 }
 
 var _ server.Authentication = (*authenticator)(nil)
@@ -124,18 +128,92 @@ func (a *authenticator) Check(c server.ClientAuthentication) bool {
 			"user", opts.Username, "remote", info.RemoteAddr, "tls", info.TLS)
 		return false
 	}
-	if a.authz == nil {
-		a.register(c, opts.Username, nil)
-		return true
+	var perms *server.Permissions
+	if a.authz != nil {
+		p, err := a.authz.Authorize(opts.Username, opts.Password, info)
+		if err != nil {
+			a.log.Debug("connection refused by authorizer",
+				"user", opts.Username, "remote", info.RemoteAddr, "err", err)
+			return false
+		}
+		perms = p.server()
 	}
-	perms, err := a.authz.Authorize(opts.Username, opts.Password, info)
-	if err != nil {
-		a.log.Debug("connection refused by authorizer",
-			"user", opts.Username, "remote", info.RemoteAddr, "err", err)
+	if !a.hosts.admit(c, addr) {
 		return false
 	}
-	a.register(c, opts.Username, perms.server())
+	a.register(c, opts.Username, perms)
 	return true
+}
+
+// hostCounts bounds the external clients of one IP address: Check admits
+// a client (counting it) while its address has fewer than max, and the
+// events loop forgets it at its Disconnect. A Server whose Events is never
+// consumed never forgets: the daemon always consumes it.
+type hostCounts struct {
+	max     int // -1: no bound
+	log     *slog.Logger
+	mu      sync.Mutex
+	byHost  map[string]int
+	ofConn  map[uint64]string // client id -> host, for the Disconnect
+	refused uint64
+}
+
+func newHostCounts(max int, log *slog.Logger) *hostCounts {
+	return &hostCounts{max: max, log: log, byHost: make(map[string]int), ofConn: make(map[uint64]string)}
+}
+
+// admit counts a client of addr, or refuses it over the bound.
+func (h *hostCounts) admit(c server.ClientAuthentication, addr net.Addr) bool {
+	ided, ok := c.(interface{ GetID() uint64 })
+	if h == nil || h.max < 0 || !ok {
+		return true
+	}
+	host := hostOf(addr)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.byHost[host] >= h.max {
+		h.refused++
+		if n := h.refused; n&(n-1) == 0 { // the 1st, 2nd, 4th…: a flood does not flood the log
+			h.log.Warn("connection refused: too many from its host", "remote", host, "max_connections_per_host", h.max, "refused_so_far", n)
+		}
+		return false
+	}
+	h.byHost[host]++
+	h.ofConn[ided.GetID()] = host
+	return true
+}
+
+// gone forgets client id.
+func (h *hostCounts) gone(id uint64) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	host, ok := h.ofConn[id]
+	if !ok {
+		return
+	}
+	delete(h.ofConn, id)
+	if h.byHost[host]--; h.byHost[host] <= 0 {
+		delete(h.byHost, host)
+	}
+}
+
+// Refused counts the clients refused over Config.MaxConnectionsPerHost.
+func (s *Server) Refused() uint64 {
+	h := s.auth.hosts
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.refused
+}
+
+// hostOf is the IP address of addr, or its string.
+func hostOf(addr net.Addr) string {
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	return addrString(addr)
 }
 
 // register puts an external client in the client account ($G).

@@ -442,3 +442,29 @@ func TestMaxConnections(t *testing.T) {
 		return err == nil
 	})
 }
+
+// MaxConnectionsPerHost refuses the client over it from one address, and
+// frees the place at the client's Disconnect event.
+func TestMaxConnectionsPerHost(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.MaxConnectionsPerHost = 2 })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Events(ctx, func(Event) {}) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	a := dial(t, s)
+	dial(t, s)
+	_, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(0))
+	require.Error(t, err, "a third client from 127.0.0.1")
+	require.Equal(t, uint64(1), s.Refused())
+	own, err := s.ConnectLoopback("own")
+	require.NoError(t, err, "the bridge's own connections are not counted")
+	own.Close()
+	a.Close()
+	waitFor(t, func() bool {
+		nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(0))
+		if err == nil {
+			nc.Close()
+		}
+		return err == nil
+	})
+}

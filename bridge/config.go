@@ -16,16 +16,17 @@ import (
 
 // Defaults applied by DefaultConfig and to zero-valued Config fields.
 const (
-	defaultHost         = "127.0.0.1"
-	defaultPort         = 4222
-	defaultMaxPayload   = 4 << 20
-	defaultPingInterval = 2 * time.Second
-	defaultMaxPingsOut  = 2
-	defaultServerName   = "kitenats"
-	defaultClusterName  = "kitenats"
-	defaultMaxConns     = 64 * 1024
-	defaultMaxPending   = 64 << 20
-	defaultTLSTimeout   = 2 * time.Second
+	defaultHost            = "127.0.0.1"
+	defaultPort            = 4222
+	defaultMaxPayload      = 4 << 20
+	defaultPingInterval    = 2 * time.Second
+	defaultMaxPingsOut     = 2
+	defaultServerName      = "kitenats"
+	defaultClusterName     = "kitenats"
+	defaultMaxConns        = 64 * 1024
+	defaultMaxPending      = 64 << 20
+	defaultMaxConnsPerHost = 1000
+	defaultTLSTimeout      = 2 * time.Second
 )
 
 // Limits checked by Validate.
@@ -93,6 +94,11 @@ type Config struct {
 	// "-ERR 'maximum connections exceeded'". The broker's own connections
 	// count too. Default 65536 (nats-server's).
 	MaxConnections int
+	// MaxConnectionsPerHost bounds the external clients from one IP
+	// address; one more is refused at CONNECT (an authorization error) and
+	// counted (Server.Refused). The count forgets a client at its
+	// Disconnect event, so Events must be consumed. Default 1000; -1 none.
+	MaxConnectionsPerHost int
 	// MaxPending bounds, in bytes, what the server buffers for one client
 	// that does not read (max_pending); a client past it is a slow consumer
 	// and is disconnected. Default 64 MiB (nats-server's).
@@ -182,6 +188,9 @@ func (c *Config) setDefaults() {
 	if c.MaxPending == 0 {
 		c.MaxPending = defaultMaxPending
 	}
+	if c.MaxConnectionsPerHost == 0 {
+		c.MaxConnectionsPerHost = defaultMaxConnsPerHost
+	}
 	if c.TLSTimeout == 0 {
 		c.TLSTimeout = defaultTLSTimeout
 	}
@@ -203,6 +212,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPingsOut < 1 {
 		errs = append(errs, fmt.Errorf("bridge: max pings out %d below 1", c.MaxPingsOut))
+	}
+	if c.MaxConnectionsPerHost < -1 {
+		errs = append(errs, fmt.Errorf("bridge: max connections per host %d: want a positive bound or -1 for none", c.MaxConnectionsPerHost))
 	}
 	if c.MaxConnections < 1 || c.MaxPending < 1 {
 		errs = append(errs, fmt.Errorf("bridge: max connections %d and max pending %d must be positive", c.MaxConnections, c.MaxPending))

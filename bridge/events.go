@@ -176,6 +176,7 @@ func (s *Server) track(kind EventKind, id uint64) bool {
 		s.live[id] = struct{}{}
 		return true
 	}
+	s.auth.hosts.gone(id)
 	if _, ok := s.live[id]; !ok {
 		return false
 	}

@@ -82,6 +82,7 @@ func New(cfg Config) (*Server, error) {
 			system:   newCredential(systemUser),
 			verify:   cfg.TLSVerifyClients,
 			log:      log,
+			hosts:    newHostCounts(cfg.MaxConnectionsPerHost, log),
 		},
 		live: make(map[uint64]struct{}),
 	}, nil

@@ -35,10 +35,12 @@ type Config struct {
 	MaxPayload  int           // bytes, default 4 MiB
 	MaxInflight int           // per consumer, default 1000
 	// Connection limits (0: the component's default, documented in README).
-	MaxConnections             int   // NATS clients at once (max_connections); default 65536
-	MaxPending                 int64 // NATS bytes buffered for one client that does not read; default 64 MiB
-	KiteQMaxConnections        int   // KiteQ connections at once; default 10000, -1 none
-	KiteQMaxConnectionsPerHost int   // KiteQ connections from one IP; default 1000, -1 none
+	MaxConnections             int           // NATS clients at once (max_connections); default 65536
+	MaxPending                 int64         // NATS bytes buffered for one client that does not read; default 64 MiB
+	MaxConnectionsPerHost      int           // NATS clients from one IP; default 1000, -1 none
+	PingInterval               time.Duration // NATS server pings an idle client this often; default 2 s
+	KiteQMaxConnections        int           // KiteQ connections at once; default 10000, -1 none
+	KiteQMaxConnectionsPerHost int           // KiteQ connections from one IP; default 1000, -1 none
 	// API and binding limits (0: the component's default, documented in
 	// README; for the limits -1 is no bound).
 	APIWorkers                int           // $KQ.API calls served at once; default 4
@@ -251,10 +253,12 @@ type tomlCluster struct {
 	MaxInflight  int    `toml:"maxInflight"`
 	MetricTopics int    `toml:"metricTopics"`
 	// Connection limits.
-	MaxConnections             int   `toml:"maxConnections"`
-	MaxPending                 int64 `toml:"maxPending"`
-	KiteQMaxConnections        int   `toml:"kiteqMaxConnections"`
-	KiteQMaxConnectionsPerHost int   `toml:"kiteqMaxConnectionsPerHost"`
+	MaxConnections             int    `toml:"maxConnections"`
+	MaxPending                 int64  `toml:"maxPending"`
+	MaxConnectionsPerHost      int    `toml:"maxConnectionsPerHost"`
+	PingInterval               string `toml:"pingInterval"`
+	KiteQMaxConnections        int    `toml:"kiteqMaxConnections"`
+	KiteQMaxConnectionsPerHost int    `toml:"kiteqMaxConnectionsPerHost"`
 	// API and binding limits.
 	APIWorkers                int               `toml:"apiWorkers"`
 	APIQueuePerGroup          int               `toml:"apiQueuePerGroup"`
@@ -371,7 +375,12 @@ func loadTOML(c *Config, path, cluster string, log *slog.Logger) error {
 	if cl.MaxInflight > 0 {
 		c.MaxInflight = cl.MaxInflight
 	}
-	c.MaxConnections, c.MaxPending = cl.MaxConnections, cl.MaxPending
+	c.MaxConnections, c.MaxPending, c.MaxConnectionsPerHost = cl.MaxConnections, cl.MaxPending, cl.MaxConnectionsPerHost
+	if cl.PingInterval != "" {
+		if c.PingInterval, err = time.ParseDuration(cl.PingInterval); err != nil {
+			return fmt.Errorf("config %s: pingInterval: %w", path, err)
+		}
+	}
 	c.KiteQMaxConnections, c.KiteQMaxConnectionsPerHost = cl.KiteQMaxConnections, cl.KiteQMaxConnectionsPerHost
 	if md.IsDefined("clusters", cluster, "metricTopics") {
 		c.MetricTopics = cl.MetricTopics
@@ -574,6 +583,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInflight <= 0 {
 		bad = append(bad, fmt.Sprintf("maxInflight %d: want a positive number", c.MaxInflight))
+	}
+	if c.MaxConnectionsPerHost < -1 {
+		bad = append(bad, fmt.Sprintf("maxConnectionsPerHost %d: want a positive bound, or -1 for none", c.MaxConnectionsPerHost))
+	}
+	if c.PingInterval < 0 || (c.PingInterval > 0 && c.PingInterval < time.Millisecond) {
+		bad = append(bad, fmt.Sprintf("pingInterval %s: want at least 1ms", c.PingInterval))
 	}
 	if c.MaxConnections < 0 || c.MaxPending < 0 {
 		bad = append(bad, fmt.Sprintf("maxConnections %d, maxPending %d: must not be negative", c.MaxConnections, c.MaxPending))

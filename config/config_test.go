@@ -114,13 +114,15 @@ func TestConfigTxFinalAction(t *testing.T) {
 func TestConfigConnectionLimits(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	p := filepath.Join(t.TempDir(), "limits.toml")
-	require.NoError(t, os.WriteFile(p, []byte("[clusters.x]\nmaxConnections = 500\nmaxPending = 1048576\nkiteqMaxConnections = 300\nkiteqMaxConnectionsPerHost = -1\n"), 0o600))
+	require.NoError(t, os.WriteFile(p, []byte("[clusters.x]\nmaxConnections = 500\nmaxPending = 1048576\nkiteqMaxConnections = 300\nkiteqMaxConnectionsPerHost = -1\nmaxConnectionsPerHost = 20\npingInterval = \"30s\"\n"), 0o600))
 	c, err := Parse([]string{"-configPath", p, "-clusterName", "x"}, log)
 	require.NoError(t, err)
 	require.Equal(t, 500, c.MaxConnections)
 	require.Equal(t, int64(1<<20), c.MaxPending)
 	require.Equal(t, 300, c.KiteQMaxConnections)
 	require.Equal(t, -1, c.KiteQMaxConnectionsPerHost)
+	require.Equal(t, 20, c.MaxConnectionsPerHost)
+	require.Equal(t, 30*time.Second, c.PingInterval)
 	c.KiteQMaxConnections, c.MaxPending = -2, -1
 	require.ErrorContains(t, c.Validate(), "kiteqMaxConnections")
 	require.ErrorContains(t, c.Validate(), "maxPending")

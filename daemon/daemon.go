@@ -100,6 +100,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Daemon, e
 	bcfg := bridge.Config{
 		Host: host, Port: port, MaxPayload: int32(cfg.MaxPayload),
 		MaxConnections: cfg.MaxConnections, MaxPending: cfg.MaxPending,
+		MaxConnectionsPerHost: cfg.MaxConnectionsPerHost, PingInterval: cfg.PingInterval,
 		Authorizer: authorizer(cfg), Logger: log.With("component", "nats"),
 	}
 	if d.tls.nats != nil {

@@ -31,6 +31,9 @@ func (a adminSource) Metrics(ctx context.Context) ([]admin.Metric, error) {
 	if a.d.cl != nil {
 		ms = append(ms, a.d.cl.metrics()...)
 	}
+	ms = append(ms, admin.Metric{Name: "kitenats_nats_connections_refused_total", Counter: true,
+		Help:    "NATS clients refused at CONNECT, over maxConnectionsPerHost.",
+		Samples: []admin.Sample{{Value: float64(a.d.br.Refused())}}})
 	if a.d.kiteq != nil {
 		ms = append(ms,
 			admin.Metric{Name: "kitenats_kiteq_connections_refused_total", Counter: true,
