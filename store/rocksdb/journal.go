@@ -53,6 +53,7 @@ type journal struct {
 	f     *os.File
 	seg   uint64 // number of the segment f is
 	size  int64  // bytes in f
+	last  int64  // size before the last append, for unappend; 0: none
 	dirty bool   // f was written since it was last synced
 	// broken is set when a failed append or sync may have left f holding
 	// part of a record, or acknowledged bytes unsynced: nothing more may
@@ -111,24 +112,35 @@ func openJournal(dir string, seg uint64) (*journal, error) {
 // directory, so that the segment exists after a power loss. caller must
 // hold j.mu (or own j)
 func (j *journal) start(seg uint64) error {
-	f, err := os.OpenFile(filepath.Join(j.dir, segmentName(seg)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	f, err := j.create(seg)
 	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(journalMagic); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := syncDir(j.dir); err != nil {
-		_ = f.Close()
 		return err
 	}
 	j.f, j.seg, j.size, j.dirty = f, seg, int64(len(journalMagic)), false
 	return nil
+}
+
+// create creates segment seg with its magic, synced, and syncs the
+// directory. On a failure it removes what it created.
+func (j *journal) create(seg uint64) (*os.File, error) {
+	name := filepath.Join(j.dir, segmentName(seg))
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	_, err = f.WriteString(journalMagic)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = syncDir(j.dir)
+	}
+	if err != nil {
+		_ = f.Close()
+		_ = os.Remove(name)
+		return nil, err
+	}
+	return f, nil
 }
 
 // append writes rec as one record and syncs it when sync is set. rec
@@ -159,6 +171,7 @@ func (j *journal) append(rec []byte, sync bool) error {
 		}
 		return err
 	}
+	j.last = j.size
 	j.size += int64(len(rec))
 	if sync {
 		if err := j.fdatasync(); err != nil {
@@ -170,6 +183,25 @@ func (j *journal) append(rec []byte, sync bool) error {
 		return nil
 	}
 	j.dirty = true
+	return nil
+}
+
+// unappend cuts the last record appended off again, for a Write that
+// failed after its append (nothing acknowledged it). A failure breaks the
+// journal. Should a power loss bring the record back (its cut was not
+// synced), replay applies a batch nobody was told succeeded: as a crash
+// before an ack, at-least-once.
+func (j *journal) unappend() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.broken || j.last == 0 {
+		return errors.New("journal: no record to cut off")
+	}
+	j.size, j.last = j.last, 0
+	if err := j.undo(); err != nil {
+		j.broken = true
+		return err
+	}
 	return nil
 }
 
@@ -206,19 +238,27 @@ func (j *journal) sync() error {
 	return nil
 }
 
-// rotate syncs and closes the current segment and starts the next one. It
-// returns the number of the closed segment.
+// rotate starts the next segment, then syncs and closes the current one.
+// It returns the number of the closed segment. When the next segment cannot
+// be started (a full disk), what was created of it is removed and the
+// current segment stays, whole and open: rotate may be called again. A
+// failed sync of the current segment breaks the journal.
 func (j *journal) rotate() (uint64, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	old := j.seg
-	if err := j.f.Sync(); err != nil {
+	old, of := j.seg, j.f
+	f, err := j.create(old + 1)
+	if err != nil {
 		return 0, err
 	}
-	if err := j.f.Close(); err != nil {
+	if err := of.Sync(); err != nil {
+		j.broken = true
+		_ = f.Close()
 		return 0, err
 	}
-	return old, j.start(old + 1)
+	_ = of.Close() // synced: a failed close loses nothing
+	j.f, j.seg, j.size, j.dirty = f, old+1, int64(len(journalMagic)), false
+	return old, nil
 }
 
 // close syncs and closes the current segment.
@@ -474,33 +514,17 @@ func (s *Store) flush() error {
 	return s.db.Flush(fo)
 }
 
-// rotate starts a new journal segment and moves the records in s.hot to
-// RocksDB (no WAL), then wakes the retirer, which flushes RocksDB and
-// deletes the old segments. A failure fails the store (the records would
-// otherwise be lost with the segments). caller must hold s.writeMu
-func (s *Store) rotate() {
-	old, err := s.jrnl.rotate()
-	if err != nil {
-		_ = s.fail("journal rotate", err)
-		return
-	}
-	if err := s.moveHot(); err != nil {
-		return
-	}
-	s.retired.Store(old)
-	select {
-	case s.retire <- struct{}{}:
-	default:
-	}
-}
-
 // moveHot writes the records in s.hot to RocksDB (no WAL) and empties
-// it. A failure fails the store. caller must hold s.writeMu
+// it. A failure for lack of space keeps them there, for the next try; any
+// other fails the store. caller must hold s.writeMu
 func (s *Store) moveHot() error {
 	if s.hot.len() == 0 {
 		return nil
 	}
 	if err := s.hot.moveTo(s.db, s.wj); err != nil {
+		if isNoSpace(err) {
+			return s.outOfSpace("move records", err) // the records stay, and the next Write tries again
+		}
 		return s.fail("move records", err)
 	}
 	s.hot.reset()
@@ -536,6 +560,7 @@ func (s *Store) retireAll() error {
 func (s *Store) retireLoop() {
 	defer s.wg.Done()
 	var done uint64
+	failed := 0 // tries that failed in a row: the first is logged, and the success after
 	for {
 		select {
 		case <-s.stop:
@@ -547,8 +572,14 @@ func (s *Store) retireLoop() {
 			continue
 		}
 		if err := s.retireThrough(through); err != nil {
-			s.log.Error("journal: could not retire old segments; they stay until the next try", "through", through, "err", err)
+			if failed++; failed == 1 {
+				s.log.Error("journal: could not retire old segments; they stay, and are tried again", "through", through, "err", err)
+			}
 			continue
+		}
+		if failed > 0 {
+			s.log.Info("journal: old segments retired after failed tries", "through", through, "failed_tries", failed)
+			failed = 0
 		}
 		done = through
 	}

@@ -71,6 +71,27 @@ type Store struct {
 	// wait for a Write.
 	failed atomic.Pointer[error]
 
+	// noSpace, once set, refuses the new messages of every Write for lack
+	// of disk space, until spaceLoop or Write sees room again: see
+	// space.go. An atomic, as failed. noSpaceSince (guarded by writeMu
+	// where it is written) is when it was last set; spaceChecked (guarded
+	// by writeMu) is when Write last looked at the free space; minFree is
+	// the reserve, set by Open; spaceWake wakes spaceLoop.
+	noSpace      atomic.Pointer[error]
+	noSpaceSince time.Time
+	spaceChecked time.Time
+	minFree      int64
+	spaceWake    chan struct{}
+	compacted    time.Time // when spaceLoop last compacted; its own
+	sinceCheck   int64     // journal bytes appended since spaceChecked; guarded by writeMu
+	lastFree     atomic.Int64
+	// toRetire is the last segment that a rotation closed and whose records
+	// have not yet moved to RocksDB (a move that ran out of space is
+	// retried); 0 when none. guarded by writeMu
+	toRetire uint64
+	// corrupt counts the damaged journal records Open skipped.
+	corrupt atomic.Int64
+
 	// retired is the last journal segment whose writes RocksDB holds in
 	// memtables (Write moved the records there when it rotated); the
 	// retirer flushes RocksDB and deletes the segments up to it. retire
@@ -98,15 +119,16 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("rocksdb: open: %w", err)
 	}
 	s := &Store{
-		cfg:      cfg,
-		log:      cfg.Logger.With("store", "rocksdb://"+cfg.Dir),
-		hot:      newHotRecords(),
-		retire:   make(chan struct{}, 1),
-		deferred: newDeferredIndex(),
-		filters:  newDedupFilters(),
-		counters: newCounters(),
-		hints:    newDueHints(),
-		stop:     make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger.With("store", "rocksdb://"+cfg.Dir),
+		hot:       newHotRecords(),
+		retire:    make(chan struct{}, 1),
+		spaceWake: make(chan struct{}, 1),
+		deferred:  newDeferredIndex(),
+		filters:   newDedupFilters(),
+		counters:  newCounters(),
+		hints:     newDueHints(),
+		stop:      make(chan struct{}),
 	}
 	s.newOptions()
 	db, err := grocksdb.OpenDb(s.opts, cfg.Dir)
@@ -131,11 +153,17 @@ func Open(cfg Config) (*Store, error) {
 		s.wg.Add(1)
 		go s.syncLoop()
 	}
-	s.wg.Add(1)
+	s.initSpace()
+	s.wg.Add(2)
 	go s.retireLoop()
+	go s.spaceLoop()
 	s.log.Info("store opened", "durability", cfg.Durability.String(), "took", time.Since(start))
 	return s, nil
 }
+
+// headerInfoLogLevel is RocksDB's HEADER_LEVEL, which grocksdb does not
+// name: above FATAL, so only the header written at open is logged.
+const headerInfoLogLevel = grocksdb.InfoLogLevel(5)
 
 // isLockError reports whether err is RocksDB's refusal of a held DIR/LOCK:
 // "While lock file" when another process holds it (fcntl), "lock hold by
@@ -159,6 +187,12 @@ func (s *Store) newOptions() {
 	s.opts.SetMemTablePrefixBloomSizeRatio(0.05)
 	s.opts.SetMemtableWholeKeyFiltering(true)
 	s.opts.SetKeepLogFileNum(4)
+	// RocksDB's info log (DIR/LOG) gets its header only: the librocksdb
+	// that distributions ship keeps its assertions, and one of them aborts
+	// the process at the next line logged after a line the full disk
+	// refused (the flush that ran out of space logs it did). The store logs
+	// what matters itself.
+	s.opts.SetInfoLogLevel(headerInfoLogLevel)
 	if s.cfg.noFlushOnClose {
 		o, err := grocksdb.GetOptionsFromString(s.opts, "avoid_flush_during_shutdown=true")
 		if err != nil {
@@ -234,7 +268,9 @@ func (s *Store) syncLoop() {
 				_ = s.fail("journal sync", err)
 			}
 			seq := s.db.GetLatestSequenceNumber()
-			if seq == synced {
+			if seq == synced || s.NoSpace() != nil {
+				// Short of space, RocksDB's WAL is left alone: see
+				// SaveBindings. Its writes (the bindings) are synced after.
 				continue
 			}
 			if err := s.db.FlushWAL(true); err != nil {

@@ -1,0 +1,279 @@
+package rocksdb
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/linxGnu/grocksdb"
+
+	"github.com/kitenats/kitenats/store"
+)
+
+// A full disk is a state the Store recovers from by itself, not a failure
+// (see doc.go, "A full disk"):
+//
+//   - While the filesystem has less than MinFreeSpace free, Write refuses
+//     the batch's new messages with store.ErrNoSpace and still writes its
+//     acks, retries and the rest, so that the journal's segments fill,
+//     rotate and retire and the space the acked messages took comes back.
+//   - A write that runs out of space all the same (the reserve was taken by
+//     someone else) fails its batch with store.ErrNoSpace and nothing of it
+//     applied: the journal cuts the record off, and a RocksDB write refused
+//     after the record was appended cuts it off too. A rotation or a move
+//     of the records to RocksDB that runs out of space is retried.
+//   - Meanwhile spaceLoop looks at the free space on a timer (backing off
+//     from spaceProbeMin to spaceProbeMax), rotates the journal so that
+//     what was acked can retire, compacts RocksDB when deletions dominate
+//     it, and leaves the state once free space is back above the reserve
+//     plus an eighth.
+//
+// Only an error that leaves the journal in a state it cannot vouch for (a
+// failed fsync, a record it could not cut off) still fails the store until
+// it is reopened.
+
+const (
+	// spaceCheckEvery bounds how often Write looks at the free space.
+	spaceCheckEvery = 50 * time.Millisecond
+	spaceProbeMin   = 100 * time.Millisecond
+	spaceProbeMax   = 2 * time.Second
+	// compactEvery bounds how often spaceLoop compacts RocksDB.
+	compactEvery = 5 * time.Second
+	// pressedBelow: with less than this many reserves free, spaceLoop
+	// works to give space back.
+	pressedBelow = 4
+)
+
+// statfs returns the bytes available to an unprivileged user on dir's
+// filesystem, and its size.
+func statfs(dir string) (free, size int64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return -1, -1, err
+	}
+	return int64(st.Bavail) * st.Bsize, int64(st.Blocks) * st.Bsize, nil //nolint:gosec // block counts fit
+}
+
+// isNoSpace reports whether err says the disk (or the quota) is full: the
+// journal's ENOSPC, or RocksDB's NoSpace status, which reaches Go as text.
+func isNoSpace(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "No space left on device") || strings.Contains(msg, "Disk quota exceeded")
+}
+
+// mib formats a byte count for a log line or an error.
+func mib(n int64) string { return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB" }
+
+// initSpace sets the reserve (MinFreeSpace, or its default) at Open.
+func (s *Store) initSpace() {
+	s.minFree = s.cfg.MinFreeSpace
+	free, size, err := statfs(s.cfg.Dir)
+	if s.minFree == 0 {
+		s.minFree = 2 * s.cfg.JournalSegmentSize
+		if err == nil && s.minFree > size/4 {
+			s.minFree = size / 4
+		}
+	}
+	if err == nil {
+		s.judge(free, time.Now())
+	}
+}
+
+// checkSpace looks at the free space, at most every spaceCheckEvery, and
+// enters or leaves the no-space state. caller must hold s.writeMu
+func (s *Store) checkSpace(now time.Time) {
+	if now.Sub(s.spaceChecked) < spaceCheckEvery && s.sinceCheck < s.minFree/16 {
+		return
+	}
+	s.spaceChecked, s.sinceCheck = now, 0
+	if free, _, err := statfs(s.cfg.Dir); err == nil {
+		s.judge(free, now)
+	}
+}
+
+// judge enters the no-space state when free is below the reserve, and
+// leaves it when free is back above it plus an eighth.
+func (s *Store) judge(free int64, now time.Time) {
+	s.lastFree.Store(free)
+	low := s.noSpace.Load() != nil
+	switch {
+	case !low && free < s.minFree:
+		s.outOfSpace("reserve", fmt.Errorf("%s free in %s, below the %s kept for acks (minFree)", mib(free), s.cfg.Dir, mib(s.minFree)))
+	case low && free >= s.minFree+s.minFree/8:
+		// RocksDB, after a flush ran out of space, refuses writes until it
+		// has recovered by itself (its SstFileManager polls the free space):
+		// an idempotent write without WAL tells.
+		if err := s.db.Put(s.wj, metaKey(), []byte(strconv.Itoa(formatVersion))); err != nil {
+			return
+		}
+		s.noSpace.Store(nil)
+		s.log.Warn("store: disk space is back: publishes accepted again", "free", mib(free), "min_free", mib(s.minFree), "refused_for", now.Sub(s.noSpaceSince).Round(time.Millisecond))
+	}
+}
+
+// outOfSpace enters (or stays in) the no-space state and returns the error
+// for the batch that ran out: store.ErrNoSpace with why.
+func (s *Store) outOfSpace(what string, cause error) error {
+	err := fmt.Errorf("rocksdb: %s: %w: %w: publishes are refused until space returns", what, store.ErrNoSpace, cause)
+	if what == "reserve" {
+		err = fmt.Errorf("rocksdb: %w: %w: publishes are refused until space returns (acks are still written)", store.ErrNoSpace, cause)
+	}
+	if s.noSpace.Swap(&err) == nil {
+		s.noSpaceSince = time.Now()
+		s.log.Error("store: disk full: refusing publishes until space returns", "err", err)
+	}
+	select {
+	case s.spaceWake <- struct{}{}:
+	default:
+	}
+	return err
+}
+
+// NoSpace returns why new messages are refused for lack of disk space, or
+// nil.
+func (s *Store) NoSpace() error {
+	if p := s.noSpace.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Condition implements store.Reporter.
+func (s *Store) Condition() store.Condition {
+	c := store.Condition{NoSpace: s.NoSpace(), Failed: s.Failed(), DiskFree: -1, DiskSize: -1, CorruptRecords: s.corrupt.Load()}
+	if free, size, err := statfs(s.cfg.Dir); err == nil {
+		c.DiskFree, c.DiskSize = free, size
+	}
+	c.JournalBytes = journalBytes(s.journalDir())
+	return c
+}
+
+// journalBytes is the size of the segments in dir.
+func journalBytes(dir string) int64 {
+	segs, _ := listSegments(dir)
+	var n int64
+	for _, seg := range segs {
+		if fi, err := os.Stat(filepath.Join(dir, segmentName(seg))); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// spaceLoop, while the store is out of space or near it (less than
+// pressedBelow times the reserve free), probes on a timer: it rotates the journal (so that
+// what was acked since the last rotation can retire), moves the records
+// held in memory, wakes the retirer, compacts RocksDB when deletions
+// dominate it, and leaves the no-space state once there is room. The timer
+// backs off from spaceProbeMin to spaceProbeMax; with room to spare it only
+// looks at the free space every spaceProbeMax. It is owned by the Store:
+// Close stops it.
+func (s *Store) spaceLoop() {
+	defer s.wg.Done()
+	wait := spaceProbeMin
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.spaceWake:
+			wait = spaceProbeMin
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+		case <-t.C:
+		}
+		pressed := s.noSpace.Load() != nil || s.lastFree.Load() < pressedBelow*s.minFree
+		if pressed && !s.probeSpace() {
+			return
+		}
+		if !pressed {
+			if free, _, err := statfs(s.cfg.Dir); err == nil {
+				s.lastFree.Store(free)
+			}
+			wait = spaceProbeMax
+		} else {
+			wait = min(2*wait, spaceProbeMax)
+		}
+		t.Reset(wait)
+	}
+}
+
+// probeSpace is one round of spaceLoop. It returns false once the store is
+// closed.
+func (s *Store) probeSpace() bool {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed {
+		return false
+	}
+	s.writeMu.Lock()
+	if s.Failed() == nil {
+		// A segment worth retiring: what was acked in it gives its space back.
+		s.maintain(s.jrnl.length() > s.cfg.JournalSegmentSize/16)
+	}
+	s.writeMu.Unlock()
+	select {
+	case s.retire <- struct{}{}:
+	default:
+	}
+	if time.Since(s.compacted) >= compactEvery && s.deletionsDominate() {
+		s.compacted = time.Now()
+		s.db.CompactRange(grocksdb.Range{})
+		s.log.Info("store: compacted, deletions dominated while disk space was short", "took", time.Since(s.compacted).Round(time.Millisecond))
+	}
+	free, _, err := statfs(s.cfg.Dir)
+	if err != nil {
+		return true
+	}
+	s.writeMu.Lock()
+	s.judge(free, time.Now())
+	s.writeMu.Unlock()
+	return true
+}
+
+// deletionsDominate reports whether tombstones are at least a third of
+// the entries in RocksDB's tables (so that most of what they hold is dead),
+// the tables are worth compacting (over an eighth of the reserve) and what
+// would stay of them fits in the free space: a full compaction then gives
+// back more than it takes.
+func (s *Store) deletionsDominate() bool {
+	props := s.db.GetProperty("rocksdb.aggregated-table-properties")
+	entries, dels := tableProp(props, "# entries="), tableProp(props, "# deletions=")+tableProp(props, "# range deletions=")
+	total, err := strconv.ParseInt(s.db.GetProperty("rocksdb.total-sst-files-size"), 10, 64)
+	if err != nil || entries <= 0 || 3*dels < entries || total < s.minFree/8 {
+		return false
+	}
+	free, _, err := statfs(s.cfg.Dir)
+	return err == nil && total/entries*(entries-dels) < free
+}
+
+// tableProp reads the count after name in RocksDB's table properties text
+// ("# entries=4; # deletions=1; …"); 0 when absent.
+func tableProp(props, name string) int64 {
+	i := strings.Index(props, name)
+	if i < 0 {
+		return 0
+	}
+	v := props[i+len(name):]
+	if j := strings.IndexByte(v, ';'); j >= 0 {
+		v = v[:j]
+	}
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n
+}
