@@ -264,7 +264,8 @@ func TestStoreRocksDBHotRecordsBounded(t *testing.T) {
 
 // TestStoreRocksDBJournalSurvivesFailedAppend: a write that fails half way
 // (a full disk) fails its Write alone; the segment is cut back to where
-// the record began, later Writes succeed, and a reopen replays them all.
+// the record began, the store refuses new messages until it sees room,
+// later Writes succeed, and a reopen replays them all.
 func TestStoreRocksDBJournalSurvivesFailedAppend(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, Async)
@@ -275,9 +276,11 @@ func TestStoreRocksDBJournalSurvivesFailedAppend(t *testing.T) {
 	}
 	_, err := s.Write(context.Background(), midWriteBatch(0, 1))
 	require.ErrorIs(t, err, syscall.ENOSPC)
+	require.ErrorIs(t, err, store.ErrNoSpace)
 	require.NotContains(t, err.Error(), "refuses writes")
 	require.NoError(t, s.Failed())
 	s.jrnl.write = (*os.File).Write
+	waitRoom(t, s, 5*time.Second) // new messages are refused until the store sees room
 	mustWrite(t, s, midWriteBatch(0, 1))
 	mustWrite(t, s, midWriteBatch(0, 2))
 	requireMidWrites(t, s, 0, 3)

@@ -18,7 +18,12 @@ import (
 // A full disk is a state the Store recovers from by itself, not a failure
 // (see doc.go, "A full disk"):
 //
-//   - While the filesystem has less than MinFreeSpace free, Write refuses
+//   - While the filesystem has less free than the reserve (MinFreeSpace,
+//     plus the size of RocksDB's tables up to compactionHeadroom: a
+//     compaction writes its output before it deletes its input, and
+//     RocksDB, once a write of its own ran out of space, refuses the
+//     compactions that might not fit, the very ones that would give the
+//     acked messages' space back), Write refuses
 //     the batch's new messages with store.ErrNoSpace and still writes its
 //     acks, retries and the rest, so that the journal's segments fill,
 //     rotate and retire and the space the acked messages took comes back.
@@ -43,10 +48,15 @@ const (
 	spaceProbeMin   = 100 * time.Millisecond
 	spaceProbeMax   = 2 * time.Second
 	// compactEvery bounds how often spaceLoop compacts RocksDB.
-	compactEvery = 5 * time.Second
+	compactEvery = 2 * time.Second
 	// pressedBelow: with less than this many reserves free, spaceLoop
 	// works to give space back.
 	pressedBelow = 4
+	// compactionHeadroom caps the space kept for RocksDB's compactions,
+	// which write their output before they delete their input: up to the
+	// size of the tables (an L0 to L1 compaction rewrites all of L1), and
+	// L1 is at most max_bytes_for_level_base, 256 MiB by default.
+	compactionHeadroom = 256 << 20
 )
 
 // statfs returns the bytes available to an unprivileged user on dir's
@@ -102,15 +112,19 @@ func (s *Store) checkSpace(now time.Time) {
 	}
 }
 
-// judge enters the no-space state when free is below the reserve, and
-// leaves it when free is back above it plus an eighth.
+// judge enters the no-space state when free is below the reserve (see
+// reserve), and leaves it when free is back above it plus an eighth of
+// minFree.
 func (s *Store) judge(free int64, now time.Time) {
 	s.lastFree.Store(free)
 	low := s.noSpace.Load() != nil
+	tables := s.tablesSize()
+	reserve := s.minFree + min(tables, compactionHeadroom)
 	switch {
-	case !low && free < s.minFree:
-		s.outOfSpace("reserve", fmt.Errorf("%s free in %s, below the %s kept for acks (minFree)", mib(free), s.cfg.Dir, mib(s.minFree)))
-	case low && free >= s.minFree+s.minFree/8:
+	case !low && free < reserve:
+		s.outOfSpace("reserve", fmt.Errorf("%s free in %s, below the %s kept for acks and compactions (minFree %s, and %s for RocksDB's tables)",
+			mib(free), s.cfg.Dir, mib(reserve), mib(s.minFree), mib(min(tables, compactionHeadroom))))
+	case low && free >= reserve+s.minFree/8:
 		// RocksDB, after a flush ran out of space, refuses writes until it
 		// has recovered by itself (its SstFileManager polls the free space):
 		// an idempotent write without WAL tells.
@@ -118,8 +132,14 @@ func (s *Store) judge(free int64, now time.Time) {
 			return
 		}
 		s.noSpace.Store(nil)
-		s.log.Warn("store: disk space is back: publishes accepted again", "free", mib(free), "min_free", mib(s.minFree), "refused_for", now.Sub(s.noSpaceSince).Round(time.Millisecond))
+		s.log.Warn("store: disk space is back: publishes accepted again", "free", mib(free), "reserve", mib(reserve), "refused_for", now.Sub(s.noSpaceSince).Round(time.Millisecond))
 	}
+}
+
+// tablesSize is the size of RocksDB's live tables (0 when unknown).
+func (s *Store) tablesSize() int64 {
+	n, _ := strconv.ParseInt(s.db.GetProperty("rocksdb.total-sst-files-size"), 10, 64)
+	return n
 }
 
 // outOfSpace enters (or stays in) the no-space state and returns the error
