@@ -1,7 +1,7 @@
 package rocksdb
 
 import (
-		"context"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
