@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -288,4 +289,136 @@ func TestIntegrationDiskFull(t *testing.T) {
 	t.Logf("file removed: /healthz ok after %v, 50 publishes acked", okAfter.Round(time.Millisecond))
 	b.RequireRunning()
 	require.NotContains(t, b.Stderr(), "refuses writes until", "the store never failed")
+}
+
+// segmentRecords returns the offset of each record of a journal segment
+// (an 8-byte magic, then records of a 4-byte little-endian length, a
+// 4-byte checksum and the payload).
+func segmentRecords(data []byte) []int {
+	var offs []int
+	for off := 8; off+8 <= len(data); {
+		offs = append(offs, off)
+		off += 8 + int(uint32(data[off])|uint32(data[off+1])<<8|uint32(data[off+2])<<16|uint32(data[off+3])<<24)
+	}
+	return offs
+}
+
+// TestIntegrationJournalBitFlip publishes a backlog, kills the broker with
+// SIGKILL (the journal stays), flips a bit in the middle of the journal
+// segment and restarts it: the broker starts, logs one error naming the
+// segment, the offset and the messages of the damaged record, counts it
+// in /metrics, keeps the segment as .damaged, and delivers every other
+// acknowledged message.
+func TestIntegrationJournalBitFlip(t *testing.T) {
+	dir := t.TempDir()
+	b, admin := adminBroker(t, "rocksdb://"+dir+"/data")
+	b.Start()
+	const group, topic = "s-flip", "flip"
+	attempted, acked := publishBacklog(t, b.URL(), group, topic, 2000, 4)
+	b.Kill()
+
+	jdir := dir + "/data/journal"
+	entries, err := os.ReadDir(jdir)
+	require.NoError(t, err)
+	var segs []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".log") {
+			segs = append(segs, jdir+"/"+e.Name())
+		}
+	}
+	require.NotEmpty(t, segs, "a killed broker leaves its journal")
+	name := segs[len(segs)-1]
+	data, err := os.ReadFile(name)
+	require.NoError(t, err)
+	offs := segmentRecords(data)
+	require.Greater(t, len(offs), 10)
+	bad := offs[len(offs)/2]
+	data[bad+8+60] ^= 0x08 // in the payload of the middle record
+	require.NoError(t, os.WriteFile(name, data, 0o640))
+
+	b.Start()
+	logs := b.Stderr()
+	var line string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, "level=ERROR") && strings.Contains(l, "journal: skipped") {
+			line = l
+		}
+	}
+	t.Logf("the error line: %s", line)
+	require.NotEmpty(t, line, "an error line for the damaged record:\n%s", logs)
+	require.Contains(t, line, "segment="+name)
+	require.Contains(t, line, "offset="+strconv.Itoa(bad))
+	require.FileExists(t, name+".damaged")
+	g := scrapeGauges(t, admin, "kitenats_store_")
+	require.Equal(t, 1.0, g["kitenats_store_corrupt_records_total"])
+
+	// The damaged record's messages are named; every other acknowledged
+	// publish is delivered.
+	named := map[string]bool{}
+	if _, list, ok := strings.Cut(line, "messages=\"["); ok {
+		list, _, _ = strings.Cut(list, "]")
+		for _, m := range strings.Fields(list) {
+			named[strings.TrimPrefix(m, topic+"/")] = true
+		}
+	}
+	c := startConsumer(t, b.URL(), consumerConfig{Group: group})
+	c.Drain(2*time.Second, 0, 60*time.Second)
+	missing, _, _, _, _ := lossReport(attempted, acked, c)
+	var lost []string
+	for _, id := range missing {
+		if !named[id] {
+			lost = append(lost, id)
+		}
+	}
+	t.Logf("%d acked publishes; the damaged record named %d messages; %d of those not delivered; %d others missing", len(acked), len(named), len(missing)-len(lost), len(lost))
+	require.Empty(t, lost, "only the damaged record's messages may be missing")
+	require.Positive(t, len(named))
+}
+
+// TestIntegrationCorruptTable flips a byte in the middle of a RocksDB table
+// and starts the broker: it exits at once with one line naming the store,
+// the file and what to do.
+func TestIntegrationCorruptTable(t *testing.T) {
+	dir := t.TempDir()
+	b := NewBroker(t, "rocksdb://"+dir+"/data")
+	b.Start()
+	const group, topic = "s-sst", "sst"
+	publishBacklog(t, b.URL(), group, topic, 2000, 4)
+	code, _ := b.Stop(30 * time.Second) // a clean stop: everything in tables
+	require.Zero(t, code)
+	tables, err := filepath.Glob(dir + "/data/*.sst")
+	require.NoError(t, err)
+	require.NotEmpty(t, tables)
+	var biggest string
+	var size int64
+	for _, f := range tables {
+		fi, err := os.Stat(f)
+		require.NoError(t, err)
+		if fi.Size() > size {
+			biggest, size = f, fi.Size()
+		}
+	}
+	data, err := os.ReadFile(biggest)
+	require.NoError(t, err)
+	data[len(data)/2] ^= 0x01
+	require.NoError(t, os.WriteFile(biggest, data, 0o640))
+
+	r := b.launch()
+	select {
+	case <-r.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the broker did not exit on a damaged table")
+	}
+	var line string
+	for _, l := range strings.Split(r.stderr.String(), "\n") {
+		if strings.HasPrefix(l, "kitenats: ") {
+			line = l
+		}
+	}
+	t.Logf("exit %d: %s", r.state.ExitCode(), line)
+	require.NotZero(t, r.state.ExitCode())
+	require.Contains(t, line, "kitenats: open store rocksdb://"+dir+"/data")
+	require.Contains(t, line, biggest)
+	require.Contains(t, line, "Corruption")
+	require.Contains(t, line, "restore the directory from a backup")
 }

@@ -137,7 +137,7 @@ func Open(cfg Config) (*Store, error) {
 		if isLockError(err) {
 			return nil, fmt.Errorf("rocksdb: open %s: %w (%v)", cfg.Dir, ErrLocked, err)
 		}
-		return nil, fmt.Errorf("rocksdb: open %s: %w", cfg.Dir, err)
+		return nil, explainCorruption(cfg.Dir, fmt.Errorf("rocksdb: open %s: %w", cfg.Dir, err))
 	}
 	s.db = db
 	start := time.Now()
@@ -147,7 +147,7 @@ func Open(cfg Config) (*Store, error) {
 		}
 		s.db.Close()
 		s.freeHandles()
-		return nil, err
+		return nil, explainCorruption(cfg.Dir, err)
 	}
 	if cfg.Durability == Async {
 		s.wg.Add(1)
@@ -159,6 +159,16 @@ func Open(cfg Config) (*Store, error) {
 	go s.spaceLoop()
 	s.log.Info("store opened", "durability", cfg.Durability.String(), "took", time.Since(start))
 	return s, nil
+}
+
+// explainCorruption adds to an Open error that is RocksDB's Corruption
+// status (a table or the MANIFEST failing its checksum; RocksDB's message
+// names the file and offset) what it means and how to recover.
+func explainCorruption(dir string, err error) error {
+	if !strings.Contains(err.Error(), "Corruption:") {
+		return err
+	}
+	return fmt.Errorf("%w (a RocksDB file of %s is damaged, the named one: restore the directory from a backup, or repair it with RocksDB's ldb tool, \"ldb --db=%s repair\", which keeps what can still be read and drops the damaged blocks)", err, dir, dir)
 }
 
 // headerInfoLogLevel is RocksDB's HEADER_LEVEL, which grocksdb does not
