@@ -422,3 +422,67 @@ func TestIntegrationCorruptTable(t *testing.T) {
 	require.Contains(t, line, "Corruption")
 	require.Contains(t, line, "restore the directory from a backup")
 }
+
+// TestIntegrationMemoryFlood floods a bounded memory store: publishes past
+// maxbytes are refused with 503 "store full" at the bound, the broker's
+// RSS stops growing there, and a flood of publishes nobody takes (unique
+// ids: their dedup entries) grows it up to maxcap dedup entries and no
+// further.
+func TestIntegrationMemoryFlood(t *testing.T) {
+	const maxcap, maxbytes, bodySize = 50_000, 16 << 20, 1 << 10
+	b := NewBroker(t, fmt.Sprintf("memory://?maxcap=%d&maxbytes=%d", maxcap, maxbytes))
+	b.Start()
+	const group, topic = "s-flood", "flood"
+	bind := []binding{{Topic: topic, MessageType: "evt", BindType: "direct", Persistent: true}}
+	startConsumer(t, b.URL(), consumerConfig{Group: group, Bindings: bind}).Close()
+	waitFor(t, 5*time.Second, func() bool { return len(mustStat(t, b.URL()).Consumers) == 0 }, "the binding consumer to leave")
+	rss0, err := b.RSS()
+	require.NoError(t, err)
+
+	flood := func(subject string, n int) *pubLog {
+		log := newPubLog()
+		stop := startLoad(t, b.URL(), loadConfig{Subject: subject, Publishers: 4, Window: 32, Timeout: 10 * time.Second, Max: n, Body: body(bodySize)}, log)
+		defer stop()
+		waitFor(t, 120*time.Second, func() bool {
+			log.mu.Lock()
+			defer log.mu.Unlock()
+			done := len(log.acked)
+			for _, c := range log.errs {
+				done += c
+			}
+			return done >= n
+		}, "%d publishes answered", n)
+		return log
+	}
+	// Up to the bound: 16 MiB of 1 KiB bodies is about 15,000 messages.
+	first := flood("kq."+topic+".evt", 20_000)
+	rssBound, err := b.RSS()
+	require.NoError(t, err)
+	stored := first.ackedCount()
+	// Three times the bound again: every one refused.
+	second := flood("kq."+topic+".evt", 60_000)
+	rssFlood, err := b.RSS()
+	require.NoError(t, err)
+	t.Logf("stored %d of 20,000 (bound %d bytes); then 60,000 more: %d acked, errors %v; RSS %s at start, %s at the bound, %s after the flood",
+		stored, maxbytes, second.ackedCount(), second.errorKinds(), mib(rss0), mib(rssBound), mib(rssFlood))
+	require.Less(t, stored, 20_000)
+	require.Greater(t, stored, 10_000)
+	require.Zero(t, second.ackedCount(), "nothing past the bound")
+	require.Equal(t, map[string]int{"error 503": 60_000}, second.errorKinds())
+	require.Less(t, rssFlood-rssBound, int64(32<<20), "RSS bounded once the store is full")
+
+	// Publishes nobody takes, each with a fresh id, well past maxcap: their
+	// dedup entries are bounded too.
+	third := flood("kq.nobody.evt", 200_000)
+	rssUnmatched, err := b.RSS()
+	require.NoError(t, err)
+	fourth := flood("kq.nobody.evt", 200_000)
+	rssUnmatched2, err := b.RSS()
+	require.NoError(t, err)
+	t.Logf("200,000 publishes nobody takes: %d acked, RSS %s; 200,000 more: %d acked, RSS %s", third.ackedCount(), mib(rssUnmatched), fourth.ackedCount(), mib(rssUnmatched2))
+	require.Equal(t, 200_000, third.ackedCount())
+	require.Equal(t, 200_000, fourth.ackedCount())
+	require.Less(t, rssUnmatched-rssFlood, int64(48<<20), "dedup entries bounded (maxcap of them)")
+	require.Less(t, rssUnmatched2-rssUnmatched, int64(16<<20), "no growth once the dedup table is at its bound")
+	b.RequireRunning()
+}
