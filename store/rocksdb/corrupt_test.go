@@ -98,6 +98,8 @@ func TestStoreRocksDBJournalBitFlip(t *testing.T) {
 			require.Contains(t, line, "offset="+strconv.Itoa(offs[bad]))
 			if where == "payload" {
 				require.Contains(t, line, "t/"+midID(0, bad, 0), "the record's messages are named")
+				require.Contains(t, line, "messages_written=")
+				require.NotContains(t, line, "messages_written=0 ")
 			}
 			ctx := context.Background()
 			for i := range 4 { // acked in the skipped batch: pending again

@@ -458,11 +458,11 @@ func recordIDs(p []byte) (ids []string, n int) {
 		if p[i] != byte(opPut)+1 {
 			continue
 		}
-		n, w := binary.Uvarint(p[i+1:])
-		if w <= 0 || n < 5 || n > uint64(len(p)-i-1-w) {
+		kl, w := binary.Uvarint(p[i+1:])
+		if w <= 0 || kl < 5 || kl > uint64(len(p)-i-1-w) {
 			continue
 		}
-		k := p[i+1+w : i+1+w+int(n)]
+		k := p[i+1+w : i+1+w+int(kl)]
 		if !isRecordKey(k) {
 			continue
 		}

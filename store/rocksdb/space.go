@@ -122,7 +122,7 @@ func (s *Store) judge(free int64, now time.Time) {
 	reserve := s.minFree + min(tables, compactionHeadroom)
 	switch {
 	case !low && free < reserve:
-		s.outOfSpace("reserve", fmt.Errorf("%s free in %s, below the %s kept for acks and compactions (minFree %s, and %s for RocksDB's tables)",
+		_ = s.outOfSpace("reserve", fmt.Errorf("%s free in %s, below the %s kept for acks and compactions (minFree %s, and %s for RocksDB's tables)",
 			mib(free), s.cfg.Dir, mib(reserve), mib(s.minFree), mib(min(tables, compactionHeadroom))))
 	case low && free >= reserve+s.minFree/8:
 		// RocksDB, after a flush ran out of space, refuses writes until it
