@@ -712,6 +712,9 @@ func (s *Store) retireLoop() {
 			continue
 		}
 		if err := s.retireThrough(through); err != nil {
+			if isNoSpace(err) {
+				_ = s.outOfSpace("journal retire", err) // the flush: RocksDB refuses writes until it recovers
+			}
 			if failed++; failed == 1 {
 				s.log.Error("journal: could not retire old segments; they stay, and are tried again", "through", through, "err", err)
 			}

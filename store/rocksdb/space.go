@@ -95,9 +95,68 @@ func (s *Store) initSpace() {
 			s.minFree = size / 4
 		}
 	}
+	s.ballast = s.minFree / 2
 	if err == nil {
 		s.judge(free, time.Now())
 	}
+}
+
+// The ballast is a file of minFree/2 bytes (DIR/SPACE-RESERVE, blocks
+// allocated) that the store deletes the moment a write of its own or of
+// RocksDB runs out of space, and makes again once there is room. The
+// reserve keeps writes from running out, but a compaction writes before
+// it deletes and a flush lands at any time: when one runs out anyway,
+// RocksDB refuses every write, acks included, until its SstFileManager
+// sees as much free as the failed compaction's input, and nothing but the
+// acks would give space back. Deleting the ballast breaks that circle.
+
+// ballastName is the ballast's file.
+func (s *Store) ballastName() string { return filepath.Join(s.cfg.Dir, "SPACE-RESERVE") }
+
+// makeBallast creates the ballast when it is missing. A failure (no room,
+// say) leaves none, and the next call tries again.
+func (s *Store) makeBallast() {
+	s.ballastMu.Lock()
+	defer s.ballastMu.Unlock()
+	if s.ballastUp || s.ballast <= 0 {
+		return
+	}
+	name := s.ballastName()
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY, 0o640)
+	if err != nil {
+		return
+	}
+	err = syscall.Fallocate(int(f.Fd()), 0, 0, s.ballast)
+	if errors.Is(err, syscall.EOPNOTSUPP) {
+		err = f.Truncate(0) // a filesystem without fallocate: written out
+		chunk := make([]byte, 1<<20)
+		for n := int64(0); err == nil && n < s.ballast; n += int64(len(chunk)) {
+			_, err = f.Write(chunk[:min(int64(len(chunk)), s.ballast-n)])
+		}
+	}
+	if e := f.Close(); err == nil {
+		err = e
+	}
+	if err != nil {
+		_ = os.Remove(name)
+		return
+	}
+	s.ballastUp = true
+}
+
+// releaseBallast deletes the ballast, if there is one.
+func (s *Store) releaseBallast() {
+	s.ballastMu.Lock()
+	defer s.ballastMu.Unlock()
+	if !s.ballastUp {
+		return
+	}
+	if err := os.Remove(s.ballastName()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Error("store: could not delete the space reserve file", "err", err)
+		return
+	}
+	s.ballastUp = false
+	s.log.Warn("store: a write ran out of space: deleted the space reserve file, so that acks and RocksDB's recovery have room", "file", s.ballastName(), "size", mib(s.ballast))
 }
 
 // checkSpace looks at the free space, at most every spaceCheckEvery, and
@@ -132,7 +191,18 @@ func (s *Store) judge(free int64, now time.Time) {
 			return
 		}
 		s.noSpace.Store(nil)
-		s.log.Warn("store: disk space is back: publishes accepted again", "free", mib(free), "reserve", mib(reserve), "refused_for", now.Sub(s.noSpaceSince).Round(time.Millisecond))
+		s.log.Warn("store: disk space is back: publishes accepted again", "free", mib(free), "reserve", mib(reserve),
+			"refused_for", now.Sub(time.Unix(0, s.noSpaceSince.Load())).Round(time.Millisecond))
+		s.maybeBallast(free, reserve)
+	case !low:
+		s.maybeBallast(free, reserve)
+	}
+}
+
+// maybeBallast makes the ballast again once there is room for it.
+func (s *Store) maybeBallast(free, reserve int64) {
+	if free >= reserve+s.ballast+s.minFree/8 {
+		s.makeBallast()
 	}
 }
 
@@ -143,15 +213,20 @@ func (s *Store) tablesSize() int64 {
 }
 
 // outOfSpace enters (or stays in) the no-space state and returns the error
-// for the batch that ran out: store.ErrNoSpace with why.
+// for the batch that ran out: store.ErrNoSpace with why. A write that ran
+// out (what is not "reserve") also releases the ballast. Safe for
+// concurrent use.
 func (s *Store) outOfSpace(what string, cause error) error {
 	err := fmt.Errorf("rocksdb: %s: %w: %w: publishes are refused until space returns", what, store.ErrNoSpace, cause)
 	if what == "reserve" {
 		err = fmt.Errorf("rocksdb: %w: %w: publishes are refused until space returns (acks are still written)", store.ErrNoSpace, cause)
 	}
 	if s.noSpace.Swap(&err) == nil {
-		s.noSpaceSince = time.Now()
+		s.noSpaceSince.Store(time.Now().UnixNano())
 		s.log.Error("store: disk full: refusing publishes until space returns", "err", err)
+	}
+	if what != "reserve" {
+		s.releaseBallast()
 	}
 	select {
 	case s.spaceWake <- struct{}{}:
@@ -225,6 +300,7 @@ func (s *Store) spaceLoop() {
 		if !pressed {
 			if free, _, err := statfs(s.cfg.Dir); err == nil {
 				s.lastFree.Store(free)
+				s.maybeBallast(free, s.minFree+min(s.tablesSize(), compactionHeadroom))
 			}
 			wait = spaceProbeMax
 		} else {

@@ -146,6 +146,7 @@ func TestStoreRocksDBDiskFullHard(t *testing.T) {
 	cfg := Config{Dir: filepath.Join(mnt, "data"), JournalSegmentSize: 1 << 20, MinFreeSpace: 1 << 20}
 	s := openTestConfig(t, cfg)
 	defer func() { require.NoError(t, s.Close()) }()
+	require.FileExists(t, s.ballastName())
 
 	var saved []string
 	for i := range 200 {
@@ -185,10 +186,13 @@ func TestStoreRocksDBDiskFullHard(t *testing.T) {
 	require.Equal(t, 60, refused)
 	require.ErrorIs(t, s.NoSpace(), store.ErrNoSpace)
 	require.NoError(t, s.Failed())
+	require.NoFileExists(t, s.ballastName(), "a write that ran out released the space reserve file")
 
 	require.NoError(t, os.Remove(ballast))
 	took := waitRoom(t, s, 30*time.Second)
 	t.Logf("room again %v after the ballast went", took)
+	require.Eventually(t, func() bool { _, err := os.Stat(s.ballastName()); return err == nil }, 10*time.Second, 20*time.Millisecond,
+		"the space reserve file is made again once there is room")
 	for i := 300; i < 310; i++ {
 		res := mustWrite(t, s, &store.Batch{Now: t0, Saves: []*store.Message{diskMsg(i)}})
 		require.NoError(t, res[0].Err)

@@ -73,12 +73,12 @@ type Store struct {
 
 	// noSpace, once set, refuses the new messages of every Write for lack
 	// of disk space, until spaceLoop or Write sees room again: see
-	// space.go. An atomic, as failed. noSpaceSince (guarded by writeMu
-	// where it is written) is when it was last set; spaceChecked (guarded
-	// by writeMu) is when Write last looked at the free space; minFree is
-	// the reserve, set by Open; spaceWake wakes spaceLoop.
+	// space.go. An atomic, as failed. noSpaceSince is when it was last
+	// set; spaceChecked (guarded by writeMu) is when Write last looked at
+	// the free space; minFree is Config.MinFreeSpace or its default, set
+	// by Open; spaceWake wakes spaceLoop.
 	noSpace      atomic.Pointer[error]
-	noSpaceSince time.Time
+	noSpaceSince atomic.Int64 // UnixNano
 	spaceChecked time.Time
 	minFree      int64
 	spaceWake    chan struct{}
@@ -89,6 +89,12 @@ type Store struct {
 	// have not yet moved to RocksDB (a move that ran out of space is
 	// retried); 0 when none. guarded by writeMu
 	toRetire uint64
+	// ballast is the size of the space reserve file (space.go), and
+	// ballastUp whether it is on disk; ballastMu guards ballastUp and the
+	// file.
+	ballast   int64
+	ballastMu sync.Mutex
+	ballastUp bool
 	// corrupt counts the damaged journal records Open skipped.
 	corrupt atomic.Int64
 
