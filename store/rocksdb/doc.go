@@ -117,6 +117,12 @@
 //     tombstones are a third of its tables' entries and the result fits,
 //     and ends the state once free space is back above the reserve (plus
 //     an eighth of MinFreeSpace) and RocksDB takes writes again.
+//   - A file of MinFreeSpace/2 bytes, DIR/SPACE-RESERVE (blocks allocated),
+//     is deleted the moment a write of the store or of RocksDB runs out of
+//     space, and made again once there is room: a compaction or flush can
+//     still run the disk out past the reserve, and RocksDB then refuses
+//     every write, acks included, until it sees as much free as the failed
+//     compaction's input, which only the acks would give back.
 //   - Condition reports the state, the free space and the journal's size
 //     for /healthz and /metrics.
 //
