@@ -122,7 +122,9 @@
 //     space, and made again once there is room: a compaction or flush can
 //     still run the disk out past the reserve, and RocksDB then refuses
 //     every write, acks included, until it sees as much free as the failed
-//     compaction's input, which only the acks would give back.
+//     compaction's input, which only the acks would give back. Open
+//     deletes it first when less than a segment is free, so that a
+//     restart on a full disk can open and replay.
 //   - Condition reports the state, the free space and the journal's size
 //     for /healthz and /metrics.
 //

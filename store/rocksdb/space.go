@@ -144,6 +144,21 @@ func (s *Store) makeBallast() {
 	s.ballastUp = true
 }
 
+// openRoom, at Open, deletes a ballast a previous run left when the disk
+// is nearly full (less free than a journal segment): opening RocksDB and
+// replaying the journal write files, and a restart on a full disk would
+// fail without it. initSpace makes it again once there is room. caller
+// owns s exclusively (Open)
+func (s *Store) openRoom() {
+	free, _, err := statfs(s.cfg.Dir)
+	if err != nil || free >= s.cfg.JournalSegmentSize {
+		return
+	}
+	if err := os.Remove(s.ballastName()); err == nil {
+		s.log.Warn("store: opening on a nearly full disk: deleted the space reserve file", "file", s.ballastName(), "free", mib(free))
+	}
+}
+
 // releaseBallast deletes the ballast, if there is one.
 func (s *Store) releaseBallast() {
 	s.ballastMu.Lock()

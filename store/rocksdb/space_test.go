@@ -287,3 +287,44 @@ func TestStoreRocksDBDiskFullFlush(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreRocksDBOpenOnFullDisk: a store reopened on a disk another file
+// filled opens (the space reserve file it left makes room), refuses new
+// messages, and takes them again once the file is gone.
+func TestStoreRocksDBOpenOnFullDisk(t *testing.T) {
+	mnt := mountTmpfs(t, 32<<20)
+	cfg := Config{Dir: filepath.Join(mnt, "data"), JournalSegmentSize: 1 << 20, MinFreeSpace: 4 << 20, noFlushOnClose: true}
+	s := openTestConfig(t, cfg)
+	for i := range 100 {
+		res := mustWrite(t, s, &store.Batch{Now: t0, Saves: []*store.Message{diskMsg(i)}})
+		require.NoError(t, res[0].Err)
+	}
+	require.FileExists(t, s.ballastName())
+	require.NoError(t, s.Close()) // the journal stays: the next Open replays it
+	ballast := filepath.Join(mnt, "ballast")
+	f, err := os.Create(ballast)
+	require.NoError(t, err)
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			require.ErrorIs(t, err, syscall.ENOSPC)
+			break
+		}
+	}
+	require.NoError(t, f.Close())
+
+	s = openTestConfig(t, cfg)
+	defer func() { require.NoError(t, s.Close()) }()
+	require.ErrorIs(t, s.NoSpace(), store.ErrNoSpace)
+	res, err := s.Write(context.Background(), &store.Batch{Now: t0, Saves: []*store.Message{diskMsg(500)}})
+	require.NoError(t, err)
+	require.ErrorIs(t, res[0].Err, store.ErrNoSpace)
+	for i := range 100 {
+		_, err := s.Get(context.Background(), "t", diskMsg(i).ID)
+		require.NoError(t, err, "replayed")
+	}
+	require.NoError(t, os.Remove(ballast))
+	waitRoom(t, s, 30*time.Second)
+	res = mustWrite(t, s, &store.Batch{Now: t0, Saves: []*store.Message{diskMsg(501)}})
+	require.NoError(t, res[0].Err)
+}

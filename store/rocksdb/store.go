@@ -137,6 +137,7 @@ func Open(cfg Config) (*Store, error) {
 		stop:      make(chan struct{}),
 	}
 	s.newOptions()
+	s.openRoom()
 	db, err := grocksdb.OpenDb(s.opts, cfg.Dir)
 	if err != nil {
 		s.freeHandles()
