@@ -499,3 +499,42 @@ func TestHealthSeesFailedStore(t *testing.T) {
 	require.ErrorContains(t, err, "restart the broker")
 	require.ErrorContains(t, err, "no space left")
 }
+
+// noSpaceStore is a store that refuses publishes for lack of disk space.
+type noSpaceStore struct{ store.Store }
+
+func (noSpaceStore) Condition() store.Condition {
+	return store.Condition{NoSpace: fmt.Errorf("rocksdb: %w: 1.0 MiB free in /d, below the 128.0 MiB kept for acks (minFree)", store.ErrNoSpace), DiskFree: 1 << 20, DiskSize: 1 << 30, JournalBytes: 4096}
+}
+
+// TestHealthSeesStoreOutOfSpace: a store out of disk space makes /healthz's
+// source unhealthy, saying why and that it recovers by itself, and
+// /metrics flags it.
+func TestHealthSeesStoreOutOfSpace(t *testing.T) {
+	d := startTestDaemon(t, nil)
+	src := adminSource{d}
+	require.NoError(t, src.Health())
+	st := d.st
+	d.st = noSpaceStore{st}
+	defer func() { d.st = st }()
+	err := src.Health()
+	require.ErrorIs(t, err, store.ErrNoSpace)
+	require.ErrorContains(t, err, "disk full")
+	require.ErrorContains(t, err, "recovers by itself")
+	require.ErrorContains(t, err, "minFree")
+
+	ms, err := src.Metrics(context.Background())
+	require.NoError(t, err)
+	got := map[string]float64{}
+	for _, m := range ms {
+		if len(m.Samples) == 1 && len(m.Samples[0].Labels) == 0 {
+			got[m.Name] = m.Samples[0].Value
+		}
+	}
+	require.Equal(t, 1.0, got["kitenats_store_no_space"])
+	require.Equal(t, 0.0, got["kitenats_store_failed"])
+	require.Equal(t, 0.0, got["kitenats_healthy"])
+	require.Equal(t, float64(1<<20), got["kitenats_store_disk_free_bytes"])
+	require.Equal(t, 4096.0, got["kitenats_store_journal_bytes"])
+	require.Contains(t, got, "kitenats_store_corrupt_records_total")
+}
