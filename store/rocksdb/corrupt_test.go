@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -154,19 +153,4 @@ func TestStoreRocksDBCorruptTable(t *testing.T) {
 	require.Contains(t, err.Error(), "Corruption")
 	require.Contains(t, err.Error(), "damaged")
 	require.NotContains(t, err.Error(), "\n")
-}
-
-// A save puts the message's record and its dedup entry: when a flipped bit
-// spoils the record's key, the dedup entry still names the message.
-func TestRecordIDsNamesAMessageByAnyOfItsKeys(t *testing.T) {
-	rec := op{kind: opPut, k: msgKey("trade", "0123456789abcdef0123456789abcdef"), v: []byte("record")}.appendTo(nil)
-	rec = op{kind: opPut, k: dedupKey(timeKey(time.Unix(1700000000, 0)), "trade", "0123456789abcdef0123456789abcdef"), v: []byte("seq")}.appendTo(rec)
-	rec = op{kind: opPut, k: dueKey("s-a", 5, "pay", "fedcba9876543210fedcba9876543210"), v: nil}.appendTo(rec)
-	ids, n := recordIDs(rec)
-	require.Equal(t, []string{"trade/0123456789abcdef0123456789abcdef", "pay/fedcba9876543210fedcba9876543210"}, ids)
-	require.Equal(t, 2, n)
-
-	rec[2] ^= 0x08 // the message record key's prefix byte, 'm'
-	ids, _ = recordIDs(rec)
-	require.Contains(t, ids, "trade/0123456789abcdef0123456789abcdef", "named by its dedup entry")
 }

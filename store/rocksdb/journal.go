@@ -448,9 +448,10 @@ func nextRecord(data []byte, off int) int {
 
 // recordIDs returns the messages ("topic/id") a damaged record's payload
 // puts, as far as they can still be told (the first maxNamed; n counts
-// them all): it looks for every put (op kind 1, the key's uvarint length)
-// of a key that names a message (keyMessage: its record, its dedup entry,
-// a due state, a check), whether or not the rest of the payload decodes.
+// them all): it looks for every
+// message record put (op kind 1, the key's uvarint length, a key of the
+// message prefix made of exactly two components), whether or not the rest
+// of the payload decodes.
 func recordIDs(p []byte) (ids []string, n int) {
 	seen := map[string]bool{}
 	for i := 0; i+2 < len(p); i++ {
@@ -461,8 +462,16 @@ func recordIDs(p []byte) (ids []string, n int) {
 		if w <= 0 || kl < 5 || kl > uint64(len(p)-i-1-w) {
 			continue
 		}
-		topic, id, ok := keyMessage(p[i+1+w : i+1+w+int(kl)])
-		if !ok || seen[topic+"/"+id] {
+		k := p[i+1+w : i+1+w+int(kl)]
+		if !isRecordKey(k) {
+			continue
+		}
+		topic, rest, err := readStr(k[1:])
+		if err != nil {
+			continue
+		}
+		id, rest, err := readStr(rest)
+		if err != nil || len(rest) != 0 || seen[topic+"/"+id] {
 			continue
 		}
 		seen[topic+"/"+id] = true
@@ -471,42 +480,6 @@ func recordIDs(p []byte) (ids []string, n int) {
 		}
 	}
 	return ids, n
-}
-
-// keyMessage returns the message a put key is about: a message record
-// (m topic id), its dedup entry (w bucket topic id), a due state (d group
-// tk topic id) or a check (c tk topic id). A save puts both the record and
-// the dedup entry, so a flipped bit in one key still leaves the other to
-// name the message.
-func keyMessage(k []byte) (topic, id string, ok bool) {
-	if len(k) == 0 {
-		return "", "", false
-	}
-	rest := k[1:]
-	var err error
-	switch k[0] {
-	case prefixMessage:
-	case prefixDedup, prefixCheck:
-		if _, rest, err = readU64(rest); err != nil {
-			return "", "", false
-		}
-	case prefixDue:
-		if _, rest, err = readStr(rest); err != nil {
-			return "", "", false
-		}
-		if _, rest, err = readU64(rest); err != nil {
-			return "", "", false
-		}
-	default:
-		return "", "", false
-	}
-	if topic, rest, err = readStr(rest); err != nil {
-		return "", "", false
-	}
-	if id, rest, err = readStr(rest); err != nil || len(rest) != 0 {
-		return "", "", false
-	}
-	return topic, id, true
 }
 
 // maxNamed bounds the messages a damage report names.
