@@ -26,9 +26,7 @@ func (a adminSource) Stat(ctx context.Context) (json.RawMessage, error) {
 func (a adminSource) Bindings() (json.RawMessage, error) { return json.Marshal(a.d.broker.Bindings()) }
 
 // Health reports the broker's own NATS connections (without them it takes
-// no publish and sends nothing), a store that failed until a restart, and
-// a store that refuses publishes for lack of disk space (it recovers by
-// itself; meanwhile the broker delivers and takes acks, but no publish).
+// no publish and sends nothing) and a store that failed until a restart.
 func (a adminSource) Health() error {
 	if err := a.d.out.Err(); err != nil {
 		return fmt.Errorf("broker's outbound connection: %w", err)
@@ -39,11 +37,6 @@ func (a adminSource) Health() error {
 	if f, ok := a.d.st.(store.Failer); ok {
 		if err := f.Failed(); err != nil {
 			return fmt.Errorf("store (restart the broker to recover): %w", err)
-		}
-	}
-	if r, ok := a.d.st.(store.Reporter); ok {
-		if err := r.Condition().NoSpace; err != nil {
-			return fmt.Errorf("store refuses publishes, disk full (recovers by itself once there is room): %w", err)
 		}
 	}
 	return nil

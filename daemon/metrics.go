@@ -6,7 +6,6 @@ import (
 
 	"github.com/kitenats/kitenats/admin"
 	"github.com/kitenats/kitenats/semantics"
-	"github.com/kitenats/kitenats/store"
 )
 
 // Metrics serves the part of /metrics read from the broker's state at
@@ -35,9 +34,6 @@ func (a adminSource) Metrics(ctx context.Context) ([]admin.Metric, error) {
 	ms = append(ms, admin.Metric{Name: "kitenats_nats_connections_refused_total", Counter: true,
 		Help:    "NATS clients refused at CONNECT, over maxConnectionsPerHost.",
 		Samples: []admin.Sample{{Value: float64(a.d.br.Refused())}}})
-	if r, ok := a.d.st.(store.Reporter); ok {
-		ms = append(ms, storeMetrics(r.Condition())...)
-	}
 	if a.d.kiteq != nil {
 		ms = append(ms,
 			admin.Metric{Name: "kitenats_kiteq_connections_refused_total", Counter: true,
@@ -48,36 +44,6 @@ func (a adminSource) Metrics(ctx context.Context) ([]admin.Metric, error) {
 				Samples: []admin.Sample{{Value: float64(a.d.kiteq.TxAcksRefused())}}})
 	}
 	return ms, nil
-}
-
-// storeMetrics are the families of a store that reports its condition
-// (RocksDB): why it may refuse publishes, its disk, its journal, the
-// damage it skipped at open. A size it does not know (-1) is left out.
-func storeMetrics(c store.Condition) []admin.Metric {
-	flag := func(err error) []admin.Sample {
-		if err != nil {
-			return []admin.Sample{{Value: 1}}
-		}
-		return []admin.Sample{{Value: 0}}
-	}
-	ms := []admin.Metric{
-		{Name: "kitenats_store_no_space", Help: "1 while the store refuses publishes for lack of disk space (below its minFree reserve, or a write ran out); acks are still written and it recovers by itself. /healthz says why.", Samples: flag(c.NoSpace)},
-		{Name: "kitenats_store_failed", Help: "1 once the store failed until the broker is restarted (a failed journal fsync, say). /healthz says why.", Samples: flag(c.Failed)},
-		{Name: "kitenats_store_corrupt_records_total", Counter: true, Help: "Damaged journal records (or unreadable stretches of a segment) the store skipped when it opened; the log names each file and offset, and the segment is kept aside as .damaged.", Samples: []admin.Sample{{Value: float64(c.CorruptRecords)}}},
-	}
-	for _, g := range []struct {
-		name, help string
-		v          int64
-	}{
-		{"kitenats_store_disk_free_bytes", "Bytes available on the store's filesystem.", c.DiskFree},
-		{"kitenats_store_disk_size_bytes", "Size of the store's filesystem.", c.DiskSize},
-		{"kitenats_store_journal_bytes", "Bytes of the store's journal segments on disk.", c.JournalBytes},
-	} {
-		if g.v >= 0 {
-			ms = append(ms, admin.Metric{Name: g.name, Help: g.help, Samples: []admin.Sample{{Value: float64(g.v)}}})
-		}
-	}
-	return ms
 }
 
 // connCount is one protocol's client connections: open now, and opened
@@ -112,7 +78,7 @@ func statMetrics(st *semantics.Stat, healthy float64) []admin.Metric {
 		return admin.Metric{Name: "kitenats_" + name, Help: help, Counter: true, Samples: one(float64(v))}
 	}
 	ms := []admin.Metric{
-		{Name: "kitenats_healthy", Help: "1 while the broker can serve (its own NATS connections are up, its store neither failed nor out of disk space), else 0: /healthz says why.", Samples: one(healthy)},
+		{Name: "kitenats_healthy", Help: "1 while the broker can serve (its own NATS connections are up), else 0.", Samples: one(healthy)},
 		counter("published_total", "Messages accepted for delivery: stored publishes, fly publishes and committed prepares (duplicates not counted).", st.Published),
 		counter("prepares_total", "Prepared (two-phase) publishes stored.", st.Prepares),
 		counter("refused_total", "Publishes answered with an error (bad input, limits, store full or failing).", st.Refused),

@@ -441,8 +441,6 @@ func storeError(err error) *kqerr.Error {
 	switch {
 	case errors.Is(err, store.ErrFull):
 		return kqerr.New(kqerr.Unavailable, err, "store full")
-	case errors.Is(err, store.ErrNoSpace):
-		return kqerr.New(kqerr.Unavailable, err, "store full: no space left on the broker's disk; try again later")
 	case errors.Is(err, store.ErrBusy):
 		return kqerr.New(kqerr.Unavailable, err, "store busy: too many writes waiting")
 	case errors.Is(err, store.ErrClosed):

@@ -66,31 +66,6 @@ type Failer interface {
 	Failed() error
 }
 
-// Reporter is implemented by backends that can say more about their state
-// than Failer, for /healthz and /metrics.
-type Reporter interface {
-	Condition() Condition
-}
-
-// Condition is a backend's state.
-type Condition struct {
-	// NoSpace is why new messages are refused for lack of disk space
-	// (wrapping ErrNoSpace), or nil. It clears by itself once space
-	// returns; acks and other updates are still written meanwhile.
-	NoSpace error
-	// Failed is Failer's failure (until the store is reopened), or nil.
-	Failed error
-	// DiskFree and DiskSize are the bytes available to the store and the
-	// size of its filesystem at the last look; -1 when unknown.
-	DiskFree, DiskSize int64
-	// JournalBytes is the size of the store's own write-ahead log on disk;
-	// -1 when it has none.
-	JournalBytes int64
-	// CorruptRecords counts the damaged records (or unreadable stretches)
-	// that Open skipped, reported and set aside, since the store opened.
-	CorruptRecords int64
-}
-
 // Batch is one atomic write: new messages first, then updates, in order.
 type Batch struct {
 	// Now is the time of the batch: dedup entries written now last until

@@ -1,9 +1,7 @@
 // Package memory is the in-memory store.Store: nothing survives a restart.
 //
 // It is bounded by a message count and a byte size. When full it refuses a
-// save with store.ErrFull and never evicts a message. Its dedup window
-// holds at most as many ids as messages: past that the oldest ids are
-// forgotten before their window ends. Pending states are kept in one
+// save with store.ErrFull and never evicts. Pending states are kept in one
 // heap per group (and prepared messages in one heap of check times), with
 // lazy deletion, so Due costs O(returned × log n) whatever the backlog.
 //
@@ -126,7 +124,6 @@ func (s *Store) save(b *store.Batch, m *store.Message) store.SaveResult {
 	until := b.Now.Add(b.DedupWindow)
 	s.dedup[k] = dedupEntry{seq: m.Seq, until: until}
 	s.dedupQ = append(s.dedupQ, dedupRef{k: k, until: until})
-	s.trimDedup()
 	if stored {
 		s.insert(m.Clone())
 	}
@@ -188,25 +185,6 @@ func (s *Store) topic(name string) *store.TopicStat {
 		s.topics[name] = ts
 	}
 	return ts
-}
-
-// trimDedup forgets the oldest dedup entries past MaxMessages before their
-// window ends, so that a flood of publishes that are not stored (nobody
-// takes them), each with a new id, stays bounded like the messages. A
-// stored message is still found a duplicate by its record while it is
-// stored. caller must hold s.mu
-func (s *Store) trimDedup() {
-	n := 0
-	for n < len(s.dedupQ) && (len(s.dedup) > s.cfg.MaxMessages || len(s.dedupQ)-n > 2*s.cfg.MaxMessages) {
-		r := s.dedupQ[n]
-		if d, ok := s.dedup[r.k]; ok && d.until.Equal(r.until) {
-			delete(s.dedup, r.k)
-		}
-		n++
-	}
-	if n > 0 {
-		s.dedupQ = s.dedupQ[n:] // append reallocates, copying only the live part
-	}
 }
 
 // caller must hold s.mu

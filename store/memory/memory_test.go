@@ -2,7 +2,6 @@ package memory_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -55,26 +54,4 @@ func TestStoreMemoryByteBound(t *testing.T) {
 	res, err := s.Write(context.Background(), &store.Batch{Now: now, Saves: []*store.Message{big}})
 	require.NoError(t, err)
 	require.ErrorIs(t, res[0].Err, store.ErrFull)
-}
-
-// TestStoreMemoryDedupBounded: publishes that are not stored (no group),
-// each with a new id, keep a dedup entry each, at most MaxMessages of them:
-// the oldest are forgotten first, the newest still caught.
-func TestStoreMemoryDedupBounded(t *testing.T) {
-	s := memory.New(memory.Config{MaxMessages: 100})
-	now := time.Now()
-	for i := range 1000 {
-		res, err := s.Write(context.Background(), &store.Batch{Now: now, DedupWindow: time.Hour,
-			Saves: []*store.Message{{Topic: "t", ID: fmt.Sprint(i), Seq: uint64(i) + 1}}})
-		require.NoError(t, err)
-		require.NoError(t, res[0].Err)
-		require.False(t, res[0].Duplicate)
-	}
-	res, err := s.Write(context.Background(), &store.Batch{Now: now, DedupWindow: time.Hour, Saves: []*store.Message{
-		{Topic: "t", ID: "999", Seq: 5000}, {Topic: "t", ID: "0", Seq: 5001},
-	}})
-	require.NoError(t, err)
-	require.True(t, res[0].Duplicate, "a recent id is still caught")
-	require.EqualValues(t, 1000, res[0].Seq)
-	require.False(t, res[1].Duplicate, "the oldest ids were forgotten")
 }

@@ -4,11 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/url"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -79,14 +76,6 @@ type Config struct {
 	// records held in memory move to RocksDB at a quarter of it. Default
 	// 64 MiB.
 	JournalSegmentSize int64
-	// MinFreeSpace is the reserve of disk space, in bytes, kept for
-	// acks: while the store's filesystem has less free than this, new
-	// messages are refused with store.ErrNoSpace (the publisher gets 503)
-	// while acks and retries are still written, so that the journal's
-	// segments retire and the space comes back; publishes resume by
-	// themselves once free space is back above it (plus an eighth). Default:
-	// twice JournalSegmentSize, at most a quarter of the filesystem.
-	MinFreeSpace int64
 	// Logger receives lifecycle events and WAL sync failures. Default: a
 	// discard logger.
 	Logger *slog.Logger
@@ -151,8 +140,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("rocksdb: config: negative WriteBufferSize %d", c.WriteBufferSize)
 	case c.JournalSegmentSize < 0:
 		return fmt.Errorf("rocksdb: config: negative JournalSegmentSize %d", c.JournalSegmentSize)
-	case c.MinFreeSpace < 0:
-		return fmt.Errorf("rocksdb: config: negative MinFreeSpace %d", c.MinFreeSpace)
 	}
 	return nil
 }
@@ -161,16 +148,12 @@ func (c Config) Validate() error {
 const (
 	paramDurability   = "durability"
 	paramSyncInterval = "syncInterval"
-	paramSegmentSize  = "journalSegmentSize"
-	paramMinFree      = "minFree"
 )
 
 // ParseURI parses a storage URI of the form KiteQ uses,
 // "rocksdb://./db/" (the directory is host plus path, as KiteQ reads it),
-// with optional parameters durability=async|sync, syncInterval=<Go
-// duration>, journalSegmentSize=<size> and minFree=<size> (a size is bytes,
-// or a number with KiB, MiB or GiB), e.g.
-// "rocksdb://./data?durability=sync&syncInterval=200ms&minFree=1GiB".
+// with optional parameters durability=async|sync and syncInterval=<Go
+// duration>, e.g. "rocksdb://./data?durability=sync&syncInterval=200ms".
 // An unknown parameter is an error. The result has every default set.
 func ParseURI(uri string) (Config, error) {
 	u, err := url.Parse(uri)
@@ -219,42 +202,9 @@ func applyParams(cfg *Config, q url.Values) error {
 				return fmt.Errorf("%s %q: want a positive duration such as 200ms", k, v)
 			}
 			cfg.SyncInterval = d
-		case paramSegmentSize, paramMinFree:
-			n, err := parseSize(v)
-			if err != nil || n <= 0 || (k == paramSegmentSize && n < 64<<10) {
-				return fmt.Errorf("%s %q: want a size such as 64MiB (a segment at least 64KiB)", k, v)
-			}
-			if k == paramSegmentSize {
-				cfg.JournalSegmentSize = n
-			} else {
-				cfg.MinFreeSpace = n
-			}
 		default:
-			return fmt.Errorf("unknown parameter %q (known: %s, %s, %s, %s)", k, paramDurability, paramSyncInterval, paramSegmentSize, paramMinFree)
+			return fmt.Errorf("unknown parameter %q (known: %s, %s)", k, paramDurability, paramSyncInterval)
 		}
 	}
 	return nil
-}
-
-// parseSize parses a byte count: digits, optionally followed by KiB, MiB
-// or GiB.
-func parseSize(v string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
-		if n, ok := strings.CutSuffix(v, u.suffix); ok {
-			v, mult = n, u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	if n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("size %s too large", v)
-	}
-	return n * mult, nil
 }

@@ -102,19 +102,3 @@ func TestStoreRocksDBOpenLockedDir(t *testing.T) {
 	require.ErrorContains(t, err, "rocksdb: open")
 	require.ErrorIs(t, err, ErrLocked)
 }
-
-// TestStoreRocksDBParseURISizes: journalSegmentSize and minFree take bytes
-// or KiB, MiB, GiB; nonsense and a tiny segment are refused.
-func TestStoreRocksDBParseURISizes(t *testing.T) {
-	cfg, err := ParseURI("rocksdb://./d?journalSegmentSize=2MiB&minFree=1GiB")
-	require.NoError(t, err)
-	require.EqualValues(t, 2<<20, cfg.JournalSegmentSize)
-	require.EqualValues(t, 1<<30, cfg.MinFreeSpace)
-	cfg, err = ParseURI("rocksdb://./d?minFree=4096")
-	require.NoError(t, err)
-	require.EqualValues(t, 4096, cfg.MinFreeSpace)
-	for _, bad := range []string{"minFree=-1", "minFree=1TB", "minFree=0", "journalSegmentSize=1KiB", "journalSegmentSize=x", "minFree=99999999999GiB"} {
-		_, err := ParseURI("rocksdb://./d?" + bad)
-		require.Error(t, err, bad)
-	}
-}

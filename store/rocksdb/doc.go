@@ -78,61 +78,12 @@
 // keys are deleted with Delete, not SingleDelete: a replay may put a key a
 // second time). A record cut short or failing its checksum at the end of
 // the last segment is what a crash leaves of an append whose Write never
-// returned: Open drops it, with a warning. Damage anywhere else (a flipped
-// bit in the middle of a segment, an older segment cut short) is not a
-// crash's: Open skips the damaged record alone (its length still leads to
-// a readable record) or the unreadable stretch up to the next readable
-// record, replays everything before and after it, and reports it: an
-// error line with the segment, the offset, the bytes skipped and the
-// messages the record wrote (as far as they can be told), a count
-// (Condition.CorruptRecords, kitenats_store_corrupt_records_total) and
-// the segment kept aside as NAME.log.damaged. What the skipped record
-// acked comes back pending (delivered again); what it saved is lost, and
-// named. An append that fails (a full disk) fails its Write alone: the
-// segment is cut back to where the record began. If that cut fails, or a
-// sync, the store refuses every later Write until it is reopened (the
-// journal may hold a record the map and RocksDB do not). A RocksDB table
-// or MANIFEST failing its checksum at Open fails Open with RocksDB's
-// message, which names the file, and what to do (restore, or ldb repair).
-//
-// # A full disk
-//
-// A full disk is a state the store recovers from by itself (space.go):
-//
-//   - Below a reserve of free space (Config.MinFreeSpace, by default two
-//     journal segments, at most a quarter of the filesystem; plus the size
-//     of RocksDB's tables, up to 256 MiB, for its compactions, which write
-//     before they delete), a Write refuses its new messages with
-//     store.ErrNoSpace (SaveResult.Err) and writes the rest: acks and
-//     retries go on, so the acked messages can give their space back.
-//   - A write that runs out of space all the same fails its batch whole
-//     with store.ErrNoSpace: the journal cuts the record off, also when
-//     RocksDB refuses the WriteBatch after the append (it does, after one
-//     of its flushes ran out, until it recovers by itself); a rotation or
-//     a move of the records that runs out is retried. Nothing acknowledged
-//     depends on a write that failed.
-//   - While out of space, or with less than four reserves free, a
-//     goroutine probes every 100 ms to 2 s: it rotates the journal so that
-//     acked records retire, wakes the retirer, compacts RocksDB when
-//     tombstones are a third of its tables' entries and the result fits,
-//     and ends the state once free space is back above the reserve (plus
-//     an eighth of MinFreeSpace) and RocksDB takes writes again.
-//   - A file of MinFreeSpace/2 bytes, DIR/SPACE-RESERVE (blocks allocated),
-//     is deleted the moment a write of the store or of RocksDB runs out of
-//     space, and made again once there is room: a compaction or flush can
-//     still run the disk out past the reserve, and RocksDB then refuses
-//     every write, acks included, until it sees as much free as the failed
-//     compaction's input, which only the acks would give back. Open
-//     deletes it first when less than a segment is free, so that a
-//     restart on a full disk can open and replay.
-//   - Condition reports the state, the free space and the journal's size
-//     for /healthz and /metrics.
-//
-// RocksDB's info log (DIR/LOG) keeps only its header: the librocksdb that
-// distributions ship is built with assertions, and one aborts the process
-// at the line logged after a line the full disk refused. For the same
-// reason SaveBindings (RocksDB's WAL) is refused, and the WAL not synced,
-// while the store is out of space.
+// returned: Open drops it. Anywhere else, Open fails rather than skip
+// acknowledged writes. An append that fails (a full disk) fails its Write
+// alone: the segment is cut back to where the record began. If that cut
+// fails, or a sync, or the WriteBatch after a good append, the store
+// refuses every later Write until it is reopened (the journal may hold a
+// record the map and RocksDB do not).
 //
 // # Durability
 //
@@ -216,9 +167,8 @@
 //	    → counters.mu, hints.mu, hot.mu, journal.mu (leaves, never held
 //	      together)
 //
-// The Store starts three goroutines in Open, the retirer (flushes RocksDB
-// and deletes old journal segments), the space prober (space.go) and, in
-// Async mode, the syncer; Close
+// The Store starts two goroutines in Open, the retirer (flushes RocksDB
+// and deletes old journal segments) and, in Async mode, the syncer; Close
 // stops them and waits for them, then waits for calls in progress, syncs
 // and closes the journal (and, clean, retires it), and frees every RocksDB
 // object.

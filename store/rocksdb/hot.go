@@ -99,12 +99,6 @@ func (h *hotRecords) moveTo(db *grocksdb.DB, wo *grocksdb.WriteOptions) error {
 		}
 		if size >= moveChunk || i == len(keys)-1 {
 			if err := db.Write(wo, wb); err != nil {
-				h.mu.Lock()
-				for k, r := range h.m { // the chunks written: RocksDB may now hold any key
-					r.base = true
-					h.m[k] = r
-				}
-				h.mu.Unlock()
 				return err
 			}
 			wb.Clear()

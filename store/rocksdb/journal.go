@@ -53,7 +53,6 @@ type journal struct {
 	f     *os.File
 	seg   uint64 // number of the segment f is
 	size  int64  // bytes in f
-	last  int64  // size before the last append, for unappend; 0: none
 	dirty bool   // f was written since it was last synced
 	// broken is set when a failed append or sync may have left f holding
 	// part of a record, or acknowledged bytes unsynced: nothing more may
@@ -112,35 +111,24 @@ func openJournal(dir string, seg uint64) (*journal, error) {
 // directory, so that the segment exists after a power loss. caller must
 // hold j.mu (or own j)
 func (j *journal) start(seg uint64) error {
-	f, err := j.create(seg)
+	f, err := os.OpenFile(filepath.Join(j.dir, segmentName(seg)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(journalMagic); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := syncDir(j.dir); err != nil {
+		_ = f.Close()
 		return err
 	}
 	j.f, j.seg, j.size, j.dirty = f, seg, int64(len(journalMagic)), false
 	return nil
-}
-
-// create creates segment seg with its magic, synced, and syncs the
-// directory. On a failure it removes what it created.
-func (j *journal) create(seg uint64) (*os.File, error) {
-	name := filepath.Join(j.dir, segmentName(seg))
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
-	if err != nil {
-		return nil, err
-	}
-	_, err = f.WriteString(journalMagic)
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = syncDir(j.dir)
-	}
-	if err != nil {
-		_ = f.Close()
-		_ = os.Remove(name)
-		return nil, err
-	}
-	return f, nil
 }
 
 // append writes rec as one record and syncs it when sync is set. rec
@@ -171,7 +159,6 @@ func (j *journal) append(rec []byte, sync bool) error {
 		}
 		return err
 	}
-	j.last = j.size
 	j.size += int64(len(rec))
 	if sync {
 		if err := j.fdatasync(); err != nil {
@@ -183,25 +170,6 @@ func (j *journal) append(rec []byte, sync bool) error {
 		return nil
 	}
 	j.dirty = true
-	return nil
-}
-
-// unappend cuts the last record appended off again, for a Write that
-// failed after its append (nothing acknowledged it). A failure breaks the
-// journal. Should a power loss bring the record back (its cut was not
-// synced), replay applies a batch nobody was told succeeded: as a crash
-// before an ack, at-least-once.
-func (j *journal) unappend() error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.broken || j.last == 0 {
-		return errors.New("journal: no record to cut off")
-	}
-	j.size, j.last = j.last, 0
-	if err := j.undo(); err != nil {
-		j.broken = true
-		return err
-	}
 	return nil
 }
 
@@ -238,27 +206,19 @@ func (j *journal) sync() error {
 	return nil
 }
 
-// rotate starts the next segment, then syncs and closes the current one.
-// It returns the number of the closed segment. When the next segment cannot
-// be started (a full disk), what was created of it is removed and the
-// current segment stays, whole and open: rotate may be called again. A
-// failed sync of the current segment breaks the journal.
+// rotate syncs and closes the current segment and starts the next one. It
+// returns the number of the closed segment.
 func (j *journal) rotate() (uint64, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	old, of := j.seg, j.f
-	f, err := j.create(old + 1)
-	if err != nil {
+	old := j.seg
+	if err := j.f.Sync(); err != nil {
 		return 0, err
 	}
-	if err := of.Sync(); err != nil {
-		j.broken = true
-		_ = f.Close()
+	if err := j.f.Close(); err != nil {
 		return 0, err
 	}
-	_ = of.Close() // synced: a failed close loses nothing
-	j.f, j.seg, j.size, j.dirty = f, old+1, int64(len(journalMagic)), false
-	return old, nil
+	return old, j.start(old + 1)
 }
 
 // close syncs and closes the current segment.
@@ -336,154 +296,47 @@ func decodeRecord(p []byte, ops []op) ([]op, error) {
 	return ops, nil
 }
 
-// damage is a stretch of a segment that could not be read: [off, end).
-type damage struct {
-	off, end int
-	why      string
-	// tail is set when no readable record follows: what a crash leaves at
-	// the end of the last segment (a write cut short).
-	tail bool
-	// record is set when the stretch is one record whose length still led
-	// to a readable one (a flipped bit in its payload or checksum); ids are
-	// then the messages ("topic/id") it put, as far as they can be told.
-	record bool
-	ids    []string
-	nIDs   int // all of them; ids holds the first maxNamed
-}
+// errTorn reports a record cut short or damaged: what a crash leaves at
+// the end of the last segment.
+var errTorn = errors.New("torn journal record")
 
-// readSegment calls fn with the operations of each readable record of
-// segment data, in order, and returns the stretches it could not read. A
-// record is readable when it is whole, passes its checksum and decodes.
-// After a damaged one reading goes on at the next readable record: where
-// the damaged record's length leads (a flipped bit in its payload or
-// checksum), or else the first offset where a readable record starts (a
-// damaged length). Only fn's error is returned.
-func readSegment(data []byte, fn func(ops []op) error) ([]damage, error) {
-	var damages []damage
+// readSegment calls fn with the operations of each record of segment data,
+// in order. It returns errTorn (wrapped, with the offset) at the first
+// record that is incomplete or fails its checksum; the records before it
+// were applied.
+func readSegment(data []byte, fn func(ops []op) error) error {
+	if len(data) < len(journalMagic) {
+		return fmt.Errorf("%w: segment header cut short (%d bytes)", errTorn, len(data))
+	}
+	if string(data[:len(journalMagic)]) != journalMagic {
+		return fmt.Errorf("%w: not a journal segment", errBadRecord)
+	}
 	var ops []op
 	off := len(journalMagic)
-	switch {
-	case len(data) < off:
-		return []damage{{off: 0, end: len(data), why: "segment header cut short", tail: true}}, nil
-	case string(data[:off]) != journalMagic:
-		d := damage{off: 0, why: "segment header damaged"}
-		if off = nextRecord(data, off); off < 0 {
-			off, d.tail = len(data), true
-		}
-		d.end = off
-		damages = append(damages, d)
-	}
 	for off < len(data) {
-		n, why := recordAt(data, off, &ops)
-		if why == "" {
-			if err := fn(ops); err != nil {
-				return damages, err
-			}
-			off += n
-			continue
+		if len(data)-off < recordHeader {
+			return fmt.Errorf("%w at offset %d: header cut short", errTorn, off)
 		}
-		d := damage{off: off, why: why}
-		next := -1
-		if len(data)-off >= recordHeader {
-			size := int64(binary.LittleEndian.Uint32(data[off:]))
-			if end := int64(off) + recordHeader + size; size > 0 && end < int64(len(data)) {
-				if _, bad := recordAt(data, int(end), &ops); bad == "" {
-					next, d.record = int(end), true
-					d.ids, d.nIDs = recordIDs(data[off+recordHeader : end])
-				}
-			}
+		n := binary.LittleEndian.Uint32(data[off:])
+		sum := binary.LittleEndian.Uint32(data[off+4:])
+		if n > maxRecord || int64(n) > int64(len(data)-off-recordHeader) {
+			return fmt.Errorf("%w at offset %d: %d-byte record cut short", errTorn, off, n)
 		}
-		if next < 0 {
-			next = nextRecord(data, off+1)
+		p := data[off+recordHeader : off+recordHeader+int(n)]
+		if crc32.Checksum(p, crcTable) != sum {
+			return fmt.Errorf("%w at offset %d: checksum mismatch", errTorn, off)
 		}
-		if next < 0 {
-			next, d.tail = len(data), true
+		var err error
+		if ops, err = decodeRecord(p, ops); err != nil {
+			return fmt.Errorf("offset %d: %w", off, err)
 		}
-		d.end = next
-		damages = append(damages, d)
-		off = next
+		if err := fn(ops); err != nil {
+			return err
+		}
+		off += recordHeader + int(n)
 	}
-	return damages, nil
+	return nil
 }
-
-// recordAt decodes the record at off into *ops and returns its size, or
-// why it is not readable. A readable record has a payload: Write never
-// journals an empty one, and zeroes (a file extended but never written)
-// must not read as records.
-func recordAt(data []byte, off int, ops *[]op) (int, string) {
-	if len(data)-off < recordHeader {
-		return 0, "header cut short"
-	}
-	n := binary.LittleEndian.Uint32(data[off:])
-	sum := binary.LittleEndian.Uint32(data[off+4:])
-	switch {
-	case n == 0:
-		return 0, "empty record"
-	case n > maxRecord || int64(n) > int64(len(data)-off-recordHeader):
-		return 0, fmt.Sprintf("%d-byte record cut short", n)
-	}
-	p := data[off+recordHeader : off+recordHeader+int(n)]
-	var err error
-	// Decoding first rejects most offsets that are no record at once.
-	if *ops, err = decodeRecord(p, *ops); err != nil {
-		return 0, err.Error()
-	}
-	if crc32.Checksum(p, crcTable) != sum {
-		return 0, "checksum mismatch"
-	}
-	return recordHeader + int(n), ""
-}
-
-// nextRecord returns the first offset from off where a readable record
-// starts, or -1.
-func nextRecord(data []byte, off int) int {
-	var ops []op
-	for ; off+recordHeader < len(data); off++ {
-		if _, why := recordAt(data, off, &ops); why == "" {
-			return off
-		}
-	}
-	return -1
-}
-
-// recordIDs returns the messages ("topic/id") a damaged record's payload
-// puts, as far as they can still be told (the first maxNamed; n counts
-// them all): it looks for every
-// message record put (op kind 1, the key's uvarint length, a key of the
-// message prefix made of exactly two components), whether or not the rest
-// of the payload decodes.
-func recordIDs(p []byte) (ids []string, n int) {
-	seen := map[string]bool{}
-	for i := 0; i+2 < len(p); i++ {
-		if p[i] != byte(opPut)+1 {
-			continue
-		}
-		kl, w := binary.Uvarint(p[i+1:])
-		if w <= 0 || kl < 5 || kl > uint64(len(p)-i-1-w) {
-			continue
-		}
-		k := p[i+1+w : i+1+w+int(kl)]
-		if !isRecordKey(k) {
-			continue
-		}
-		topic, rest, err := readStr(k[1:])
-		if err != nil {
-			continue
-		}
-		id, rest, err := readStr(rest)
-		if err != nil || len(rest) != 0 || seen[topic+"/"+id] {
-			continue
-		}
-		seen[topic+"/"+id] = true
-		if n++; len(ids) < maxNamed {
-			ids = append(ids, topic+"/"+id)
-		}
-	}
-	return ids, n
-}
-
-// maxNamed bounds the messages a damage report names.
-const maxNamed = 100
 
 // fdatasync syncs the current segment's data, timed for observe.
 // caller must hold j.mu
@@ -561,9 +414,7 @@ func (s *Store) journalDir() string { return filepath.Join(s.cfg.Dir, journalDir
 // record is a list of plain puts and deletes, so applying it again over
 // state that already has it changes nothing. A torn record at the end of
 // the last segment (a crash cut the append short: its Write never
-// returned) is dropped. Damage anywhere else (a flipped bit, a segment cut
-// short) skips what cannot be read and replays the rest, and is reported
-// (see reportDamage); the segment is kept aside as NAME.damaged.
+// returned) is dropped; anywhere else it is an error.
 // caller owns s exclusively (Open)
 func (s *Store) replay() error {
 	dir := s.journalDir()
@@ -584,29 +435,23 @@ func (s *Store) replay() error {
 			records++
 			return s.db.Write(s.wj, wb)
 		}
-		var damaged []string
 		for i, n := range segs {
 			name := filepath.Join(dir, segmentName(n))
 			data, err := os.ReadFile(name)
 			if err != nil {
 				return fmt.Errorf("rocksdb: open: journal: %w", err)
 			}
-			damages, err := readSegment(data, apply)
+			err = readSegment(data, apply)
+			if errors.Is(err, errTorn) && i == len(segs)-1 {
+				s.log.Warn("journal: dropped the torn end of the last segment, a write a crash cut short (never acknowledged)", "segment", name, "err", err)
+				err = nil
+			}
 			if err != nil {
 				return fmt.Errorf("rocksdb: open: journal %s: %w", name, err)
-			}
-			if s.reportDamage(name, damages, i == len(segs)-1) {
-				damaged = append(damaged, name)
 			}
 		}
 		if err := s.flush(); err != nil {
 			return fmt.Errorf("rocksdb: open: journal replay: %w", err)
-		}
-		for _, name := range damaged {
-			// Kept for whoever wants to look: no longer a segment (".log").
-			if err := os.Rename(name, name+".damaged"); err != nil {
-				return fmt.Errorf("rocksdb: open: journal: keep the damaged segment: %w", err)
-			}
 		}
 		if err := removeSegmentsThrough(dir, segs[len(segs)-1]); err != nil {
 			return fmt.Errorf("rocksdb: open: journal: %w", err)
@@ -621,31 +466,6 @@ func (s *Store) replay() error {
 	return nil
 }
 
-// reportDamage logs the damages of segment name and counts them (see
-// Store.corrupt). The torn end of the last segment is a crash's normal
-// artefact, logged as a warning; any other damage is logged as an error,
-// with the file, the offset, the bytes skipped and the messages the
-// record put when it still decodes, and reportDamage returns true.
-func (s *Store) reportDamage(name string, damages []damage, last bool) bool {
-	bad := false
-	for _, d := range damages {
-		if d.tail && last {
-			s.log.Warn("journal: dropped the torn end of the last segment, a write a crash cut short (never acknowledged; with durability=async, perhaps acknowledged within syncInterval before a power loss)",
-				"segment", name, "offset", d.off, "bytes", d.end-d.off, "why", d.why)
-			continue
-		}
-		bad = true
-		s.corrupt.Add(1)
-		what := "a damaged record"
-		if !d.record {
-			what = "an unreadable stretch"
-		}
-		s.log.Error("journal: skipped "+what+"; the records before and after it are recovered, the segment is kept as "+filepath.Base(name)+".damaged",
-			"segment", name, "offset", d.off, "bytes", d.end-d.off, "why", d.why, "messages_written", d.nIDs, "messages", d.ids)
-	}
-	return bad
-}
-
 // flush writes RocksDB's memtables to tables and waits for it.
 func (s *Store) flush() error {
 	fo := grocksdb.NewDefaultFlushOptions()
@@ -654,17 +474,33 @@ func (s *Store) flush() error {
 	return s.db.Flush(fo)
 }
 
+// rotate starts a new journal segment and moves the records in s.hot to
+// RocksDB (no WAL), then wakes the retirer, which flushes RocksDB and
+// deletes the old segments. A failure fails the store (the records would
+// otherwise be lost with the segments). caller must hold s.writeMu
+func (s *Store) rotate() {
+	old, err := s.jrnl.rotate()
+	if err != nil {
+		_ = s.fail("journal rotate", err)
+		return
+	}
+	if err := s.moveHot(); err != nil {
+		return
+	}
+	s.retired.Store(old)
+	select {
+	case s.retire <- struct{}{}:
+	default:
+	}
+}
+
 // moveHot writes the records in s.hot to RocksDB (no WAL) and empties
-// it. A failure for lack of space keeps them there, for the next try; any
-// other fails the store. caller must hold s.writeMu
+// it. A failure fails the store. caller must hold s.writeMu
 func (s *Store) moveHot() error {
 	if s.hot.len() == 0 {
 		return nil
 	}
 	if err := s.hot.moveTo(s.db, s.wj); err != nil {
-		if isNoSpace(err) {
-			return s.outOfSpace("move records", err) // the records stay, and the next Write tries again
-		}
 		return s.fail("move records", err)
 	}
 	s.hot.reset()
@@ -700,7 +536,6 @@ func (s *Store) retireAll() error {
 func (s *Store) retireLoop() {
 	defer s.wg.Done()
 	var done uint64
-	failed := 0 // tries that failed in a row: the first is logged, and the success after
 	for {
 		select {
 		case <-s.stop:
@@ -712,17 +547,8 @@ func (s *Store) retireLoop() {
 			continue
 		}
 		if err := s.retireThrough(through); err != nil {
-			if isNoSpace(err) {
-				_ = s.outOfSpace("journal retire", err) // the flush: RocksDB refuses writes until it recovers
-			}
-			if failed++; failed == 1 {
-				s.log.Error("journal: could not retire old segments; they stay, and are tried again", "through", through, "err", err)
-			}
+			s.log.Error("journal: could not retire old segments; they stay until the next try", "through", through, "err", err)
 			continue
-		}
-		if failed > 0 {
-			s.log.Info("journal: old segments retired after failed tries", "through", through, "failed_tries", failed)
-			failed = 0
 		}
 		done = through
 	}

@@ -248,12 +248,6 @@ func (s *Store) SaveBindings(ctx context.Context, group string, doc []byte) erro
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("rocksdb: save bindings %s: %w", group, err)
 	}
-	// A write to RocksDB's WAL that runs out of space would leave the WAL
-	// refusing (and, with an assertion-enabled librocksdb, its next sync
-	// aborting the process): none while the disk is short.
-	if err := s.NoSpace(); err != nil {
-		return fmt.Errorf("rocksdb: save bindings %s: %w", group, err)
-	}
 	var err error
 	if len(doc) == 0 {
 		err = s.db.Delete(s.wo, bindingKey(group))

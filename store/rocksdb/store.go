@@ -71,33 +71,6 @@ type Store struct {
 	// wait for a Write.
 	failed atomic.Pointer[error]
 
-	// noSpace, once set, refuses the new messages of every Write for lack
-	// of disk space, until spaceLoop or Write sees room again: see
-	// space.go. An atomic, as failed. noSpaceSince is when it was last
-	// set; spaceChecked (guarded by writeMu) is when Write last looked at
-	// the free space; minFree is Config.MinFreeSpace or its default, set
-	// by Open; spaceWake wakes spaceLoop.
-	noSpace      atomic.Pointer[error]
-	noSpaceSince atomic.Int64 // UnixNano
-	spaceChecked time.Time
-	minFree      int64
-	spaceWake    chan struct{}
-	compacted    time.Time // when spaceLoop last compacted; its own
-	sinceCheck   int64     // journal bytes appended since spaceChecked; guarded by writeMu
-	lastFree     atomic.Int64
-	// toRetire is the last segment that a rotation closed and whose records
-	// have not yet moved to RocksDB (a move that ran out of space is
-	// retried); 0 when none. guarded by writeMu
-	toRetire uint64
-	// ballast is the size of the space reserve file (space.go), and
-	// ballastUp whether it is on disk; ballastMu guards ballastUp and the
-	// file.
-	ballast   int64
-	ballastMu sync.Mutex
-	ballastUp bool
-	// corrupt counts the damaged journal records Open skipped.
-	corrupt atomic.Int64
-
 	// retired is the last journal segment whose writes RocksDB holds in
 	// memtables (Write moved the records there when it rotated); the
 	// retirer flushes RocksDB and deletes the segments up to it. retire
@@ -125,26 +98,24 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("rocksdb: open: %w", err)
 	}
 	s := &Store{
-		cfg:       cfg,
-		log:       cfg.Logger.With("store", "rocksdb://"+cfg.Dir),
-		hot:       newHotRecords(),
-		retire:    make(chan struct{}, 1),
-		spaceWake: make(chan struct{}, 1),
-		deferred:  newDeferredIndex(),
-		filters:   newDedupFilters(),
-		counters:  newCounters(),
-		hints:     newDueHints(),
-		stop:      make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger.With("store", "rocksdb://"+cfg.Dir),
+		hot:      newHotRecords(),
+		retire:   make(chan struct{}, 1),
+		deferred: newDeferredIndex(),
+		filters:  newDedupFilters(),
+		counters: newCounters(),
+		hints:    newDueHints(),
+		stop:     make(chan struct{}),
 	}
 	s.newOptions()
-	s.openRoom()
 	db, err := grocksdb.OpenDb(s.opts, cfg.Dir)
 	if err != nil {
 		s.freeHandles()
 		if isLockError(err) {
 			return nil, fmt.Errorf("rocksdb: open %s: %w (%v)", cfg.Dir, ErrLocked, err)
 		}
-		return nil, explainCorruption(cfg.Dir, fmt.Errorf("rocksdb: open %s: %w", cfg.Dir, err))
+		return nil, fmt.Errorf("rocksdb: open %s: %w", cfg.Dir, err)
 	}
 	s.db = db
 	start := time.Now()
@@ -154,33 +125,17 @@ func Open(cfg Config) (*Store, error) {
 		}
 		s.db.Close()
 		s.freeHandles()
-		return nil, explainCorruption(cfg.Dir, err)
+		return nil, err
 	}
 	if cfg.Durability == Async {
 		s.wg.Add(1)
 		go s.syncLoop()
 	}
-	s.initSpace()
-	s.wg.Add(2)
+	s.wg.Add(1)
 	go s.retireLoop()
-	go s.spaceLoop()
 	s.log.Info("store opened", "durability", cfg.Durability.String(), "took", time.Since(start))
 	return s, nil
 }
-
-// explainCorruption adds to an Open error that is RocksDB's Corruption
-// status (a table or the MANIFEST failing its checksum; RocksDB's message
-// names the file and offset) what it means and how to recover.
-func explainCorruption(dir string, err error) error {
-	if !strings.Contains(err.Error(), "Corruption:") {
-		return err
-	}
-	return fmt.Errorf("%w (a RocksDB file of %s is damaged, the named one: restore the directory from a backup, or repair it with RocksDB's ldb tool, \"ldb --db=%s repair\", which keeps what can still be read and drops the damaged blocks)", err, dir, dir)
-}
-
-// headerInfoLogLevel is RocksDB's HEADER_LEVEL, which grocksdb does not
-// name: above FATAL, so only the header written at open is logged.
-const headerInfoLogLevel = grocksdb.InfoLogLevel(5)
 
 // isLockError reports whether err is RocksDB's refusal of a held DIR/LOCK:
 // "While lock file" when another process holds it (fcntl), "lock hold by
@@ -204,12 +159,6 @@ func (s *Store) newOptions() {
 	s.opts.SetMemTablePrefixBloomSizeRatio(0.05)
 	s.opts.SetMemtableWholeKeyFiltering(true)
 	s.opts.SetKeepLogFileNum(4)
-	// RocksDB's info log (DIR/LOG) gets its header only: the librocksdb
-	// that distributions ship keeps its assertions, and one of them aborts
-	// the process at the next line logged after a line the full disk
-	// refused (the flush that ran out of space logs it did). The store logs
-	// what matters itself.
-	s.opts.SetInfoLogLevel(headerInfoLogLevel)
 	if s.cfg.noFlushOnClose {
 		o, err := grocksdb.GetOptionsFromString(s.opts, "avoid_flush_during_shutdown=true")
 		if err != nil {
@@ -285,9 +234,7 @@ func (s *Store) syncLoop() {
 				_ = s.fail("journal sync", err)
 			}
 			seq := s.db.GetLatestSequenceNumber()
-			if seq == synced || s.NoSpace() != nil {
-				// Short of space, RocksDB's WAL is left alone: see
-				// SaveBindings. Its writes (the bindings) are synced after.
+			if seq == synced {
 				continue
 			}
 			if err := s.db.FlushWAL(true); err != nil {

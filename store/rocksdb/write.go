@@ -29,13 +29,8 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("rocksdb: write: %w", err)
 	}
-	s.checkSpace(time.Now())
-	var refuse error // new messages are refused for lack of space
-	if len(b.Saves) > 0 {
-		refuse = s.NoSpace()
-	}
 	t := s.newTx(b.Now)
-	res, err := t.build(b, refuse)
+	res, err := t.build(b)
 	if err != nil {
 		return nil, err
 	}
@@ -46,42 +41,13 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) ([]store.SaveResult, 
 		return nil, err
 	}
 	s.commit(t)
-	s.maintain(false)
+	switch {
+	case s.jrnl.length() >= s.cfg.JournalSegmentSize:
+		s.rotate()
+	case int64(s.hot.bytes) >= s.cfg.JournalSegmentSize/4:
+		_ = s.moveHot() // a failure fails the store, and the next Write
+	}
 	return res, nil
-}
-
-// maintain rotates the journal when its segment is full (or when force is
-// set), and moves the records held in memory to RocksDB after a rotation
-// or when they hold more than a quarter of a segment. A rotation or move
-// that ran out of space is retried at the next call; any other failure
-// fails the store. caller must hold s.writeMu
-func (s *Store) maintain(force bool) {
-	if force || s.jrnl.length() >= s.cfg.JournalSegmentSize {
-		old, err := s.jrnl.rotate()
-		switch {
-		case err == nil:
-			s.toRetire = old
-		case isNoSpace(err) && !s.jrnl.isBroken():
-			_ = s.outOfSpace("journal rotate", err) // the segment grows until a rotation succeeds
-		default:
-			_ = s.fail("journal rotate", err)
-			return
-		}
-	}
-	if s.toRetire == 0 && int64(s.hot.bytes) < s.cfg.JournalSegmentSize/4 {
-		return
-	}
-	if err := s.moveHot(); err != nil {
-		return
-	}
-	if s.toRetire != 0 {
-		s.retired.Store(s.toRetire)
-		s.toRetire = 0
-		select {
-		case s.retire <- struct{}{}:
-		default:
-		}
-	}
 }
 
 // apply journals the writes of t and applies them. caller must hold
@@ -107,29 +73,17 @@ func (s *Store) apply(t *tx) error {
 		return nil
 	}
 	if err := s.jrnl.append(rec, s.cfg.Durability == Sync); err != nil {
-		switch {
-		case s.jrnl.isBroken():
+		if s.jrnl.isBroken() {
 			return s.fail("journal append", err)
-		case isNoSpace(err):
-			return s.outOfSpace("journal append", err) // nothing applied
 		}
 		return fmt.Errorf("rocksdb: write: journal append: %w", err) // nothing applied
 	}
-	s.sinceCheck += int64(len(rec))
+	s.hot.apply(recs, t.wb.isFresh)
 	if wb.Count() > 0 {
 		if err := s.db.Write(s.wj, wb); err != nil {
-			// RocksDB refuses writes after a flush ran out of space, until
-			// it recovers by itself: cut the record off, and the batch
-			// failed whole.
-			if isNoSpace(err) && s.jrnl.unappend() == nil {
-				return s.outOfSpace("write", err)
-			}
 			return s.fail("write", err)
 		}
 	}
-	// After RocksDB's write, which may fail: a reader that finds an index
-	// key before its record takes it for a stale one.
-	s.hot.apply(recs, t.wb.isFresh)
 	return nil
 }
 
@@ -215,16 +169,10 @@ func (s *Store) newTx(now time.Time) *tx {
 
 // build adds the whole batch to the WriteBatch: expired dedup entries
 // first, then the saves, then the updates, in order.
-// A non-nil refuse refuses every save with it (SaveResult.Err) and builds
-// the rest.
-func (t *tx) build(b *store.Batch, refuse error) ([]store.SaveResult, error) {
+func (t *tx) build(b *store.Batch) ([]store.SaveResult, error) {
 	t.sweep()
 	res := make([]store.SaveResult, len(b.Saves))
 	for i, m := range b.Saves {
-		if refuse != nil {
-			res[i] = store.SaveResult{Err: refuse}
-			continue
-		}
 		r, err := t.save(m, b.DedupWindow)
 		if err != nil {
 			return nil, err
