@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +46,7 @@ type cluster struct {
 	mu     sync.Mutex
 	peers  map[string]bridge.Peer // by server id, at the last poll
 	seen   map[string]bool        // peer names ever connected: peer_up 1 or 0
+	pollMu sync.Mutex             // serialises poll
 	regURL map[string]string      // name → route URL, from the registry
 }
 
@@ -177,6 +179,10 @@ func (c *cluster) watchPeers(ctx context.Context) error {
 }
 
 func (c *cluster) poll() {
+	// One poll at a time (the watcher, STAT, /metrics), so that an older
+	// route table never replaces a newer one.
+	c.pollMu.Lock()
+	defer c.pollMu.Unlock()
 	ps, err := c.br.Peers()
 	if err != nil {
 		return // closed: the lifecycle stops this stage too
@@ -188,16 +194,19 @@ func (c *cluster) poll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id, p := range c.peers {
-		if _, ok := now[id]; !ok {
+		if _, ok := now[id]; !ok && p.Name != "" {
 			c.log.Info("cluster: peer gone", "peer", p.Name, "url", c.urlLocked(p), "addr", p.Addr, "id", p.ID,
 				"connected", time.Since(p.Since).Round(time.Millisecond).String())
 		}
 	}
 	for id, p := range now {
-		if _, ok := c.peers[id]; !ok {
-			c.log.Info("cluster: peer connected", "peer", p.Name, "url", c.urlLocked(p), "addr", p.Addr, "id", p.ID)
-			c.seen[p.Name] = true
+		if p.Name == "" {
+			continue // a route still in its handshake: named, and logged, at a later poll
 		}
+		if old, ok := c.peers[id]; !ok || old.Name == "" {
+			c.log.Info("cluster: peer connected", "peer", p.Name, "url", c.urlLocked(p), "addr", p.Addr, "id", p.ID)
+		}
+		c.seen[p.Name] = true
 	}
 	c.peers = now
 }
@@ -211,30 +220,32 @@ func (c *cluster) urlLocked(p bridge.Peer) string {
 	return c.regURL[p.Name]
 }
 
-// stat is STAT's cluster section, from the route table now.
+// stat is STAT's cluster section, from the route table now. It polls
+// first, so that a peer STAT shows is one the log has said connected (and
+// will say gone), however briefly it was there.
 func (c *cluster) stat() *semantics.ClusterStat {
 	s := &semantics.ClusterStat{Name: c.name, ClusterName: c.clusterName, Route: c.url, Peers: []semantics.PeerStat{}}
-	ps, err := c.br.Peers()
-	if err != nil {
-		return s
-	}
+	c.poll()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, p := range ps {
+	for _, p := range c.peers {
 		s.Peers = append(s.Peers, semantics.PeerStat{Name: p.Name, ID: p.ID, URL: c.urlLocked(p), Addr: p.Addr, Since: p.Since.UTC()})
 	}
+	slices.SortFunc(s.Peers, func(a, b semantics.PeerStat) int { return strings.Compare(a.Name+"\x00"+a.ID, b.Name+"\x00"+b.ID) })
 	return s
 }
 
 // metrics are the cluster families: the peers connected now, and per
 // peer name ever connected since start, whether it is connected now.
 func (c *cluster) metrics() []admin.Metric {
-	ps, _ := c.br.Peers()
+	c.poll() // as stat does: what /metrics shows, the log has said
 	up := map[string]bool{}
-	for _, p := range ps {
-		up[p.Name] = true
-	}
 	c.mu.Lock()
+	for _, p := range c.peers {
+		if p.Name != "" {
+			up[p.Name] = true
+		}
+	}
 	names := slices.Sorted(maps.Keys(c.seen))
 	c.mu.Unlock()
 	for n := range up {
