@@ -93,7 +93,7 @@ func TestCompatConnectionLimits(t *testing.T) {
 	other.Heartbeat(3)
 	fourth := dialFrom("127.0.0.3")
 	require.Empty(t, fourth.ExpectClosed(), "a fourth in all")
-	require.Equal(t, compat.Stats{Connections: 3, Refused: 2}, srv.Stats())
+	require.Equal(t, compat.Stats{Connections: 3, Accepted: 3, Refused: 2}, srv.Stats())
 
 	a1.Close()
 	require.Eventually(t, func() bool { return srv.Stats().Connections == 2 }, 5*time.Second, time.Millisecond)

@@ -186,6 +186,7 @@ type Server struct {
 // Stats are a Server's connection counts.
 type Stats struct {
 	Connections int    // served now
+	Accepted    uint64 // served since New (for metrics, read when they are scraped)
 	Refused     uint64 // closed at accept, over MaxConns or MaxConnsPerHost, since New
 }
 
@@ -193,7 +194,7 @@ type Stats struct {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Connections: len(s.sessions), Refused: s.refused}
+	return Stats{Connections: len(s.sessions), Accepted: s.lastID, Refused: s.refused}
 }
 
 // New validates cfg and opens the listener. It starts no goroutine: call
@@ -229,14 +230,6 @@ func New(cfg Config, broker Broker) (*Server, error) {
 
 // Addr returns the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
-
-// Conns returns how many KiteQ connections are open now and how many the
-// server accepted since New (for metrics, read when they are scraped).
-func (s *Server) Conns() (open int, accepted uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.sessions), s.lastID
-}
 
 // Run accepts connections until ctx ends or Close is called, then closes
 // the listener and every connection and returns once every goroutine the

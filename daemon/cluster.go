@@ -248,12 +248,6 @@ func (c *cluster) metrics() []admin.Metric {
 	}
 	names := slices.Sorted(maps.Keys(c.seen))
 	c.mu.Unlock()
-	for n := range up {
-		if !slices.Contains(names, n) {
-			names = append(names, n)
-		}
-	}
-	slices.Sort(names)
 	peerUp := admin.Metric{Name: "kitenats_cluster_peer_up", Help: "1 while this broker has a route to the peer (by name), 0 once it is gone; every peer seen since start."}
 	for _, n := range names {
 		v := 0.0

@@ -24,7 +24,8 @@ func (a adminSource) Metrics(ctx context.Context) ([]admin.Metric, error) {
 	}
 	var kq connCount
 	if a.d.kiteq != nil {
-		kq.open, kq.opened = a.d.kiteq.Conns()
+		ks := a.d.kiteq.Stats()
+		kq.open, kq.opened, kq.refused = ks.Connections, ks.Accepted, ks.Refused
 	}
 	nats := connCount{open: int(a.d.natsConns.Load()), opened: a.d.natsOpened.Load()}
 	ms := append(statMetrics(st, healthy), connMetrics(nats, kq)...)
@@ -38,7 +39,7 @@ func (a adminSource) Metrics(ctx context.Context) ([]admin.Metric, error) {
 		ms = append(ms,
 			admin.Metric{Name: "kitenats_kiteq_connections_refused_total", Counter: true,
 				Help:    "KiteQ connections closed at accept, over kiteqMaxConnections or kiteqMaxConnectionsPerHost.",
-				Samples: []admin.Sample{{Value: float64(a.d.kiteq.Stats().Refused)}}},
+				Samples: []admin.Sample{{Value: float64(kq.refused)}}},
 			admin.Metric{Name: "kitenats_kiteq_txack_refused_total", Counter: true,
 				Help:    "KiteQ TxAcks (commit or rollback) refused because they decided for another group than their connection's.",
 				Samples: []admin.Sample{{Value: float64(a.d.kiteq.TxAcksRefused())}}})
@@ -49,8 +50,9 @@ func (a adminSource) Metrics(ctx context.Context) ([]admin.Metric, error) {
 // connCount is one protocol's client connections: open now, and opened
 // since start.
 type connCount struct {
-	open   int
-	opened uint64
+	open    int
+	opened  uint64
+	refused uint64 // KiteQ only: over the connection limits
 }
 
 // connMetrics are the connection families, by protocol: nats (clients of
